@@ -1,0 +1,39 @@
+# One entry point per job. Every install step lives here, so a fresh machine needs nothing by hand.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+LOGDIR ?= logs/demo
+PORT ?= 6006
+DEMO_ARGS ?=
+
+.PHONY: demo test chromium frontend bench clean
+
+$(VENV)/.installed: setup.py requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+# Train the demo runs, then serve them with the plugin loaded.
+demo: $(VENV)/.installed
+	$(PY) demo/train.py --logdir $(LOGDIR) $(DEMO_ARGS)
+	@echo "Open http://localhost:$(PORT)/#stagnation"
+	$(VENV)/bin/tensorboard --logdir $(LOGDIR) --port $(PORT) --bind_all
+
+# Debian's Chromium for the browser tests (Playwright is pointed at /usr/bin/chromium).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
+
+test: $(VENV)/.installed chromium
+	$(PY) -m pytest -q tests
+
+# Rebuild the served bundle from frontend/ (needs Node and npm; pip install does not).
+frontend:
+	cd frontend && npm ci --no-audit --no-fund && npm run build
+
+bench: $(VENV)/.installed
+	$(PY) bench/run.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info
