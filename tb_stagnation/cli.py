@@ -1,0 +1,133 @@
+"""``tb-stagnation LOGDIR``: the ranking in a shell, no TensorBoard server.
+
+Reads every sample (no reservoir sampling) through TensorBoard's own
+multiplexer and data provider, the same reading code the plugin uses, so the
+two never disagree. ``--fail-on-stagnant`` turns it into a CI gate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import sys
+from collections.abc import Sequence
+
+from tb_stagnation import naming, ranking, tagfilter
+
+FIELDS = (
+    "run", "tag", "layer", "role", "status", "score", "net", "samples", "first_step",
+    "last_step", "source", "histogram_score", "exact_score", "floor", "threshold",
+)
+EXIT_STUCK, EXIT_USAGE = 1, 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="tb-stagnation",
+        description="Rank the layers in a TensorBoard log directory by how much they move.",
+    )
+    p.add_argument("logdir", help="log directory holding event files (searched recursively)")
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="print a JSON list of rows")
+    fmt.add_argument("--csv", action="store_true", help="print CSV rows")
+    p.add_argument("--run", action="append", help="only this run (repeatable)")
+    p.add_argument("--role", action="append", choices=naming.ROLES, help="only this role (repeatable)")
+    p.add_argument("--tag", help="only tags matching this regex")
+    p.add_argument(
+        "--ratio",
+        type=float,
+        default=ranking.DEFAULT_RATIO,
+        help="stagnant below this fraction of the run's typical parameter score (default %(default)s)",
+    )
+    p.add_argument(
+        "--fail-on-stagnant",
+        action="store_true",
+        help="exit 1 when any parameter tag is frozen or stagnant",
+    )
+    return p
+
+
+def load(logdir: str, ratio: float) -> ranking.Ranking:
+    """Rank every sample in ``logdir`` through TensorBoard's data provider."""
+    # Imported here: TensorBoard's loader takes a while to import, and
+    # `--help` and argument errors should not wait for it.
+    from tensorboard.backend.event_processing import data_provider as mdp
+    from tensorboard.backend.event_processing import plugin_event_accumulator as acc
+    from tensorboard.backend.event_processing import plugin_event_multiplexer as mux
+
+    from tensorboard import context
+
+    from tb_stagnation import reading
+
+    multiplexer = mux.EventMultiplexer(size_guidance=acc.STORE_EVERYTHING_SIZE_GUIDANCE)
+    multiplexer.AddRunsFromDirectory(logdir)
+    multiplexer.Reload()
+    data = mdp.MultiplexerDataProvider(multiplexer, logdir)
+    reader = reading.Reader(data, downsample=10**9)
+    ctx = context.RequestContext()
+    listing = reader.histogram_tags(ctx, "")
+    summaries = reader.summaries(ctx, "", listing)
+    return ranking.rank(summaries, reader.exact(ctx, ""), ratio)
+
+
+def _cell(value) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value)
+
+
+def _table(rows: Sequence[ranking.Row]) -> str:
+    header = ("#", "status", "score/step", "net", "source", "run", "tag", "role")
+    body = [
+        (str(i + 1), r.status, _cell(r.score), _cell(r.net), r.source, r.run, r.tag, r.role)
+        for i, r in enumerate(rows)
+    ]
+    widths = [max(len(line[c]) for line in [header, *body]) for c in range(len(header))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in [header, *body])
+
+
+def _json_value(value):
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if not os.path.isdir(args.logdir):
+        print(f"tb-stagnation: {args.logdir}: no such directory", file=sys.stderr)
+        return EXIT_USAGE
+    if not 0 < args.ratio <= 1:
+        print("tb-stagnation: --ratio must be in (0, 1]", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        tag_filter = tagfilter.compile_tag_filter(args.tag)
+    except tagfilter.TagFilterError as e:
+        print(f"tb-stagnation: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    result = load(args.logdir, args.ratio)
+    if not result.rows:
+        print(f"tb-stagnation: {args.logdir}: no histograms found", file=sys.stderr)
+        return EXIT_USAGE
+    rows = ranking.select(result.rows, runs=args.run, roles=args.role, tag_filter=tag_filter)
+    if args.json:
+        json.dump([{f: _json_value(getattr(r, f)) for f in FIELDS} for r in rows], sys.stdout, indent=1)
+        print()
+    elif args.csv:
+        writer = csv.writer(sys.stdout)
+        writer.writerow(FIELDS)
+        writer.writerows([[_json_value(getattr(r, f)) for f in FIELDS] for r in rows])
+    else:
+        print(_table(rows))
+    stuck = [r for r in rows if r.role in naming.PARAMETER_ROLES and r.status in ranking.STUCK_STATUSES]
+    if args.fail_on_stagnant and stuck:
+        print(f"tb-stagnation: {len(stuck)} parameter tag(s) frozen or stagnant", file=sys.stderr)
+        return EXIT_STUCK
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,139 @@
+"""Tag names to (layer, role), for the naming schemes writers actually use.
+
+Keras' TensorBoard callback writes ``<model>/<layer>/<weight>/histogram``
+(``sequential/conv_b/kernel/histogram``), PyTorch and tensorboardX writers
+``conv1.weight`` or ``layer1.0.bn1.running_mean``, TF1 code whatever its
+author chose (``conv1/weights``, ``weights_conv1``, ``W_fc1``). The role
+decides what a tag is compared with: parameters against the run's typical
+parameter, gradients and activations not at all (they change with the data,
+not with learning).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+WEIGHT, BIAS, NORM_SCALE, NORM_OFFSET, MOVING_STAT = (
+    "weight",
+    "bias",
+    "norm_scale",
+    "norm_offset",
+    "moving_stat",
+)
+GRADIENT, ACTIVATION, OTHER = "gradient", "activation", "other"
+ROLES = (WEIGHT, BIAS, NORM_SCALE, NORM_OFFSET, MOVING_STAT, GRADIENT, ACTIVATION, OTHER)
+# Trained by the optimiser: these define a run's typical movement.
+TRAINABLE_ROLES = frozenset({WEIGHT, BIAS, NORM_SCALE, NORM_OFFSET})
+# Tags whose stillness means a layer does not learn.
+PARAMETER_ROLES = TRAINABLE_ROLES | {MOVING_STAT}
+
+_ROLE_WORDS = {
+    WEIGHT: {
+        "kernel", "kernels", "weight", "weights", "w", "filter", "filters",
+        "depthwise_kernel", "pointwise_kernel", "recurrent_kernel", "embeddings",
+        "embedding", "weight_ih_l0", "weight_hh_l0",
+    },
+    BIAS: {"bias", "biases", "b", "recurrent_bias", "bias_ih_l0", "bias_hh_l0"},
+    NORM_SCALE: {"gamma", "scale"},
+    NORM_OFFSET: {"beta", "offset"},
+    MOVING_STAT: {
+        "moving_mean", "moving_variance", "moving_var", "running_mean",
+        "running_var", "num_batches_tracked",
+    },
+}
+_WORD_ROLE = {word: role for role, words in _ROLE_WORDS.items() for word in words}
+_GRADIENT_WORDS = {"grad", "grads", "gradient", "gradients"}
+_ACTIVATION_WORDS = {
+    "activation", "activations", "act", "acts", "output", "outputs",
+    "preactivation", "preactivations", "pre_activations",
+}
+# Suffixes writers append that say nothing about the tensor.
+_NOISE_WORDS = {"histogram", "histograms", "hist", "summary", "summaries", "values"}
+_NORM_LAYER = re.compile(
+    r"(^|_)(bn|batchnorm|batch_norm|batch_normalization|layernorm|layer_norm|ln|"
+    r"norm|groupnorm|group_norm|gn)(_?\d+)?$",
+    re.IGNORECASE,
+)
+_VARIABLE_SUFFIX = re.compile(r"(:|_)\d+$")
+
+
+@dataclasses.dataclass(frozen=True)
+class TagName:
+    """What a tag says about its tensor.
+
+    ``param_key`` is the tag without writer noise (``conv1/kernel`` for
+    ``conv1/kernel/histogram``): the name exact-movement data is matched on.
+    """
+
+    layer: str
+    role: str
+    param_key: str
+
+
+def _strip_variable_suffix(token: str) -> str:
+    """``kernel:0`` / ``kernel_0`` -> ``kernel`` (TF1 variable names)."""
+    stripped = _VARIABLE_SUFFIX.sub("", token)
+    return stripped if stripped.lower() in _WORD_ROLE else token
+
+
+def _split_role(token: str) -> tuple[str | None, str]:
+    """Role named by a token and what remains of it as a layer name.
+
+    Handles the whole token (``kernel``) and an underscore prefix or suffix
+    (``weights_conv1``, ``conv1_W``).
+    """
+    word = _strip_variable_suffix(token).lower()
+    if word in _WORD_ROLE:
+        return _WORD_ROLE[word], ""
+    head, _, tail = token.partition("_")
+    if tail and head.lower() in _WORD_ROLE:
+        return _WORD_ROLE[head.lower()], tail
+    rest, _, last = token.rpartition("_")
+    if rest and last.lower() in _WORD_ROLE:
+        return _WORD_ROLE[last.lower()], rest
+    return None, token
+
+
+def _drop_marker(tokens: list[str], words: set[str]) -> bool:
+    """Remove tokens (or ``_grad``-style token parts) that are in ``words``."""
+    found = False
+    for i, token in enumerate(tokens):
+        if token.lower() in words:
+            tokens[i] = ""
+            found = True
+            continue
+        parts = token.split("_")
+        kept = [p for p in parts if p.lower() not in words]
+        if len(kept) < len(parts) and kept:
+            tokens[i] = "_".join(kept)
+            found = True
+    tokens[:] = [t for t in tokens if t]
+    return found
+
+
+def parse(tag: str) -> TagName:
+    """Layer and role of a histogram tag; role ``other`` when nothing fits."""
+    sep = "/" if "/" in tag else "."
+    tokens = [t for t in re.split(r"[/.]", tag) if t]
+    while len(tokens) > 1 and tokens[-1].lower() in _NOISE_WORDS:
+        tokens.pop()
+    is_gradient = _drop_marker(tokens, _GRADIENT_WORDS)
+    is_activation = not is_gradient and bool(tokens) and tokens[-1].lower() in _ACTIVATION_WORDS
+    if is_activation:
+        tokens.pop()
+    param_key = sep.join(tokens) or tag
+    role, layer_tokens = OTHER, list(tokens)
+    if tokens and not is_activation:
+        found, rest = _split_role(tokens[-1])
+        if found is not None:
+            role = found
+            layer_tokens = tokens[:-1] + ([rest] if rest else [])
+    if role in (WEIGHT, BIAS) and layer_tokens and _NORM_LAYER.search(layer_tokens[-1]):
+        role = NORM_SCALE if role == WEIGHT else NORM_OFFSET
+    layer = sep.join(layer_tokens) or param_key
+    if is_gradient:
+        return TagName(layer=layer, role=GRADIENT, param_key=param_key)
+    if is_activation:
+        return TagName(layer=layer, role=ACTIVATION, param_key=param_key)
+    return TagName(layer=layer, role=role, param_key=param_key)

@@ -1,0 +1,213 @@
+"""The Stagnation plugin: TensorBoard routes over the drift engine.
+
+Shaped like TensorBoard's own plugins: this module only turns requests into
+calls on :mod:`tb_stagnation.reading` and :mod:`tb_stagnation.ranking` and
+their results into JSON. Every failure a request can cause is answered with
+a JSON error and a 4xx status; nothing from a request is ever used as a path.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import logging
+import math
+from collections.abc import Callable
+
+import numpy as np
+from tensorboard import errors, plugin_util
+from tensorboard.backend import http_util
+from tensorboard.plugins import base_plugin
+from werkzeug import wrappers
+
+from tb_stagnation import drift, histogram, metadata, naming, ranking, reading, tagfilter
+
+logger = logging.getLogger(__name__)
+
+class RequestError(Exception):
+    """A request the plugin refuses, with the HTTP status to answer."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _json_route(handler: Callable[[wrappers.Request], object]):
+    """Wrap a handler so that every answer, error or not, is JSON."""
+
+    @wrappers.Request.application
+    def app(request: wrappers.Request) -> wrappers.Response:
+        try:
+            body, status = handler(request), 200
+        except RequestError as e:
+            body, status = {"error": str(e)}, e.status
+        except tagfilter.TagFilterError as e:
+            body, status = {"error": str(e)}, 400
+        except errors.NotFoundError as e:
+            body, status = {"error": str(e)}, 404
+        except errors.PublicError as e:
+            body, status = {"error": str(e)}, e.http_code
+        except Exception:  # the engine must never leak a stack trace
+            logger.exception("tb-stagnation failed on %s", request.full_path)
+            body, status = {"error": "internal error; see the TensorBoard log"}, 500
+        return http_util.Respond(request, body, "application/json", code=status)
+
+    return app
+
+
+def _choices(request: wrappers.Request, name: str, allowed: tuple[str, ...]) -> set[str] | None:
+    values = request.args.getlist(name)
+    unknown = [v for v in values if v not in allowed]
+    if unknown:
+        raise RequestError(400, f"unknown {name} {unknown[0]!r}; expected one of {list(allowed)}")
+    return set(values) or None
+
+
+def _ratio(request: wrappers.Request) -> float:
+    raw = request.args.get("ratio")
+    if raw is None:
+        return ranking.DEFAULT_RATIO
+    try:
+        value = float(raw)
+    except ValueError:
+        raise RequestError(400, f"ratio must be a number, got {raw[:40]!r}") from None
+    if not (0 < value <= 1):
+        raise RequestError(400, "ratio must be in (0, 1]")
+    return value
+
+
+def _number(value: float) -> float | None:
+    """JSON-friendly float: NaN (nothing measured) becomes null."""
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
+
+
+def _list(values: np.ndarray) -> list:
+    return [None if not np.isfinite(v) else float(v) for v in values]
+
+
+class StagnationPlugin(base_plugin.TBPlugin):
+    """Ranks layers by how much their histograms move."""
+
+    plugin_name = metadata.PLUGIN_NAME
+
+    def __init__(self, context: base_plugin.TBContext) -> None:
+        self._reader = reading.Reader(
+            context.data_provider, reading.downsample_from_hints(context.sampling_hints)
+        )
+
+    def get_plugin_apps(self):
+        return {
+            "/index.js": self._serve_index,
+            "/ranking": _json_route(self._ranking),
+            "/series": _json_route(self._series),
+        }
+
+    def is_active(self) -> bool:
+        return False  # data_plugin_names() decides: active exactly when histograms exist
+
+    def data_plugin_names(self):
+        return (metadata.HISTOGRAMS_PLUGIN_NAME, metadata.PLUGIN_NAME)
+
+    def frontend_metadata(self):
+        return base_plugin.FrontendMetadata(es_module_path="/index.js", tab_name="Stagnation")
+
+    @wrappers.Request.application
+    def _serve_index(self, request: wrappers.Request) -> wrappers.Response:
+        body = importlib.resources.files("tb_stagnation").joinpath("static/index.js").read_bytes()
+        return http_util.Respond(request, body, "text/javascript")
+
+    def _rank(
+        self, request: wrappers.Request, runs: list[str] | None, ratio: float
+    ) -> tuple[ranking.Ranking, list[str], dict, dict]:
+        """Ranking of the chosen runs (all if None): result, all runs, listing, exact data."""
+        ctx = plugin_util.context(request.environ)
+        experiment = plugin_util.experiment_id(request.environ)
+        listing = self._reader.histogram_tags(ctx, experiment)
+        exact = self._reader.exact(ctx, experiment)
+        all_runs = sorted(set(listing) | set(exact))
+        if runs:
+            missing = [r for r in runs if r not in all_runs]
+            if missing:
+                raise RequestError(404, f"unknown run {missing[0]!r}")
+            listing = {r: t for r, t in listing.items() if r in runs}
+            exact = {r: e for r, e in exact.items() if r in runs}
+        summaries = self._reader.summaries(ctx, experiment, listing)
+        return ranking.rank(summaries, exact, ratio), all_runs, listing, exact
+
+    def _ranking(self, request: wrappers.Request) -> dict:
+        runs = request.args.getlist("run") or None
+        roles = _choices(request, "role", naming.ROLES)
+        statuses = _choices(request, "status", ranking.STATUSES)
+        tag_filter = tagfilter.compile_tag_filter(request.args.get("tag"))
+        ratio = _ratio(request)
+        result, all_runs, _, _ = self._rank(request, runs, ratio)
+        rows = ranking.select(result.rows, roles=roles, statuses=statuses, tag_filter=tag_filter)
+        return {
+            "ratio": ratio,
+            "runs": all_runs,
+            "rows": [_record(r) for r in rows],
+            "layers": [_record(layer) for layer in result.layers],
+            "thresholds": {
+                run: {src: _number(t) for src, t in th.items()}
+                for run, th in result.thresholds.items()
+            },
+        }
+
+    def _series(self, request: wrappers.Request) -> dict:
+        run, tag = request.args.get("run"), request.args.get("tag")
+        if not run or not tag:
+            raise RequestError(400, "series needs both run and tag")
+        ratio = _ratio(request)
+        result, _, listing, exact = self._rank(request, [run], ratio)
+        row = next((r for r in result.rows if r.tag == tag), None)
+        if row is None:
+            raise RequestError(404, f"unknown tag {tag!r} in run {run!r}")
+        thresholds = result.thresholds[run]
+        body = {
+            **_record(row),
+            "thresholds": {src: _number(t) for src, t in thresholds.items()},
+            "exact": _exact_json(exact.get(run, {}), tag),
+        }
+        meta = listing.get(run, {}).get(tag)
+        if meta is None:  # a parameter with exact data only
+            series = drift.analyse([], [], [])
+        else:
+            ctx = plugin_util.context(request.environ)
+            experiment = plugin_util.experiment_id(request.environ)
+            series = self._reader.series(ctx, experiment, run, tag, meta)
+        body.update(series_json(series, thresholds[ranking.HISTOGRAM]))
+        return body
+
+
+def _record(obj) -> dict:
+    """A ranking row or layer as JSON: NaN (nothing measured) becomes null."""
+    out = {k: _number(v) for k, v in vars(obj).items()}
+    if "sparkline" in out:
+        out["sparkline"] = [_number(v) for v in out["sparkline"]]
+    return out
+
+
+def series_json(series: drift.Series, threshold: float) -> dict:
+    """The per-sample arrays the tab charts."""
+    values = histogram.quantiles(series.histograms)
+    return {
+        "stagnant_since": drift.stagnant_since(series, threshold),
+        "steps": [int(s) for s in series.steps],
+        "wall_times": [float(w) for w in series.wall_times],
+        "drift": _list(series.drift),
+        "rate": _list(series.rate),
+        "percentiles": {
+            "bps": list(histogram.DISTRIBUTION_BPS),
+            "values": [_list(v) if np.isfinite(v).all() else None for v in values],
+        },
+    }
+
+
+def _exact_json(exact: dict[str, ranking.Exact], tag: str) -> dict | None:
+    key = naming.parse(tag).param_key
+    match = next((e for p, e in exact.items() if p == tag or naming.parse(p).param_key == key), None)
+    if match is None:
+        return None
+    return {
+        "steps": [int(s) for s in match.steps],
+        "update_ratio": _list(match.update_ratio),
+    }

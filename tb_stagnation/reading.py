@@ -1,0 +1,159 @@
+"""Histogram and exact-movement data from a TensorBoard data provider, with caching.
+
+Everything goes through ``context.data_provider`` so the plugin works the
+same on the Python loader and on the Rust data server. Drift summaries are
+cached per (experiment, run, tag) under the tag's newest step and wall time,
+which ``list_tensors`` reports without reading any data: a reload that adds
+steps to one tag recomputes exactly that tag.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+from collections.abc import Iterable, Mapping
+
+import numpy as np
+from tensorboard.data import provider
+
+from tb_stagnation import drift, metadata, ranking
+
+# Histograms read per time series when TensorBoard gives no sampling hint;
+# above both loaders' default reservoir sizes, so every kept sample is read.
+DEFAULT_DOWNSAMPLE = 10_000
+_SERIES_CACHE_SIZE = 32
+
+_CacheKey = tuple[str, str, str]  # experiment, run, tag
+
+
+def downsample_from_hints(hints: Mapping[str, int] | None) -> int:
+    """How many samples to request: TensorBoard's hint for histograms, 0 meaning all."""
+    hint = (hints or {}).get(metadata.HISTOGRAMS_PLUGIN_NAME)
+    return DEFAULT_DOWNSAMPLE if hint is None else (hint or 10**9)
+
+
+def series_from_data(data: Iterable[provider.TensorDatum]) -> drift.Series:
+    """Drift of one time series as the data provider returns it."""
+    data = list(data)
+    return drift.analyse(
+        [d.step for d in data], [d.wall_time for d in data], [d.numpy for d in data]
+    )
+
+
+class Reader:
+    """Reads and caches what the routes need from one data provider."""
+
+    def __init__(self, data_provider: provider.DataProvider, downsample: int) -> None:
+        self._provider = data_provider
+        self._downsample = downsample
+        self._lock = threading.Lock()
+        self._summaries: dict[_CacheKey, tuple[tuple, drift.Summary]] = {}
+        self._series: collections.OrderedDict[_CacheKey, tuple[tuple, drift.Series]] = (
+            collections.OrderedDict()
+        )
+
+    def histogram_tags(self, ctx, experiment: str) -> dict[str, dict[str, provider.TensorTimeSeries]]:
+        """run -> tag -> metadata of every histogram time series."""
+        return self._provider.list_tensors(
+            ctx, experiment_id=experiment, plugin_name=metadata.HISTOGRAMS_PLUGIN_NAME
+        )
+
+    def summaries(
+        self, ctx, experiment: str, listing: Mapping[str, Mapping[str, provider.TensorTimeSeries]]
+    ) -> dict[str, dict[str, drift.Summary]]:
+        """Drift summaries of every listed (run, tag), reading only what changed."""
+        result: dict[str, dict[str, drift.Summary]] = {run: {} for run in listing}
+        stale: dict[str, dict[str, tuple]] = {}
+        with self._lock:
+            for run, tags in listing.items():
+                for tag, meta in tags.items():
+                    version = _version(meta)
+                    cached = self._summaries.get((experiment, run, tag))
+                    if cached is not None and cached[0] == version:
+                        result[run][tag] = cached[1]
+                    else:
+                        stale.setdefault(run, {})[tag] = version
+        if not stale:
+            return result
+        data = self._provider.read_tensors(
+            ctx,
+            experiment_id=experiment,
+            plugin_name=metadata.HISTOGRAMS_PLUGIN_NAME,
+            downsample=self._downsample,
+            run_tag_filter=provider.RunTagFilter(
+                runs=list(stale), tags=sorted({t for tags in stale.values() for t in tags})
+            ),
+        )
+        fresh = {}
+        for run, tags in stale.items():
+            for tag, version in tags.items():
+                points = data.get(run, {}).get(tag)
+                if points is None:
+                    continue  # deleted between listing and reading
+                summary = drift.summarise(series_from_data(points))
+                result[run][tag] = summary
+                fresh[(experiment, run, tag)] = (version, summary)
+        with self._lock:
+            self._summaries.update(fresh)
+        return result
+
+    def series(self, ctx, experiment: str, run: str, tag: str, meta) -> drift.Series:
+        """Full drift series of one (run, tag); the newest few are cached."""
+        key, version = (experiment, run, tag), _version(meta)
+        with self._lock:
+            cached = self._series.get(key)
+            if cached is not None and cached[0] == version:
+                self._series.move_to_end(key)
+                return cached[1]
+        data = self._provider.read_tensors(
+            ctx,
+            experiment_id=experiment,
+            plugin_name=metadata.HISTOGRAMS_PLUGIN_NAME,
+            downsample=self._downsample,
+            run_tag_filter=provider.RunTagFilter(runs=[run], tags=[tag]),
+        )
+        series = series_from_data(data.get(run, {}).get(tag, []))
+        with self._lock:
+            self._series[key] = (version, series)
+            while len(self._series) > _SERIES_CACHE_SIZE:
+                self._series.popitem(last=False)
+        return series
+
+    def exact(self, ctx, experiment: str, runs: Iterable[str] | None = None) -> dict[str, dict[str, ranking.Exact]]:
+        """run -> parameter -> exact update ratios logged by :mod:`tb_stagnation.summary`."""
+        run_filter = provider.RunTagFilter(runs=list(runs)) if runs is not None else None
+        listing = self._provider.list_scalars(
+            ctx, experiment_id=experiment, plugin_name=metadata.PLUGIN_NAME, run_tag_filter=run_filter
+        )
+        wanted: dict[str, dict[str, str]] = {}
+        for run, tags in listing.items():
+            for tag, meta in tags.items():
+                content = metadata.parse_plugin_metadata(meta.plugin_content)
+                if content is not None and content.quantity == metadata.UPDATE_RATIO:
+                    wanted.setdefault(run, {})[tag] = content.param
+        if not wanted:
+            return {}
+        data = self._provider.read_scalars(
+            ctx,
+            experiment_id=experiment,
+            plugin_name=metadata.PLUGIN_NAME,
+            downsample=self._downsample,
+            run_tag_filter=provider.RunTagFilter(
+                runs=list(wanted), tags=sorted({t for tags in wanted.values() for t in tags})
+            ),
+        )
+        result: dict[str, dict[str, ranking.Exact]] = {}
+        for run, tags in wanted.items():
+            for tag, param in tags.items():
+                points = sorted(data.get(run, {}).get(tag, []), key=lambda d: d.step)
+                if points:
+                    result.setdefault(run, {})[param] = ranking.Exact(
+                        steps=np.array([d.step for d in points], dtype=np.int64),
+                        update_ratio=np.array([d.value for d in points], dtype=np.float64),
+                    )
+        return result
+
+
+def _version(meta) -> tuple:
+    """What identifies the data of a time series: its newest step and write."""
+    return (meta.max_step, meta.max_wall_time)

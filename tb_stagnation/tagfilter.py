@@ -1,0 +1,37 @@
+"""User-supplied tag regexes, bounded so that one cannot pin a thread.
+
+Python's ``re`` has no time-out, so the work a pattern can trigger is bounded
+up front: a length limit, and no quantified group that itself holds a
+quantifier or an alternation (``(a+)+``, ``(a|aa)*``), the shape of patterns
+that backtrack exponentially. Tag names are short, so what is left runs in
+time roughly linear in their length.
+"""
+
+from __future__ import annotations
+
+import re
+
+MAX_LENGTH = 256
+_NESTED_QUANTIFIER = re.compile(r"\((?:[^()\\]|\\.)*[*+?}|](?:[^()\\]|\\.)*\)\s*[*+?{]")
+_BACKREFERENCE = re.compile(r"\\[1-9]|\(\?P=")
+
+
+class TagFilterError(ValueError):
+    """A pattern refused, with a message fit to show the user."""
+
+
+def compile_tag_filter(pattern: str | None) -> re.Pattern | None:
+    """The compiled pattern, ``None`` for no filter; raises :class:`TagFilterError`."""
+    if not pattern:
+        return None
+    if len(pattern) > MAX_LENGTH:
+        raise TagFilterError(f"tag regex longer than {MAX_LENGTH} characters")
+    if _NESTED_QUANTIFIER.search(pattern) or _BACKREFERENCE.search(pattern):
+        raise TagFilterError(
+            "tag regex with a quantified group holding a quantifier or alternation, "
+            "or a backreference, could take unbounded time; simplify it"
+        )
+    try:
+        return re.compile(pattern)
+    except re.error as e:
+        raise TagFilterError(f"invalid tag regex: {e}") from None

@@ -1,0 +1,122 @@
+"""Shared fixtures: log directories written by real writers, real TensorBoard processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).parent
+WRITER_NAMES = ("tf1", "tf2", "keras", "torch", "tensorboardx")
+QUIET_ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
+
+
+@pytest.fixture(scope="session")
+def writer_logs(tmp_path_factory) -> dict[str, Path]:
+    """writer name -> log directory written by that writer (see tests/writers.py)."""
+    root = tmp_path_factory.mktemp("writers")
+    procs = {}
+    for name in WRITER_NAMES:
+        procs[name] = subprocess.Popen(
+            [sys.executable, str(HERE / "writers.py"), name, str(root / name)],
+            env=QUIET_ENV,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    for name, proc in procs.items():
+        out, _ = proc.communicate(timeout=600)
+        assert proc.returncode == 0, f"writer {name} failed:\n{out[-3000:]}"
+    return {name: root / name for name in WRITER_NAMES}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get_json(url: str) -> tuple[int, dict | list, str]:
+    """(status, parsed JSON body, content type) of a GET, errors included."""
+    try:
+        with urllib.request.urlopen(url, timeout=60) as r:
+            return r.status, json.loads(r.read()), r.headers.get("Content-Type", "")
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read()), e.headers.get("Content-Type", "")
+
+
+class TensorBoard:
+    """A real ``tensorboard`` process serving a log directory with the plugin."""
+
+    def __init__(self, logdir: Path | str, load_fast: bool, extra: list[str]) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = open(Path(str(logdir)).parent / f"tensorboard-{self.port}.log", "w")
+        self.proc = subprocess.Popen(
+            [
+                sys.executable, "-m", "tensorboard.main",
+                "--logdir", str(logdir),
+                "--host", "127.0.0.1",
+                "--port", str(self.port),
+                "--load_fast", "true" if load_fast else "false",
+                "--reload_interval", "1",
+                *extra,
+            ],
+            env=QUIET_ENV,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        self._wait_ready()
+
+    def _wait_ready(self, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"tensorboard exited with {self.proc.returncode}; see {self.log.name}")
+            try:
+                status, listing, _ = get_json(self.url + "/data/plugins_listing")
+                if status == 200 and listing.get("stagnation", {}).get("enabled"):
+                    return
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.5)
+        raise TimeoutError(f"tensorboard on {self.url} did not list the plugin as enabled")
+
+    def plugin(self, route: str) -> tuple[int, dict | list, str]:
+        return get_json(f"{self.url}/data/plugin/stagnation/{route}")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+
+
+@pytest.fixture(scope="session")
+def start_tensorboard() -> Iterator[Callable[..., TensorBoard]]:
+    """Factory: ``start_tensorboard(logdir, load_fast=False)`` -> a ready :class:`TensorBoard`.
+
+    Ready means ``/data/plugins_listing`` lists the plugin as enabled, which
+    also proves the data was loaded. Every process is stopped at session end.
+    """
+    started: list[TensorBoard] = []
+
+    def start(logdir, load_fast: bool = False, extra: list[str] | None = None) -> TensorBoard:
+        tb = TensorBoard(logdir, load_fast, extra or [])
+        started.append(tb)
+        return tb
+
+    yield start
+    for tb in started:
+        tb.stop()

@@ -1,0 +1,128 @@
+"""The numeric core against exact computations on raw values."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tb_stagnation import drift, histogram
+
+
+def buckets_uniform(values: np.ndarray, k: int = 30) -> np.ndarray:
+    """TF2's layout: k equal buckets over [min, max]."""
+    lo, hi = float(values.min()), float(values.max())
+    edges = np.linspace(lo, hi, k + 1)
+    counts, _ = np.histogram(values, bins=edges)
+    return np.column_stack([edges[:-1], edges[1:], counts])
+
+
+def buckets_at(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    counts, _ = np.histogram(values, bins=edges)
+    return np.column_stack([edges[:-1], edges[1:], counts])
+
+
+def tf1_edges(values: np.ndarray) -> np.ndarray:
+    """TF1's default bucket limits (+-1e-12 * 1.1^k), clipped to [min, max] as the loader does."""
+    pos = 1e-12 * 1.1 ** np.arange(0, 400)
+    limits = np.concatenate([-pos[::-1], [0.0], pos])
+    inner = limits[(limits > values.min()) & (limits < values.max())]
+    return np.concatenate([[values.min()], inner, [values.max()]])
+
+
+def w1(a: np.ndarray, b: np.ndarray) -> float:
+    return float(histogram.wasserstein(*[histogram.batch([histogram.clean(x)]) for x in (a, b)])[0])
+
+
+def exact_w1(x: np.ndarray, y: np.ndarray) -> float:
+    """W1 between two empirical distributions of equal size: sorted pairing."""
+    return float(np.mean(np.abs(np.sort(x) - np.sort(y))))
+
+
+RNG = np.random.default_rng(42)
+VALUES = RNG.normal(0.0, 0.05, 20_000)
+
+
+@pytest.mark.parametrize("shift", [1e-6, 1e-3, 0.02, 0.5])
+def test_known_shift_gives_exact_w1(shift: float) -> None:
+    a, b = buckets_uniform(VALUES), buckets_uniform(VALUES + shift)
+    assert w1(a, b) == pytest.approx(exact_w1(VALUES, VALUES + shift), rel=1e-6)
+
+
+def test_different_layouts_of_same_values_are_near_zero() -> None:
+    layouts = [
+        buckets_uniform(VALUES, 30),
+        buckets_uniform(VALUES, 200),
+        buckets_at(VALUES, tf1_edges(VALUES)),
+    ]
+    scale = float(np.sqrt(np.mean(VALUES**2)))
+    for a in layouts:
+        for b in layouts:
+            assert w1(a, b) / scale < 0.01
+
+
+def test_w1_close_to_raw_values_for_a_change_of_shape() -> None:
+    after = VALUES * 1.1 + 0.003
+    got = w1(buckets_uniform(VALUES, 100), buckets_uniform(after, 100))
+    assert got == pytest.approx(exact_w1(VALUES, after), rel=0.02)
+
+
+def test_point_masses_and_empty_histograms() -> None:
+    point = np.array([[0.5, 0.5, 10.0]] + [[0.5, 0.5, 0.0]] * 29)
+    other = np.array([[1.5, 1.5, 4.0]])
+    assert w1(point, other) == pytest.approx(1.0)
+    assert w1(point, point) == 0.0
+    spread = np.array([[0.0, 1.0, 1.0]])
+    assert w1(point, spread) == pytest.approx(0.25)  # E|U(0,1) - 0.5|
+    assert np.isnan(w1(np.zeros((30, 3)), spread))
+    assert np.isnan(w1(np.zeros((0, 3)), spread))
+
+
+def test_rust_loader_empty_outer_buckets_are_ignored() -> None:
+    core = buckets_uniform(VALUES)
+    with_backwards = np.vstack([[[1.0, -1.0, 0.0]], core, [[5.0, 2.0, 0.0]]])
+    assert w1(core, with_backwards) == 0.0
+
+
+def test_moments_and_quantiles_match_raw_values() -> None:
+    b = histogram.batch([histogram.clean(buckets_uniform(VALUES, 200))])
+    mean, rms = histogram.moments(b)
+    assert mean[0] == pytest.approx(VALUES.mean(), abs=1e-4)
+    assert rms[0] == pytest.approx(np.sqrt(np.mean(VALUES**2)), rel=1e-3)
+    q = histogram.quantiles(b)[0]
+    expected = np.quantile(VALUES, np.array(histogram.DISTRIBUTION_BPS) / 10000)
+    assert q == pytest.approx(expected, abs=2e-3)
+
+
+def test_series_rate_divides_by_gap_and_detects_frozen() -> None:
+    hists = [buckets_uniform(VALUES + 0.001 * s) for s in (0, 10, 30)]
+    series = drift.analyse([0, 10, 30], [0.0, 1.0, 2.0], hists)
+    scale = np.fmax(series.rms[:-1], series.rms[1:])  # the larger RMS of each pair
+    assert series.rate[1] == pytest.approx(0.01 / scale[0] / 10, rel=1e-6)
+    assert series.rate[2] == pytest.approx(0.02 / scale[1] / 20, rel=1e-6)
+    summary = drift.summarise(series)
+    assert not summary.frozen and summary.samples == 3
+    frozen = drift.summarise(drift.analyse([0, 1, 2], [0, 1, 2], [hists[0]] * 3))
+    assert frozen.frozen and frozen.score == 0.0
+
+
+def test_restarted_run_keeps_newest_write_of_a_step() -> None:
+    a, b = buckets_uniform(VALUES), buckets_uniform(VALUES + 1)
+    series = drift.analyse([0, 5, 5], [0.0, 1.0, 2.0], [a, a, b])
+    assert list(series.steps) == [0, 5]
+    assert series.drift[1] > 0
+
+
+def test_zero_initialised_bias_has_a_scale() -> None:
+    zeros = np.array([[0.0, 0.0, 64.0]])
+    moved = buckets_uniform(RNG.normal(0, 1e-3, 64))
+    series = drift.analyse([0, 1, 2], [0, 1, 2], [zeros, zeros, moved])
+    assert series.drift[1] == 0.0 and np.isfinite(series.drift[2]) and series.drift[2] > 0
+
+
+def test_nonfinite_sample_is_flagged_not_propagated() -> None:
+    bad = buckets_uniform(VALUES)
+    bad[3, 2] = np.nan
+    series = drift.analyse([0, 1, 2, 3], [0, 1, 2, 3], [buckets_uniform(VALUES), bad, buckets_uniform(VALUES), buckets_uniform(VALUES + 0.01)])
+    summary = drift.summarise(series)
+    assert summary.nonfinite
+    assert np.isnan(series.rate[1]) and np.isnan(series.rate[2]) and np.isfinite(series.rate[3])
