@@ -19,7 +19,7 @@ from tensorboard.backend import http_util
 from tensorboard.plugins import base_plugin
 from werkzeug import wrappers
 
-from tb_stagnation import drift, histogram, metadata, naming, ranking, reading, tagfilter
+from tb_stagnation import drift, exact, histogram, metadata, naming, ranking, reading, tagfilter
 
 logger = logging.getLogger(__name__)
 
@@ -122,16 +122,16 @@ class StagnationPlugin(base_plugin.TBPlugin):
         ctx = plugin_util.context(request.environ)
         experiment = plugin_util.experiment_id(request.environ)
         listing = self._reader.histogram_tags(ctx, experiment)
-        exact = self._reader.exact(ctx, experiment)
-        all_runs = sorted(set(listing) | set(exact))
+        exact_data = self._reader.exact(ctx, experiment)
+        all_runs = sorted(set(listing) | set(exact_data))
         if runs:
             missing = [r for r in runs if r not in all_runs]
             if missing:
                 raise RequestError(404, f"unknown run {missing[0]!r}")
             listing = {r: t for r, t in listing.items() if r in runs}
-            exact = {r: e for r, e in exact.items() if r in runs}
+            exact_data = {r: e for r, e in exact_data.items() if r in runs}
         summaries = self._reader.summaries(ctx, experiment, listing)
-        return ranking.rank(summaries, exact, ratio), all_runs, listing, exact
+        return ranking.rank(summaries, exact_data, ratio), all_runs, listing, exact_data
 
     def _ranking(self, request: wrappers.Request) -> dict:
         runs = request.args.getlist("run") or None
@@ -157,7 +157,7 @@ class StagnationPlugin(base_plugin.TBPlugin):
         if not run or not tag:
             raise RequestError(400, "series needs both run and tag")
         ratio = _ratio(request)
-        result, _, listing, exact = self._rank(request, [run], ratio)
+        result, _, listing, exact_data = self._rank(request, [run], ratio)
         row = next((r for r in result.rows if r.tag == tag), None)
         if row is None:
             raise RequestError(404, f"unknown tag {tag!r} in run {run!r}")
@@ -165,7 +165,7 @@ class StagnationPlugin(base_plugin.TBPlugin):
         body = {
             **_record(row),
             "thresholds": {src: _number(t) for src, t in thresholds.items()},
-            "exact": _exact_json(exact.get(run, {}), tag),
+            "exact": _exact_json(exact_data.get(run, {}), tag),
         }
         meta = listing.get(run, {}).get(tag)
         if meta is None:  # a parameter with exact data only
@@ -202,12 +202,17 @@ def series_json(series: drift.Series, threshold: float) -> dict:
     }
 
 
-def _exact_json(exact: dict[str, ranking.Exact], tag: str) -> dict | None:
+def _exact_json(series: dict[str, exact.ExactSeries], tag: str) -> dict | None:
+    """The exact-movement series matching a histogram tag (or named by it), if any."""
     key = naming.parse(tag).param_key
-    match = next((e for p, e in exact.items() if p == tag or naming.parse(p).param_key == key), None)
+    match = series.get(tag) or next(
+        (e for p, e in series.items() if naming.parse(p).param_key == key), None
+    )
     if match is None:
         return None
     return {
         "steps": [int(s) for s in match.steps],
         "update_ratio": _list(match.update_ratio),
+        "rms": _list(match.rms),
+        "grad_norm": _list(match.grad_norm) if len(match.grad_norm) else None,
     }

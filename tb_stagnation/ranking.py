@@ -16,6 +16,7 @@ from collections.abc import Collection, Mapping, Sequence
 import numpy as np
 
 from tb_stagnation import naming
+from tb_stagnation.exact import ExactSeries
 from tb_stagnation.drift import Summary, sparkline
 
 DEFAULT_RATIO = 0.01  # stagnant: two orders of magnitude slower than typical
@@ -27,14 +28,6 @@ STATUSES = (FROZEN, STAGNANT, MOVING, NONFINITE, UNRESOLVED, INSUFFICIENT)
 STUCK_STATUSES = frozenset({FROZEN, STAGNANT})
 
 HISTOGRAM, EXACT = "histogram", "exact"
-
-
-@dataclasses.dataclass(frozen=True)
-class Exact:
-    """Exact update ratios of one parameter, per step (from the writer helpers)."""
-
-    steps: np.ndarray
-    update_ratio: np.ndarray
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,22 +77,35 @@ def _median(values: list[float]) -> float:
     return float(np.median(finite)) if finite else float("nan")
 
 
-def _exact_score(series: Exact | None) -> float:
-    if series is None or len(series.update_ratio) == 0:
-        return float("nan")
-    return float(np.median(series.update_ratio))
+def _measured(series: ExactSeries | None) -> np.ndarray:
+    """The logged update ratios (NaN marks a snapshot without one, such as the first)."""
+    if series is None:
+        return np.empty(0)
+    return series.update_ratio[~np.isnan(series.update_ratio)]
+
+
+def _exact_score(series: ExactSeries | None) -> float:
+    ratios = _measured(series)
+    return float(np.median(ratios)) if len(ratios) else float("nan")
+
+
+def _exact_nonfinite(series: ExactSeries | None) -> bool:
+    """Weights gone NaN/Inf show in the logged RMS; an infinite ratio too."""
+    return series is not None and bool(
+        (~np.isfinite(series.rms)).any() or np.isinf(series.update_ratio).any()
+    )
 
 
 def _status(
     summary: Summary | None,
-    exact: Exact | None,
+    exact: ExactSeries | None,
     role: str,
     score: float,
     threshold: float,
 ) -> str:
     """The one status a tag gets; earlier checks win."""
-    exact_values = exact.update_ratio if exact is not None else np.array([])
-    if (summary is not None and summary.nonfinite) or not np.isfinite(exact_values).all():
+    exact_values = _measured(exact)
+    if (summary is not None and summary.nonfinite) or _exact_nonfinite(exact):
         return NONFINITE
     if len(exact_values):
         if (exact_values == 0).all():
@@ -124,13 +130,13 @@ def _typical(scores: list[tuple[str, float]]) -> float:
 
 def rank(
     summaries: Mapping[str, Mapping[str, Summary]],
-    exact: Mapping[str, Mapping[str, Exact]] | None = None,
+    exact: Mapping[str, Mapping[str, ExactSeries]] | None = None,
     ratio: float = DEFAULT_RATIO,
 ) -> Ranking:
     """Rank every (run, tag), most-moving first.
 
     ``summaries``: run -> histogram tag -> :class:`Summary`. ``exact``:
-    run -> parameter name -> :class:`Exact`, matched to histogram tags by
+    run -> parameter name -> :class:`ExactSeries`, matched to histogram tags by
     their noise-free name (``conv1/kernel`` for ``conv1/kernel/histogram``);
     parameters with exact data but no histogram get rows of their own.
     """
@@ -148,7 +154,7 @@ def rank(
 
 
 def _rank_run(
-    summaries: Mapping[str, Summary], exact: Mapping[str, Exact], run: str, ratio: float
+    summaries: Mapping[str, Summary], exact: Mapping[str, ExactSeries], run: str, ratio: float
 ) -> tuple[list[Row], dict[str, float]]:
     names = {tag: naming.parse(tag) for tag in summaries}
     by_key = {names[tag].param_key: tag for tag in summaries if names[tag].role != naming.GRADIENT}
@@ -163,7 +169,7 @@ def _rank_run(
     for order, tag in enumerate(tags):
         summary, ex = summaries.get(tag), exact_for.get(tag)
         name = names[tag]
-        source = EXACT if ex is not None and len(ex.update_ratio) else HISTOGRAM
+        source = EXACT if len(_measured(ex)) else HISTOGRAM
         hist_score = summary.score if summary is not None else float("nan")
         exact_score = _exact_score(ex)
         score = exact_score if source == EXACT else hist_score
@@ -186,7 +192,7 @@ def _rank_run(
                 source=source,
                 histogram_score=hist_score,
                 exact_score=exact_score,
-                sparkline=sparkline(ex.update_ratio) if source == EXACT else summary.sparkline,
+                sparkline=sparkline(_measured(ex)) if source == EXACT else summary.sparkline,
             )
         )
     return rows, thresholds
@@ -215,7 +221,7 @@ def _int(steps: np.ndarray, index: int) -> int | None:
     return int(steps[index]) if len(steps) else None
 
 
-def _appearance(summary: Summary | None, ex: Exact | None, tag: str) -> tuple:
+def _appearance(summary: Summary | None, ex: ExactSeries | None, tag: str) -> tuple:
     """Model order: the order tags were first written in, by step then wall time."""
     if summary is not None and summary.first_step is not None:
         return (summary.first_step, summary.first_wall_time, tag)

@@ -13,10 +13,9 @@ import collections
 import threading
 from collections.abc import Iterable, Mapping
 
-import numpy as np
 from tensorboard.data import provider
 
-from tb_stagnation import drift, metadata, ranking
+from tb_stagnation import drift, exact, metadata
 
 # Histograms read per time series when TensorBoard gives no sampling hint;
 # above both loaders' default reservoir sizes, so every kept sample is read.
@@ -119,19 +118,12 @@ class Reader:
                 self._series.popitem(last=False)
         return series
 
-    def exact(self, ctx, experiment: str, runs: Iterable[str] | None = None) -> dict[str, dict[str, ranking.Exact]]:
-        """run -> parameter -> exact update ratios logged by :mod:`tb_stagnation.summary`."""
-        run_filter = provider.RunTagFilter(runs=list(runs)) if runs is not None else None
+    def exact(self, ctx, experiment: str) -> dict[str, dict[str, exact.ExactSeries]]:
+        """run -> parameter -> exact-movement series logged by :mod:`tb_stagnation.summary`."""
         listing = self._provider.list_scalars(
-            ctx, experiment_id=experiment, plugin_name=metadata.PLUGIN_NAME, run_tag_filter=run_filter
+            ctx, experiment_id=experiment, plugin_name=metadata.PLUGIN_NAME
         )
-        wanted: dict[str, dict[str, str]] = {}
-        for run, tags in listing.items():
-            for tag, meta in tags.items():
-                content = metadata.parse_plugin_metadata(meta.plugin_content)
-                if content is not None and content.quantity == metadata.UPDATE_RATIO:
-                    wanted.setdefault(run, {})[tag] = content.param
-        if not wanted:
+        if not any(listing.values()):
             return {}
         data = self._provider.read_scalars(
             ctx,
@@ -139,19 +131,10 @@ class Reader:
             plugin_name=metadata.PLUGIN_NAME,
             downsample=self._downsample,
             run_tag_filter=provider.RunTagFilter(
-                runs=list(wanted), tags=sorted({t for tags in wanted.values() for t in tags})
+                runs=list(listing), tags=sorted({t for tags in listing.values() for t in tags})
             ),
         )
-        result: dict[str, dict[str, ranking.Exact]] = {}
-        for run, tags in wanted.items():
-            for tag, param in tags.items():
-                points = sorted(data.get(run, {}).get(tag, []), key=lambda d: d.step)
-                if points:
-                    result.setdefault(run, {})[param] = ranking.Exact(
-                        steps=np.array([d.step for d in points], dtype=np.int64),
-                        update_ratio=np.array([d.value for d in points], dtype=np.float64),
-                    )
-        return result
+        return exact.collect_exact(listing, data)
 
 
 def _version(meta) -> tuple:
