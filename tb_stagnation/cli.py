@@ -1,8 +1,10 @@
 """``tb-stagnation LOGDIR``: the ranking in a shell, no TensorBoard server.
 
-Reads every sample (no reservoir sampling) through TensorBoard's own
-multiplexer and data provider, the same reading code the plugin uses, so the
-two never disagree. ``--fail-on-stagnant`` turns it into a CI gate.
+Reads every sample (no reservoir sampling) with the direct event-file
+reader, whose parity with TensorBoard's data provider (what the plugin
+reads through) is tested on every writer's log. What it could not read is
+listed on stderr; it fails only when nothing was readable.
+``--fail-on-stagnant`` turns it into a CI gate.
 """
 
 from __future__ import annotations
@@ -50,27 +52,42 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def load(logdir: str, ratio: float) -> ranking.Ranking:
-    """Rank every sample in ``logdir`` through TensorBoard's data provider."""
-    # Imported here: TensorBoard's loader takes a while to import, and
-    # `--help` and argument errors should not wait for it.
+def load(logdir: str, ratio: float) -> tuple[ranking.Ranking, list[str]]:
+    """Rank every sample in ``logdir``; also return what was skipped, one line each.
+
+    Local directories are read by :mod:`tb_stagnation.eventfile` (every
+    sample, fast, every skipped part reported). Other paths (``gs://``,
+    ``s3://``, ...) go through TensorBoard's own loader and file-system
+    layer, which keeps every sample when told so but reports damage only in
+    its own log.
+    """
+    if "://" not in logdir:
+        from tb_stagnation import eventfile
+
+        data = eventfile.read_logdir(logdir, progress=_progress if sys.stderr.isatty() else None)
+        skipped = [f"skipped {skip}" for skip in data.skipped]
+        return ranking.rank(data.summaries(), data.exact(), ratio), skipped
+    # Imported here: TensorBoard's loader takes a while to import.
+    from tensorboard import context
     from tensorboard.backend.event_processing import data_provider as mdp
     from tensorboard.backend.event_processing import plugin_event_accumulator as acc
     from tensorboard.backend.event_processing import plugin_event_multiplexer as mux
-
-    from tensorboard import context
 
     from tb_stagnation import reading
 
     multiplexer = mux.EventMultiplexer(size_guidance=acc.STORE_EVERYTHING_SIZE_GUIDANCE)
     multiplexer.AddRunsFromDirectory(logdir)
     multiplexer.Reload()
-    data = mdp.MultiplexerDataProvider(multiplexer, logdir)
-    reader = reading.Reader(data, downsample=10**9)
+    reader = reading.Reader(mdp.MultiplexerDataProvider(multiplexer, logdir), downsample=10**9)
     ctx = context.RequestContext()
-    listing = reader.histogram_tags(ctx, "")
-    summaries = reader.summaries(ctx, "", listing)
-    return ranking.rank(summaries, reader.exact(ctx, ""), ratio)
+    summaries = reader.summaries(ctx, "", reader.histogram_tags(ctx, ""))
+    return ranking.rank(summaries, reader.exact(ctx, ""), ratio), []
+
+
+def _progress(done: int, total: int) -> None:
+    """One self-overwriting line on a terminal while files are read."""
+    end = "\n" if done == total else ""
+    print(f"\rtb-stagnation: read {done}/{total} event files", end=end, file=sys.stderr, flush=True)
 
 
 def _cell(value) -> str:
@@ -97,9 +114,6 @@ def _json_value(value):
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if not os.path.isdir(args.logdir):
-        print(f"tb-stagnation: {args.logdir}: no such directory", file=sys.stderr)
-        return EXIT_USAGE
     if not 0 < args.ratio <= 1:
         print("tb-stagnation: --ratio must be in (0, 1]", file=sys.stderr)
         return EXIT_USAGE
@@ -108,7 +122,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except tagfilter.TagFilterError as e:
         print(f"tb-stagnation: {e}", file=sys.stderr)
         return EXIT_USAGE
-    result = load(args.logdir, args.ratio)
+    if "://" not in args.logdir and not os.path.isdir(args.logdir):
+        print(f"tb-stagnation: {args.logdir}: no such directory", file=sys.stderr)
+        return EXIT_USAGE
+    result, skipped = load(args.logdir, args.ratio)
+    for message in skipped:
+        print(f"tb-stagnation: {message}", file=sys.stderr)
     if not result.rows:
         print(f"tb-stagnation: {args.logdir}: no histograms found", file=sys.stderr)
         return EXIT_USAGE

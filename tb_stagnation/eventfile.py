@@ -27,7 +27,7 @@ from collections.abc import Callable
 
 import numpy as np
 from google.protobuf.message import DecodeError
-from tensorboard.compat.proto import event_pb2, summary_pb2
+from tensorboard.compat.proto import event_pb2, summary_pb2, types_pb2
 from tensorboard.util import tensor_util
 
 from tb_stagnation import crc32c, drift, exact, metadata
@@ -111,7 +111,7 @@ def records(path: str) -> tuple[list[bytes], list[Skip]]:
     with open(path, "rb") as f:
         raw = f.read()
     if not raw:
-        return [], [Skip(path, "empty file")]
+        return [], []  # a writer that has just created its file
     offsets, lengths, skipped = _frame(raw, path)
     if not offsets:
         return [], skipped
@@ -125,37 +125,39 @@ def records(path: str) -> tuple[list[bytes], list[Skip]]:
 
 
 def _frame(raw: bytes, path: str) -> tuple[list[int], list[int], list[Skip]]:
-    """Payload offsets and lengths, stopping where the framing can no longer be trusted."""
-    offsets, lengths, skipped = [], [], []
+    """Payload offsets and lengths, stopping where the framing can no longer be trusted.
+
+    A length is only trusted once its header CRC matches: a corrupted
+    length would otherwise pass for a record still being written.
+    """
+    offsets, lengths = [], []
     size, pos = len(raw), 0
-    unpack = struct.unpack_from
-    headers = []
     while pos + _HEADER <= size:
-        (length,) = unpack("<Q", raw, pos)
+        (length,) = struct.unpack_from("<Q", raw, pos)
         if pos + _HEADER + length + _FOOTER > size:
             break
-        headers.append(pos)
         offsets.append(pos + _HEADER)
         lengths.append(length)
         pos += _HEADER + length + _FOOTER
-    if headers:
-        hdr = np.array(headers, dtype=np.int64)
-        buf = np.frombuffer(raw, dtype=np.uint8)
-        stored = np.frombuffer(b"".join(raw[h + 8 : h + 12] for h in headers), dtype="<u4")
-        ok = crc32c.masked(crc32c.crc32c(buf, hdr, np.full(len(hdr), 8))) == stored
-        if not ok.all():
-            first_bad = int(np.argmin(ok))
-            where = headers[first_bad]
-            skipped.append(
-                Skip(path, f"record header at byte {where} failed its CRC check; "
-                           f"the rest of the file ({size - where} bytes) was skipped")
-            )
-            return offsets[:first_bad], lengths[:first_bad], skipped
-    if pos < size:
-        skipped.append(
-            Skip(path, f"last {size - pos} bytes hold an incomplete record (still being written?)")
+    headers = [o - _HEADER for o in offsets] + ([pos] if pos + _HEADER <= size else [])
+    buf = np.frombuffer(raw, dtype=np.uint8)
+    stored = np.frombuffer(b"".join(raw[h + 8 : h + 12] for h in headers), dtype="<u4")
+    ok = crc32c.masked(crc32c.crc32c(buf, np.array(headers, dtype=np.int64), np.full(len(headers), 8))) == stored
+    if not ok.all():
+        bad = int(np.argmin(ok))
+        where = headers[bad]
+        reason = (
+            "not an event file (no valid record header at byte 0); skipped whole"
+            if where == 0
+            else f"record header at byte {where} failed its CRC check; "
+            f"the rest of the file ({size - where} bytes) was skipped"
         )
-    return offsets, lengths, skipped
+        return offsets[:bad], lengths[:bad], [Skip(path, reason)]
+    if pos < size:
+        return offsets, lengths, [
+            Skip(path, f"last {size - pos} bytes hold an incomplete record (still being written?)")
+        ]
+    return offsets, lengths, []
 
 
 def histogram_from_proto(h: summary_pb2.HistogramProto) -> np.ndarray:
@@ -236,6 +238,11 @@ def _take(data: LogData, run: str, plugin_of: dict[str, str], event, value) -> N
 
 
 def _tensor(proto) -> np.ndarray:
+    if proto.dtype == types_pb2.DT_DOUBLE and proto.tensor_content:
+        # What make_ndarray does for this case (TF2 histograms), minus its
+        # dtype lookups, which cost more than the copy.
+        shape = [d.size for d in proto.tensor_shape.dim]
+        return np.frombuffer(proto.tensor_content, dtype=np.float64).copy().reshape(shape)
     return np.asarray(tensor_util.make_ndarray(proto), dtype=np.float64)
 
 

@@ -46,8 +46,10 @@ def _json_route(handler: Callable[[wrappers.Request], object]):
             body, status = {"error": str(e)}, 404
         except errors.PublicError as e:
             body, status = {"error": str(e)}, e.http_code
+        except UnicodeDecodeError:  # raw non-UTF-8 bytes in the query string
+            body, status = {"error": "query string is not valid UTF-8"}, 400
         except Exception:  # the engine must never leak a stack trace
-            logger.exception("tb-stagnation failed on %s", request.full_path)
+            logger.exception("tb-stagnation failed on %s", request.path)
             body, status = {"error": "internal error; see the TensorBoard log"}, 500
         return http_util.Respond(request, body, "application/json", code=status)
 

@@ -51,3 +51,48 @@ def test_parity_with_tensorboards_data_provider(writer_logs, writer: str) -> Non
         # TF1 histograms reach the Python loader as float32, the direct reader keeps float64.
         assert other.score == pytest.approx(row.score, rel=1e-5, abs=1e-12), key
         assert other.net == pytest.approx(row.net, rel=1e-5, abs=1e-12), key
+
+
+def _framed(payloads: list[bytes]) -> bytes:
+    import io
+
+    from tensorboard.summary.writer.record_writer import RecordWriter
+
+    buf = io.BytesIO()
+    writer = RecordWriter(buf)
+    for p in payloads:
+        writer.write(p)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(
+    "damage, kept, reason",
+    [
+        ("none", 5, None),
+        ("payload", 4, "1 record(s) failed the payload CRC check"),
+        ("length", 2, "record header at byte"),
+        ("truncated", 4, "incomplete record (still being written?)"),
+        ("garbage", 0, "not an event file"),
+    ],
+)
+def test_records_report_what_they_skip(tmp_path, damage: str, kept: int, reason: str | None) -> None:
+    payloads = [bytes([i]) * (40 + i) for i in range(5)]
+    raw = bytearray(_framed(payloads))
+    third = sum(12 + len(p) + 4 for p in payloads[:2])
+    if damage == "payload":
+        raw[third + 12 + 3] ^= 0xFF
+    elif damage == "length":
+        raw[third] ^= 0x01  # still within the file: only the header CRC can tell
+    elif damage == "truncated":
+        raw = raw[:-7]
+    elif damage == "garbage":
+        raw = bytearray(np.random.default_rng(3).bytes(300))
+    path = tmp_path / "events.out.tfevents.1.x"
+    path.write_bytes(bytes(raw))
+    got, skipped = eventfile.records(str(path))
+    assert len(got) == kept
+    assert all(g in payloads for g in got)
+    if reason is None:
+        assert skipped == []
+    else:
+        assert len(skipped) == 1 and reason in skipped[0].reason

@@ -1,0 +1,195 @@
+"""Live training: a log directory appended to while it is read.
+
+- ``reading.Reader`` over a real ``MultiplexerDataProvider``, wrapped in a
+  counting subclass (instrumentation: every call goes to the real provider):
+  after a reload that adds steps to one tag, only that (run, tag) is re-read.
+- A real ``tensorboard --reload_interval 1`` on a log the test keeps writing
+  to: the ranking is right before and after, and matches the CLI's reading.
+- Content types of every route, and the load test (``bench/load_test.py``)
+  for a few seconds.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tensorboard import context
+from tensorboard.backend.event_processing import data_provider as mdp
+from tensorboard.backend.event_processing import plugin_event_accumulator as acc
+from tensorboard.backend.event_processing import plugin_event_multiplexer as mux
+
+from conftest import QUIET_ENV
+from tb_stagnation import reading
+
+ROOT = Path(__file__).resolve().parent.parent
+TAGS = {"conv1/kernel": 0.02, "conv1/bias": 0.01, "dense/kernel": 0.03}
+
+
+class LogWriter:
+    """Appends histogram events to one event file, as a training job does."""
+
+    def __init__(self, logdir: Path, run: str, seed: int = 0) -> None:
+        from tensorboard.compat.proto import event_pb2
+
+        self.path = logdir / run / f"events.out.tfevents.1700000000.live.{seed}"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.rng = np.random.default_rng(seed)
+        self.base = {tag: self.rng.normal(0, 0.1, 400) for tag in TAGS}
+        self._append([event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2")])
+
+    def _append(self, events) -> None:
+        from tensorboard.summary.writer.record_writer import RecordWriter
+
+        with open(self.path, "ab") as f:
+            writer = RecordWriter(f)
+            for e in events:
+                writer.write(e.SerializeToString())
+
+    def write(self, steps, tags=tuple(TAGS), speed: float = 1.0) -> None:
+        from tensorboard.compat.proto import event_pb2
+        from tensorboard.plugins.histogram import summary_v2
+
+        events = []
+        for step in steps:
+            for tag in tags:
+                values = self.base[tag] * (1 + speed * TAGS[tag] * step) + 0.001 * self.rng.normal(size=400)
+                events.append(event_pb2.Event(step=step, wall_time=time.time(),
+                                              summary=summary_v2.histogram_pb(tag, values, buckets=30)))
+        self._append(events)
+
+
+class CountingProvider(mdp.MultiplexerDataProvider):
+    """The real provider, noting which (run, tag) each ``read_tensors`` asks for."""
+
+    def __init__(self, *args) -> None:
+        super().__init__(*args)
+        self.reads: list[set[tuple[str, str]]] = []
+
+    def read_tensors(self, ctx, *, experiment_id, plugin_name, downsample=None, run_tag_filter=None):
+        asked = {(r, t) for r in run_tag_filter.runs for t in run_tag_filter.tags}
+        self.reads.append(asked)
+        return super().read_tensors(ctx, experiment_id=experiment_id, plugin_name=plugin_name,
+                                    downsample=downsample, run_tag_filter=run_tag_filter)
+
+
+def test_reload_rereads_only_the_tag_that_changed(tmp_path) -> None:
+    logdir = tmp_path / "logs"
+    writers = {run: LogWriter(logdir, run, seed=i) for i, run in enumerate(("a", "b"))}
+    for w in writers.values():
+        w.write(range(0, 50, 5))
+    multiplexer = mux.EventMultiplexer(size_guidance=acc.STORE_EVERYTHING_SIZE_GUIDANCE)
+    multiplexer.AddRunsFromDirectory(str(logdir))
+    multiplexer.Reload()
+    provider = CountingProvider(multiplexer, str(logdir))
+    reader = reading.Reader(provider, downsample=10**9)
+    ctx = context.RequestContext()
+
+    def summaries():
+        return reader.summaries(ctx, "", reader.histogram_tags(ctx, ""))
+
+    first = summaries()
+    assert len(provider.reads) == 1 and len(provider.reads[0]) == 6
+    assert all(s.samples == 10 for tags in first.values() for s in tags.values())
+
+    assert summaries() == first and len(provider.reads) == 1  # nothing new: nothing read
+
+    writers["b"].write([50, 55], tags=["dense/kernel"], speed=5.0)
+    multiplexer.Reload()
+    second = summaries()
+    # One read, and the only (run, tag) whose data it uses is the changed one.
+    # (RunTagFilter is a cross product of runs and tags; here it is exactly one pair.)
+    assert provider.reads[1:] == [{("b", "dense/kernel")}]
+    assert second["b"]["dense/kernel"].samples == 12 and second["b"]["dense/kernel"].last_step == 55
+    for run, tags in first.items():
+        for tag, summary in tags.items():
+            if (run, tag) != ("b", "dense/kernel"):
+                assert second[run][tag] is summary  # the cached object itself
+
+    # The per-series cache follows the same version.
+    meta = reader.histogram_tags(ctx, "")["b"]["dense/kernel"]
+    series = reader.series(ctx, "", "b", "dense/kernel", meta)
+    assert reader.series(ctx, "", "b", "dense/kernel", meta) is series and len(provider.reads) == 3
+    assert list(series.steps) == list(range(0, 60, 5))
+
+
+def _rows(tb, run: str) -> dict[str, dict]:
+    status, body, ctype = tb.plugin(f"ranking?run={run}")
+    assert status == 200 and ctype.startswith("application/json")
+    return {r["tag"]: r for r in body["rows"]}
+
+
+def _cli_rows(logdir: Path) -> dict[tuple[str, str], dict]:
+    from tb_stagnation import cli
+
+    return {(r.run, r.tag): vars(r) for r in cli.load(str(logdir), 0.01).rows}
+
+
+def _same(http_row: dict, cli_row: dict) -> bool:
+    keys = ("status", "samples", "first_step", "last_step", "score", "net")
+    return all(
+        http_row[k] == pytest.approx(cli_row[k], rel=1e-9) if isinstance(cli_row[k], float) else http_row[k] == cli_row[k]
+        for k in keys
+    )
+
+
+def test_live_tensorboard_follows_the_writer(tmp_path, start_tensorboard) -> None:
+    logdir = tmp_path / "logs"
+    writer = LogWriter(logdir, "train")
+    writer.write(range(0, 50, 5))
+    tb = start_tensorboard(logdir)
+
+    before = _rows(tb, "train")
+    assert {t: r["samples"] for t, r in before.items()} == {t: 10 for t in TAGS}
+    expected = _cli_rows(logdir)
+    assert all(_same(before[t], expected[("train", t)]) for t in TAGS)
+
+    # Training goes on: dense/kernel speeds up, the rest keep their pace.
+    writer.write(range(50, 100, 5), tags=["dense/kernel"], speed=10.0)
+    writer.write(range(50, 100, 5), tags=["conv1/kernel", "conv1/bias"])
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        after = _rows(tb, "train")
+        if all(r["last_step"] == 95 for r in after.values()):
+            break
+        time.sleep(0.5)
+    else:
+        pytest.fail(f"new steps never served: {after}")
+    expected = _cli_rows(logdir)
+    assert all(_same(after[t], expected[("train", t)]) for t in TAGS), (after, expected)
+    assert after["dense/kernel"]["samples"] == 20
+
+    status, series, _ = tb.plugin("series?run=train&tag=dense%2Fkernel")
+    assert status == 200 and series["steps"] == list(range(0, 100, 5))
+
+
+def test_content_types(writer_logs, start_tensorboard) -> None:
+    """index.js as text/javascript, every JSON route (answers and errors) as application/json."""
+    tb = start_tensorboard(writer_logs["tf2"])
+    for route in ("ranking", "ranking?role=wheel", "ranking?run=nope", "series", "series?run=train&tag=nope"):
+        _, body, ctype = tb.plugin(route)
+        assert ctype.startswith("application/json"), (route, ctype)
+    bundle = importlib.resources.files("tb_stagnation").joinpath("static/index.js")
+    if not bundle.is_file():
+        pytest.skip("tb_stagnation/static/index.js is not built (make frontend)")
+    with urllib.request.urlopen(f"{tb.url}/data/plugin/stagnation/index.js", timeout=60) as r:
+        assert r.status == 200
+        assert r.headers["Content-Type"].split(";")[0].strip() == "text/javascript"
+        assert b"render" in r.read()
+
+
+def test_load_test_runs_clean() -> None:
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "load_test.py"), "--seconds", "5", "--clients", "4",
+         "--runs", "2", "--tags", "20", "--steps", "40"],
+        capture_output=True, text=True, env=QUIET_ENV, timeout=300,
+    )
+    print(proc.stdout)
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
+    assert "errors 0," in proc.stdout
