@@ -75,9 +75,8 @@ class TensorBoard:
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
-        self._wait_ready()
 
-    def _wait_ready(self, timeout: float = 120) -> None:
+    def wait_ready(self, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -115,6 +114,7 @@ def start_tensorboard() -> Iterator[Callable[..., TensorBoard]]:
     def start(logdir, load_fast: bool = False, extra: list[str] | None = None) -> TensorBoard:
         tb = TensorBoard(logdir, load_fast, extra or [])
         started.append(tb)
+        tb.wait_ready()
         return tb
 
     yield start
