@@ -1,0 +1,129 @@
+"""The demo's runs tell the stories its docstring promises, as the plugin's own ranking sees them.
+
+Trains every run of ``demo/train.py`` at a reduced size in a subprocess (so
+TensorFlow's global state never leaks into other tests), then ranks the log
+directory with the ``tb-stagnation --json`` CLI, the stable interface, and
+checks each story on its rows.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+# Small enough for CI (about a minute of CPU), long enough that tiny_lr's
+# biases have left their starting spike and the vanishing profile has formed.
+DEMO_ARGS = ("--steps", "180", "--log-every", "20", "--exact-every", "20", "--seed", "0")
+RUNS = ("tiny_lr", "vanishing", "batchnorm", "frozen_layer", "healthy")
+PARAMETER_ROLES = {"weight", "bias", "norm_scale", "norm_offset", "moving_stat"}
+
+
+def _run(args: list[str], timeout: float) -> subprocess.CompletedProcess:
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(REPO))
+    result = subprocess.run(
+        [sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
+    )
+    assert result.returncode == 0, f"{args[:2]} failed:\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}"
+    return result
+
+
+@pytest.fixture(scope="module")
+def logdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("demo")
+    _run(["demo/train.py", "--logdir", str(path), *DEMO_ARGS], timeout=600)
+    return path
+
+
+@pytest.fixture(scope="module")
+def rows(logdir: Path) -> dict[str, dict[str, dict]]:
+    """run -> tag -> CLI row."""
+    out = _run(["-m", "tb_stagnation.cli", str(logdir), "--json"], timeout=300).stdout
+    by_run: dict[str, dict[str, dict]] = {}
+    for row in json.loads(out):
+        by_run.setdefault(row["run"], {})[row["tag"]] = row
+    return by_run
+
+
+def test_every_run_is_written_with_the_tag_scheme(rows: dict[str, dict[str, dict]]) -> None:
+    assert set(rows) == set(RUNS)
+    for run, tags in rows.items():
+        for tag, row in tags.items():
+            if row["role"] == "gradient":
+                assert tag.endswith("/gradient") and tag.removesuffix("/gradient") in tags, tag
+            else:
+                assert row["source"] == "exact", f"{run} {tag}: exact ratio not matched"
+    assert {"conv1/kernel", "conv1/bias", "conv1/kernel/gradient"} <= set(rows["healthy"])
+
+
+def test_frozen_layer_is_frozen_and_only_it(rows: dict[str, dict[str, dict]]) -> None:
+    run = rows["frozen_layer"]
+    assert run["conv3/kernel"]["status"] == "frozen"
+    assert run["conv3/bias"]["status"] == "frozen"
+    assert "conv3/kernel/gradient" not in run  # not trainable: no gradient
+    others = [r for r in run.values() if r["role"] in PARAMETER_ROLES and r["layer"] != "conv3"]
+    assert others and all(r["status"] == "moving" for r in others)
+
+
+def test_vanishing_first_layer_moves_orders_of_magnitude_less(
+    rows: dict[str, dict[str, dict]],
+) -> None:
+    run = rows["vanishing"]
+    first, last = run["dense1/kernel"], run["logits/kernel"]
+    assert first["score"] * 100 < last["score"]
+    assert first["status"] == "stagnant"
+    kernels = [run[f"dense{i}/kernel"]["score"] for i in range(1, 9)] + [last["score"]]
+    # Depth profile: scores grow towards the output (allowing a little noise between neighbours).
+    assert kernels[0] < kernels[3] < kernels[6] < kernels[-1]
+
+
+def test_tiny_lr_bias_histograms_move_while_kernels_hide_real_movement(
+    rows: dict[str, dict[str, dict]],
+) -> None:
+    run = rows["tiny_lr"]
+    layers = [f"conv{i}" for i in range(1, 6)]
+    biases = [run[f"{layer}/bias"] for layer in layers]
+    kernels = [run[f"{layer}/kernel"] for layer in layers]
+
+    def median(rows: list[dict], quantity: Callable[[dict], float]) -> float:
+        return statistics.median(quantity(r) for r in rows)
+
+    def drift(row: dict) -> float:
+        return row["histogram_score"]
+
+    def seen(row: dict) -> float:
+        """The share of the real movement that the histograms show."""
+        return row["histogram_score"] / row["exact_score"]
+
+    assert median(biases, drift) > median(kernels, drift)
+    assert all(k["exact_score"] > 0 and k["status"] == "moving" for k in kernels)
+    # Why: the histograms catch most of the biases' real movement, less of the kernels'.
+    assert median(kernels, seen) < median(biases, seen)
+
+
+def test_batchnorm_parameters_move_at_their_own_pace(rows: dict[str, dict[str, dict]]) -> None:
+    run = rows["batchnorm"]
+    roles = {
+        "gamma": "norm_scale",
+        "beta": "norm_offset",
+        "moving_mean": "moving_stat",
+        "moving_variance": "moving_stat",
+    }
+    for layer in ("bn1", "bn2", "bn3"):
+        bn = {name: run[f"{layer}/{name}"] for name in roles}
+        assert {name: r["role"] for name, r in bn.items()} == roles
+        scores = {name: r["score"] for name, r in bn.items()}
+        assert all(s > 0 for s in scores.values()) and len(set(scores.values())) == 4, scores
+        assert min(scores, key=scores.get) == "gamma", scores
+
+
+def test_healthy_has_no_stuck_parameter(rows: dict[str, dict[str, dict]]) -> None:
+    statuses = {t: r["status"] for t, r in rows["healthy"].items() if r["role"] in PARAMETER_ROLES}
+    assert statuses and set(statuses.values()) == {"moving"}, statuses
