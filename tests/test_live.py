@@ -128,7 +128,8 @@ def _rows(tb, run: str) -> dict[str, dict]:
 def _cli_rows(logdir: Path) -> dict[tuple[str, str], dict]:
     from tb_stagnation import cli
 
-    return {(r.run, r.tag): vars(r) for r in cli.load(str(logdir), 0.01).rows}
+    result, _ = cli.load(str(logdir), 0.01)
+    return {(r.run, r.tag): vars(r) for r in result.rows}
 
 
 def _same(http_row: dict, cli_row: dict) -> bool:
