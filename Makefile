@@ -18,7 +18,7 @@ $(VENV)/.installed: setup.py requirements-dev.txt
 demo: $(VENV)/.installed
 	$(PY) demo/train.py --logdir $(LOGDIR) $(DEMO_ARGS)
 	@echo "Open http://localhost:$(PORT)/#stagnation"
-	$(VENV)/bin/tensorboard --logdir $(LOGDIR) --port $(PORT) --bind_all
+	$(VENV)/bin/tensorboard --logdir $(LOGDIR) --port $(PORT) --bind_all --samples_per_plugin stagnation=1000
 
 # Debian's Chromium for the browser tests (Playwright is pointed at /usr/bin/chromium).
 chromium:

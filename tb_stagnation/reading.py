@@ -79,9 +79,7 @@ class Reader:
             experiment_id=experiment,
             plugin_name=metadata.HISTOGRAMS_PLUGIN_NAME,
             downsample=self._downsample,
-            run_tag_filter=provider.RunTagFilter(
-                runs=list(stale), tags=sorted({t for tags in stale.values() for t in tags})
-            ),
+            run_tag_filter=_covering(stale),
         )
         fresh = {}
         for run, tags in stale.items():
@@ -130,11 +128,16 @@ class Reader:
             experiment_id=experiment,
             plugin_name=metadata.PLUGIN_NAME,
             downsample=self._downsample,
-            run_tag_filter=provider.RunTagFilter(
-                runs=list(listing), tags=sorted({t for tags in listing.values() for t in tags})
-            ),
+            run_tag_filter=_covering(listing),
         )
         return exact.collect_exact(listing, data)
+
+
+def _covering(wanted: Mapping[str, Mapping[str, object]]) -> provider.RunTagFilter:
+    """A filter reading every wanted (run, tag); it may cover more, which callers ignore."""
+    return provider.RunTagFilter(
+        runs=list(wanted), tags=sorted({t for tags in wanted.values() for t in tags})
+    )
 
 
 def _version(meta) -> tuple:

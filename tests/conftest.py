@@ -39,6 +39,19 @@ def writer_logs(tmp_path_factory) -> dict[str, Path]:
     return {name: root / name for name in WRITER_NAMES}
 
 
+def tfrecords(payloads: list[bytes]) -> bytes:
+    """TFRecord framing of ``payloads``, by TensorBoard's TF-free RecordWriter."""
+    import io
+
+    from tensorboard.summary.writer.record_writer import RecordWriter
+
+    buf = io.BytesIO()
+    writer = RecordWriter(buf)
+    for payload in payloads:
+        writer.write(payload)
+    return buf.getvalue()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import QUIET_ENV
+from conftest import QUIET_ENV, tfrecords
 
 TAGS = ("a/kernel", "b/kernel")
 STEPS = tuple(range(0, 50, 5))
@@ -55,19 +55,6 @@ def _events(steps, tags=TAGS, scale=1.0, buckets=lambda step: 30, seed=0) -> lis
     return out
 
 
-def _records(events: list[bytes]) -> bytes:
-    """The TFRecord framing, written by TensorBoard's TF-free RecordWriter."""
-    import io
-
-    from tensorboard.summary.writer.record_writer import RecordWriter
-
-    buf = io.BytesIO()
-    writer = RecordWriter(buf)
-    for e in events:
-        writer.write(e)
-    return buf.getvalue()
-
-
 def _event_file(root: Path, run: str, index: int = 0) -> Path:
     path = root / run / f"events.out.tfevents.{1700000000 + index}.wild.{index}"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -77,7 +64,7 @@ def _event_file(root: Path, run: str, index: int = 0) -> Path:
 @pytest.fixture(scope="module")
 def wild(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("wild") / "logs"
-    full = _records(_events(STEPS))
+    full = tfrecords(_events(STEPS))
     _event_file(root, "good").write_bytes(full)
     _event_file(root, "trunc").write_bytes(full[:-CUT])
     corrupted = bytearray(full)
@@ -87,10 +74,10 @@ def wild(tmp_path_factory) -> dict:
     _event_file(root, "zero").write_bytes(b"")
     _event_file(root, "garbage").write_bytes(np.random.default_rng(1).bytes(5000))
     _event_file(root, "restart", 0).write_bytes(full)
-    _event_file(root, "restart", 1).write_bytes(_records(_events(range(0, 30, 5), scale=3, seed=1)))
-    _event_file(root, "dup").write_bytes(_records(_events([0, 5, 5, 10, 10, 15])))
+    _event_file(root, "restart", 1).write_bytes(tfrecords(_events(range(0, 30, 5), scale=3, seed=1)))
+    _event_file(root, "dup").write_bytes(tfrecords(_events([0, 5, 5, 10, 10, 15])))
     layout = _events(range(20), tags=("a/kernel",), buckets=lambda s: 30 if s % 2 else 7)
-    _event_file(root, "layout").write_bytes(_records(layout))
+    _event_file(root, "layout").write_bytes(tfrecords(layout))
     return {"root": root, "full": full}
 
 

@@ -10,7 +10,7 @@ from tensorboard.backend.event_processing import plugin_event_multiplexer as mux
 from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import crc32c as reference_crc32c
 from tensorboard.context import RequestContext
 
-from conftest import WRITER_NAMES
+from conftest import WRITER_NAMES, tfrecords
 from tb_stagnation import crc32c, eventfile, ranking, reading
 
 
@@ -53,18 +53,6 @@ def test_parity_with_tensorboards_data_provider(writer_logs, writer: str) -> Non
         assert other.net == pytest.approx(row.net, rel=1e-5, abs=1e-12), key
 
 
-def _framed(payloads: list[bytes]) -> bytes:
-    import io
-
-    from tensorboard.summary.writer.record_writer import RecordWriter
-
-    buf = io.BytesIO()
-    writer = RecordWriter(buf)
-    for p in payloads:
-        writer.write(p)
-    return buf.getvalue()
-
-
 @pytest.mark.parametrize(
     "damage, kept, reason",
     [
@@ -77,7 +65,7 @@ def _framed(payloads: list[bytes]) -> bytes:
 )
 def test_records_report_what_they_skip(tmp_path, damage: str, kept: int, reason: str | None) -> None:
     payloads = [bytes([i]) * (40 + i) for i in range(5)]
-    raw = bytearray(_framed(payloads))
+    raw = bytearray(tfrecords(payloads))
     third = sum(12 + len(p) + 4 for p in payloads[:2])
     if damage == "payload":
         raw[third + 12 + 3] ^= 0xFF
