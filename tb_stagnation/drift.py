@@ -90,11 +90,10 @@ def analyse(
     steps_arr = np.asarray(steps, dtype=np.int64)
     walls = np.asarray(wall_times, dtype=np.float64)
     order = _order(steps_arr, walls)
-    raw = [np.asarray(raw[i]) for i in order]
-    finite = np.array([histogram.is_finite(h) for h in raw], dtype=bool)
-    empty = np.zeros((0, 3))
-    cleaned = [histogram.clean(h) if ok else empty for h, ok in zip(raw, finite)]
-    hists = histogram.batch(cleaned)
+    stacked = histogram.stack([raw[i] for i in order])
+    finite = histogram.finite(stacked)
+    stacked[~finite] = 0.0  # an unusable sample holds no distribution
+    hists = histogram.clean(stacked)
     _, rms = histogram.moments(hists)
     n = len(order)
     drift = np.full(n, np.nan)

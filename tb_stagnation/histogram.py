@@ -53,41 +53,49 @@ class Batch:
         return Batch(self.left[index], self.right[index], self.count[index])
 
 
-def is_finite(buckets: np.ndarray) -> bool:
-    """Whether a raw ``[k, 3]`` histogram holds only finite numbers."""
-    return bool(np.isfinite(buckets).all())
+def stack(histograms: Sequence[np.ndarray]) -> np.ndarray:
+    """Raw ``[k, 3]`` histograms as one ``(n, K, 3)`` float64 array, zero rows padding."""
+    n = len(histograms)
+    k = max((len(h) for h in histograms), default=0)
+    raw = np.zeros((n, max(k, 1), 3))
+    for i, h in enumerate(histograms):
+        raw[i, : len(h)] = np.asarray(h, dtype=np.float64).reshape(-1, 3)
+    return raw
 
 
-def clean(buckets: np.ndarray) -> np.ndarray:
-    """A raw ``[k, 3]`` histogram reduced to its rows that carry mass.
+def finite(raw: np.ndarray) -> np.ndarray:
+    """Per histogram of a stacked array: whether it holds only finite numbers."""
+    return np.isfinite(raw).all(axis=(1, 2))
 
-    Rows with a count <= 0 are dropped: they hold no mass, and the Rust data
-    server's empty outer buckets (left > right) are among them. The result is
-    float64, ordered by left edge, with ``left <= right`` in every row.
-    Callers check :func:`is_finite` first; non-finite input is not cleaned.
+
+def clean(raw: np.ndarray) -> Batch:
+    """Stacked raw histograms (see :func:`stack`) as a :class:`Batch`.
+
+    Keeps the rows that carry mass (count > 0: the Rust data server's empty
+    outer buckets, whose left edge exceeds the right one, go too), orders
+    them by left edge and makes ``left <= right``. Padding rows sit at the
+    histogram's right end with zero count, so every row's edges stay in
+    order. Callers zero out the histograms that are not :func:`finite`.
     """
-    arr = np.asarray(buckets, dtype=np.float64).reshape(-1, 3)
-    arr = arr[arr[:, 2] > 0]
-    lo = np.minimum(arr[:, 0], arr[:, 1])
-    hi = np.maximum(arr[:, 0], arr[:, 1])
-    order = np.argsort(lo, kind="stable")
-    return np.column_stack([lo[order], hi[order], arr[order, 2]])
+    mass = raw[:, :, 2] > 0
+    lo = np.minimum(raw[:, :, 0], raw[:, :, 1])
+    hi = np.maximum(raw[:, :, 0], raw[:, :, 1])
+    order = np.argsort(np.where(mass, lo, np.inf), axis=1, kind="stable")  # massless rows last
+    kept = mass.sum(axis=1)
+    width = max(int(kept.max(initial=0)), 1)
+    order = order[:, :width]
+    real = np.arange(width)[None, :] < kept[:, None]
+    left = np.take_along_axis(lo, order, axis=1)
+    right = np.take_along_axis(hi, order, axis=1)
+    count = np.take_along_axis(raw[:, :, 2], order, axis=1)
+    end = np.take_along_axis(right, np.maximum(kept - 1, 0)[:, None], axis=1)
+    end[kept == 0] = 0.0
+    return Batch(np.where(real, left, end), np.where(real, right, end), np.where(real, count, 0.0))
 
 
 def batch(histograms: Sequence[np.ndarray]) -> Batch:
-    """Pad cleaned histograms (see :func:`clean`) into one :class:`Batch`.
-
-    Padding buckets sit at the histogram's right end with zero count, so
-    every row keeps its edges in order.
-    """
-    n = len(histograms)
-    k = max((h.shape[0] for h in histograms), default=0)
-    out = np.zeros((3, n, max(k, 1)))
-    for i, h in enumerate(histograms):
-        out[:, i, : h.shape[0]] = h.T
-        if 0 < h.shape[0] < k:
-            out[:2, i, h.shape[0] :] = h[-1, 1]
-    return Batch(out[0], out[1], out[2])
+    """Finite raw ``[k, 3]`` histograms as one cleaned :class:`Batch`."""
+    return clean(stack(histograms))
 
 
 def _probabilities(b: Batch) -> np.ndarray:
@@ -211,12 +219,14 @@ def _knots(b: Batch) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-def _interpolate(x: np.ndarray, y: np.ndarray, below: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """Polylines (x, y) at points q, given the index of the last knot at or before each q.
+def _interpolate(
+    x: np.ndarray, y: np.ndarray, below: np.ndarray, qs: tuple[np.ndarray, ...]
+) -> tuple[np.ndarray, ...]:
+    """Polylines (x, y) at points ``qs``, given the index of the last knot at or before them.
 
-    Every q lies strictly between two consecutive knots of the merged edge
-    lists, so the segment holding it is known without a search and has
-    positive width whenever the interval holding q does.
+    Every point lies strictly inside an interval between consecutive knots
+    of the merged edge lists, so the segment holding it is known without a
+    search, and the points of one interval share it.
     """
     last = x.shape[1] - 1
     i0 = np.clip(below, 0, last)
@@ -224,10 +234,14 @@ def _interpolate(x: np.ndarray, y: np.ndarray, below: np.ndarray, q: np.ndarray)
     x0, x1 = np.take_along_axis(x, i0, 1), np.take_along_axis(x, i1, 1)
     y0, y1 = np.take_along_axis(y, i0, 1), np.take_along_axis(y, i1, 1)
     width = x1 - x0
-    t = np.divide(q - x0, width, out=np.zeros_like(q), where=width > 0)
-    f = y0 + np.clip(t, 0.0, 1.0) * (y1 - y0)
-    f[below < 0] = 0.0
-    return f
+    before = below < 0
+    out = []
+    for q in qs:
+        t = np.divide(q - x0, width, out=np.zeros_like(q), where=width > 0)
+        f = y0 + np.clip(t, 0.0, 1.0) * (y1 - y0)
+        f[before] = 0.0
+        out.append(f)
+    return tuple(out)
 
 
 def _wasserstein_merged(xa, ya, xb, yb) -> np.ndarray:
@@ -240,9 +254,10 @@ def _wasserstein_merged(xa, ya, xb, yb) -> np.ndarray:
     lo, h = z[:, :-1], np.diff(z, axis=1)
     # Both CDFs are linear inside each interval: two interior points fix the
     # difference, and extrapolating it to the ends avoids the jumps there.
-    q1, q2 = lo + h / 3, lo + 2 * h / 3
-    d1 = _interpolate(xa, ya, below_a, q1) - _interpolate(xb, yb, below_b, q1)
-    d2 = _interpolate(xa, ya, below_a, q2) - _interpolate(xb, yb, below_b, q2)
+    q = (lo + h / 3, lo + 2 * h / 3)
+    fa1, fa2 = _interpolate(xa, ya, below_a, q)
+    fb1, fb2 = _interpolate(xb, yb, below_b, q)
+    d1, d2 = fa1 - fb1, fa2 - fb2
     return (h * _abs_integral(2 * d1 - d2, 2 * d2 - d1)).sum(axis=1)
 
 

@@ -30,7 +30,7 @@ def tf1_edges(values: np.ndarray) -> np.ndarray:
 
 
 def w1(a: np.ndarray, b: np.ndarray) -> float:
-    return float(histogram.wasserstein(*[histogram.batch([histogram.clean(x)]) for x in (a, b)])[0])
+    return float(histogram.wasserstein(*[histogram.batch([x]) for x in (a, b)])[0])
 
 
 def exact_w1(x: np.ndarray, y: np.ndarray) -> float:
@@ -84,7 +84,7 @@ def test_rust_loader_empty_outer_buckets_are_ignored() -> None:
 
 
 def test_moments_and_quantiles_match_raw_values() -> None:
-    b = histogram.batch([histogram.clean(buckets_uniform(VALUES, 200))])
+    b = histogram.batch([buckets_uniform(VALUES, 200)])
     mean, rms = histogram.moments(b)
     assert mean[0] == pytest.approx(VALUES.mean(), abs=1e-4)
     assert rms[0] == pytest.approx(np.sqrt(np.mean(VALUES**2)), rel=1e-3)
@@ -137,7 +137,7 @@ def test_merged_edges_path_equals_the_general_evaluation() -> None:
         edges = np.sort(rng.normal(0, 1, 2 * k)).reshape(k, 2)  # gaps between buckets
         points = rng.random(k) < 0.2
         edges[points, 1] = edges[points, 0]  # and point masses
-        return histogram.clean(np.column_stack([edges, rng.integers(0, 5, k)]))
+        return np.column_stack([edges, rng.integers(0, 5, k)])
 
     a = histogram.batch([random_histogram() for _ in range(300)])
     b = histogram.batch([random_histogram() for _ in range(300)])
