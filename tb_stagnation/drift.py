@@ -163,12 +163,14 @@ def summarise(series: Series) -> Summary:
 
 
 def sparkline(values: np.ndarray, points: int = SPARKLINE_POINTS) -> tuple[float, ...]:
-    """At most ``points`` medians of consecutive chunks of the finite values."""
+    """At most ``points`` means of consecutive, near-equal chunks of the finite values."""
     finite = values[np.isfinite(values)]
-    if len(finite) == 0:
-        return ()
-    chunks = np.array_split(finite, min(points, len(finite)))
-    return tuple(float(np.median(c)) for c in chunks)
+    n = len(finite)
+    if n <= points:
+        return tuple(finite.tolist())
+    starts = (np.arange(points) * n) // points
+    sums = np.add.reduceat(finite, starts)
+    return tuple((sums / np.diff(np.append(starts, n))).tolist())
 
 
 def stagnant_since(series: Series, threshold: float) -> int | None:

@@ -234,16 +234,18 @@ def _take(data: LogData, run: str, plugin_of: dict[str, str], event, value) -> N
     if plugin == metadata.HISTOGRAMS_PLUGIN_NAME:
         _append(data.histograms[run][tag], event, _tensor(value.tensor).reshape(-1, 3))
     elif plugin == metadata.PLUGIN_NAME:
-        data.exact_data[run][tag].append(_Datum(event.step, float(_tensor(value.tensor).reshape(-1)[0])))
+        data.exact_data[run][tag].append(_Datum(event.step, float(_tensor(value.tensor)[0])))
 
 
 def _tensor(proto) -> np.ndarray:
+    """A tensor's values as float64, read-only.
+
+    TF2 histograms (float64 with ``tensor_content``) are viewed in place:
+    ``make_ndarray``'s dtype lookups and copy cost more than the parse.
+    """
     if proto.dtype == types_pb2.DT_DOUBLE and proto.tensor_content:
-        # What make_ndarray does for this case (TF2 histograms), minus its
-        # dtype lookups, which cost more than the copy.
-        shape = [d.size for d in proto.tensor_shape.dim]
-        return np.frombuffer(proto.tensor_content, dtype=np.float64).copy().reshape(shape)
-    return np.asarray(tensor_util.make_ndarray(proto), dtype=np.float64)
+        return np.frombuffer(proto.tensor_content, dtype=np.float64)
+    return np.asarray(tensor_util.make_ndarray(proto), dtype=np.float64).reshape(-1)
 
 
 def _append(series: _Series, event, values: np.ndarray) -> None:
