@@ -81,7 +81,7 @@ def load(logdir: str, ratio: float) -> tuple[ranking.Ranking, list[str]]:
     reader = reading.Reader(mdp.MultiplexerDataProvider(multiplexer, logdir), downsample=10**9)
     ctx = context.RequestContext()
     summaries = reader.summaries(ctx, "", reader.histogram_tags(ctx, ""))
-    return ranking.rank(summaries, reader.exact(ctx, ""), ratio), []
+    return ranking.rank(summaries, reader.exact(ctx, "", reader.exact_tags(ctx, "")), ratio), []
 
 
 def _progress(done: int, total: int) -> None:

@@ -8,10 +8,14 @@ a JSON error and a 4xx status; nothing from a request is ever used as a path.
 
 from __future__ import annotations
 
+import collections
 import importlib.resources
+import json
 import logging
 import math
+import threading
 from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 from tensorboard import errors, plugin_util
@@ -22,6 +26,7 @@ from werkzeug import wrappers
 from tb_stagnation import drift, exact, histogram, metadata, naming, ranking, reading, tagfilter
 
 logger = logging.getLogger(__name__)
+_RESPONSE_CACHE_SIZE = 16  # distinct ranking queries kept as JSON text
 
 class RequestError(Exception):
     """A request the plugin refuses, with the HTTP status to answer."""
@@ -51,7 +56,8 @@ def _json_route(handler: Callable[[wrappers.Request], object]):
         except Exception:  # the engine must never leak a stack trace
             logger.exception("tb-stagnation failed on %s", request.path)
             body, status = {"error": "internal error; see the TensorBoard log"}, 500
-        return http_util.Respond(request, body, "application/json", code=status)
+        text = body if isinstance(body, str) else _dumps(body)
+        return http_util.Respond(request, text, "application/json", code=status)
 
     return app
 
@@ -77,9 +83,23 @@ def _ratio(request: wrappers.Request) -> float:
     return value
 
 
-def _number(value: float) -> float | None:
-    """JSON-friendly float: NaN (nothing measured) becomes null."""
-    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
+def _number(value):
+    """JSON-friendly number: NaN (nothing measured) and other non-finite values become null."""
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def _dumps(body: dict) -> str:
+    """JSON text; every number is finite or null by construction (see _number, _list)."""
+    return json.dumps(body, allow_nan=False)
+
+
+class _Listings(NamedTuple):
+    """What one request reads first: the request context and both listings."""
+
+    ctx: object
+    experiment: str
+    histograms: dict
+    exact: dict
 
 
 def _list(values: np.ndarray) -> list:
@@ -95,6 +115,8 @@ class StagnationPlugin(base_plugin.TBPlugin):
         self._reader = reading.Reader(
             context.data_provider, reading.downsample_from_hints(context.sampling_hints)
         )
+        self._lock = threading.Lock()
+        self._responses: collections.OrderedDict[tuple, str] = collections.OrderedDict()
 
     def get_plugin_apps(self):
         return {
@@ -117,49 +139,77 @@ class StagnationPlugin(base_plugin.TBPlugin):
         body = importlib.resources.files("tb_stagnation").joinpath("static/index.js").read_bytes()
         return http_util.Respond(request, body, "text/javascript")
 
-    def _rank(
-        self, request: wrappers.Request, runs: list[str] | None, ratio: float
-    ) -> tuple[ranking.Ranking, list[str], dict, dict]:
-        """Ranking of the chosen runs (all if None): result, all runs, listing, exact data."""
+    def _listings(self, request: wrappers.Request) -> _Listings:
         ctx = plugin_util.context(request.environ)
         experiment = plugin_util.experiment_id(request.environ)
-        listing = self._reader.histogram_tags(ctx, experiment)
-        exact_data = self._reader.exact(ctx, experiment)
-        all_runs = sorted(set(listing) | set(exact_data))
+        return _Listings(
+            ctx,
+            experiment,
+            self._reader.histogram_tags(ctx, experiment),
+            self._reader.exact_tags(ctx, experiment),
+        )
+
+    def _rank(
+        self, data: _Listings, runs: list[str] | None, ratio: float
+    ) -> tuple[ranking.Ranking, list[str], dict]:
+        """Ranking of the chosen runs (all if None): result, all runs, exact data."""
+        listing, exact_listing = data.histograms, data.exact
+        all_runs = sorted(set(listing) | set(exact_listing))
         if runs:
             missing = [r for r in runs if r not in all_runs]
             if missing:
                 raise RequestError(404, f"unknown run {missing[0]!r}")
             listing = {r: t for r, t in listing.items() if r in runs}
-            exact_data = {r: e for r, e in exact_data.items() if r in runs}
-        summaries = self._reader.summaries(ctx, experiment, listing)
-        return ranking.rank(summaries, exact_data, ratio), all_runs, listing, exact_data
+            exact_listing = {r: t for r, t in exact_listing.items() if r in runs}
+        summaries = self._reader.summaries(data.ctx, data.experiment, listing)
+        exact_data = self._reader.exact(data.ctx, data.experiment, exact_listing)
+        return ranking.rank(summaries, exact_data, ratio), all_runs, exact_data
 
-    def _ranking(self, request: wrappers.Request) -> dict:
+    def _ranking(self, request: wrappers.Request) -> str:
+        """The ranking as JSON text, served from cache while the data and query are unchanged."""
         runs = request.args.getlist("run") or None
         roles = _choices(request, "role", naming.ROLES)
         statuses = _choices(request, "status", ranking.STATUSES)
         tag_filter = tagfilter.compile_tag_filter(request.args.get("tag"))
         ratio = _ratio(request)
-        result, all_runs, _, _ = self._rank(request, runs, ratio)
+        data = self._listings(request)
+        key = (
+            data.experiment,
+            tuple(sorted(request.args.items(multi=True))),
+            reading.snapshot(data.histograms),
+            reading.snapshot(data.exact),
+        )
+        with self._lock:
+            if key in self._responses:
+                self._responses.move_to_end(key)
+                return self._responses[key]
+        result, all_runs, _ = self._rank(data, runs, ratio)
         rows = ranking.select(result.rows, roles=roles, statuses=statuses, tag_filter=tag_filter)
-        return {
-            "ratio": ratio,
-            "runs": all_runs,
-            "rows": [_record(r) for r in rows],
-            "layers": [_record(layer) for layer in result.layers],
-            "thresholds": {
-                run: {src: _number(t) for src, t in th.items()}
-                for run, th in result.thresholds.items()
-            },
-        }
+        text = _dumps(
+            {
+                "ratio": ratio,
+                "runs": all_runs,
+                "rows": [_record(r) for r in rows],
+                "layers": [_record(layer) for layer in result.layers],
+                "thresholds": {
+                    run: {src: _number(t) for src, t in th.items()}
+                    for run, th in result.thresholds.items()
+                },
+            }
+        )
+        with self._lock:
+            self._responses[key] = text
+            while len(self._responses) > _RESPONSE_CACHE_SIZE:
+                self._responses.popitem(last=False)
+        return text
 
     def _series(self, request: wrappers.Request) -> dict:
         run, tag = request.args.get("run"), request.args.get("tag")
         if not run or not tag:
             raise RequestError(400, "series needs both run and tag")
         ratio = _ratio(request)
-        result, _, listing, exact_data = self._rank(request, [run], ratio)
+        data = self._listings(request)
+        result, _, exact_data = self._rank(data, [run], ratio)
         row = next((r for r in result.rows if r.tag == tag), None)
         if row is None:
             raise RequestError(404, f"unknown tag {tag!r} in run {run!r}")
@@ -169,13 +219,11 @@ class StagnationPlugin(base_plugin.TBPlugin):
             "thresholds": {src: _number(t) for src, t in thresholds.items()},
             "exact": _exact_json(exact_data.get(run, {}), tag),
         }
-        meta = listing.get(run, {}).get(tag)
+        meta = data.histograms.get(run, {}).get(tag)
         if meta is None:  # a parameter with exact data only
             series = drift.analyse([], [], [])
         else:
-            ctx = plugin_util.context(request.environ)
-            experiment = plugin_util.experiment_id(request.environ)
-            series = self._reader.series(ctx, experiment, run, tag, meta)
+            series = self._reader.series(data.ctx, data.experiment, run, tag, meta)
         body.update(series_json(series, thresholds[ranking.HISTOGRAM]))
         return body
 

@@ -50,6 +50,7 @@ class Reader:
         self._series: collections.OrderedDict[_CacheKey, tuple[tuple, drift.Series]] = (
             collections.OrderedDict()
         )
+        self._exact: tuple[tuple, dict[str, dict[str, exact.ExactSeries]]] | None = None
 
     def histogram_tags(self, ctx, experiment: str) -> dict[str, dict[str, provider.TensorTimeSeries]]:
         """run -> tag -> metadata of every histogram time series."""
@@ -116,13 +117,22 @@ class Reader:
                 self._series.popitem(last=False)
         return series
 
-    def exact(self, ctx, experiment: str) -> dict[str, dict[str, exact.ExactSeries]]:
-        """run -> parameter -> exact-movement series logged by :mod:`tb_stagnation.summary`."""
-        listing = self._provider.list_scalars(
+    def exact_tags(self, ctx, experiment: str) -> dict[str, dict[str, provider.ScalarTimeSeries]]:
+        """run -> tag -> metadata of every exact-movement time series."""
+        return self._provider.list_scalars(
             ctx, experiment_id=experiment, plugin_name=metadata.PLUGIN_NAME
         )
+
+    def exact(
+        self, ctx, experiment: str, listing: Mapping[str, Mapping[str, provider.ScalarTimeSeries]]
+    ) -> dict[str, dict[str, exact.ExactSeries]]:
+        """run -> parameter -> exact-movement series, re-read only when the listing changed."""
         if not any(listing.values()):
             return {}
+        key = (experiment, snapshot(listing))
+        with self._lock:
+            if self._exact is not None and self._exact[0] == key:
+                return self._exact[1]
         data = self._provider.read_scalars(
             ctx,
             experiment_id=experiment,
@@ -130,7 +140,17 @@ class Reader:
             downsample=self._downsample,
             run_tag_filter=_covering(listing),
         )
-        return exact.collect_exact(listing, data)
+        result = exact.collect_exact(listing, data)
+        with self._lock:
+            self._exact = (key, result)
+        return result
+
+
+def snapshot(listing: Mapping[str, Mapping[str, object]]) -> tuple:
+    """A hashable identity of a listing's data: every (run, tag) with its newest step and write."""
+    return tuple(
+        (run, tag, *_version(meta)) for run in sorted(listing) for tag, meta in sorted(listing[run].items())
+    )
 
 
 def _covering(wanted: Mapping[str, Mapping[str, object]]) -> provider.RunTagFilter:

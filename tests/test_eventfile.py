@@ -33,7 +33,7 @@ def provider_ranking(logdir: str) -> ranking.Ranking:
     reader = reading.Reader(mdp.MultiplexerDataProvider(multiplexer, logdir), downsample=10**9)
     ctx = RequestContext()
     summaries = reader.summaries(ctx, "", reader.histogram_tags(ctx, ""))
-    return ranking.rank(summaries, reader.exact(ctx, ""))
+    return ranking.rank(summaries, reader.exact(ctx, "", reader.exact_tags(ctx, "")))
 
 
 @pytest.mark.parametrize("writer", WRITER_NAMES)
