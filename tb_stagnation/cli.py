@@ -57,16 +57,23 @@ def load(logdir: str, ratio: float) -> tuple[ranking.Ranking, list[str]]:
 
     Local directories are read by :mod:`tb_stagnation.eventfile` (every
     sample, fast, every skipped part reported). Other paths (``gs://``,
-    ``s3://``, ...) go through TensorBoard's own loader and file-system
-    layer, which keeps every sample when told so but reports damage only in
-    its own log.
+    ``s3://``, ...) go through :func:`load_through_tensorboard`.
     """
-    if "://" not in logdir:
-        from tb_stagnation import eventfile
+    if "://" in logdir:
+        return load_through_tensorboard(logdir, ratio), []
+    from tb_stagnation import eventfile
 
-        data = eventfile.read_logdir(logdir, progress=_progress if sys.stderr.isatty() else None)
-        skipped = [f"skipped {skip}" for skip in data.skipped]
-        return ranking.rank(data.summaries(), data.exact(), ratio), skipped
+    data = eventfile.read_logdir(logdir, progress=_progress if sys.stderr.isatty() else None)
+    skipped = [f"skipped {skip}" for skip in data.skipped]
+    return ranking.rank(data.summaries(), data.exact(), ratio), skipped
+
+
+def load_through_tensorboard(logdir: str, ratio: float) -> ranking.Ranking:
+    """Rank every sample through TensorBoard's own loader, file-system layer and data provider.
+
+    What the plugin reads through, told to keep every sample; it reports
+    damage only in TensorBoard's own log.
+    """
     # Imported here: TensorBoard's loader takes a while to import.
     from tensorboard import context
     from tensorboard.backend.event_processing import data_provider as mdp
@@ -81,7 +88,7 @@ def load(logdir: str, ratio: float) -> tuple[ranking.Ranking, list[str]]:
     reader = reading.Reader(mdp.MultiplexerDataProvider(multiplexer, logdir), downsample=10**9)
     ctx = context.RequestContext()
     summaries = reader.summaries(ctx, "", reader.histogram_tags(ctx, ""))
-    return ranking.rank(summaries, reader.exact(ctx, "", reader.exact_tags(ctx, "")), ratio), []
+    return ranking.rank(summaries, reader.exact(ctx, "", reader.exact_tags(ctx, "")), ratio)
 
 
 def _progress(done: int, total: int) -> None:

@@ -163,15 +163,17 @@ def _rank_run(
         names[param] = naming.parse(param)
     tags = sorted(names, key=lambda t: _appearance(summaries.get(t), exact_for.get(t), t))
     hist_scores = [(names[t].role, summaries[t].score) for t in summaries if not summaries[t].frozen]
-    exact_scores = [(names[t].role, _exact_score(e)) for t, e in exact_for.items()]
+    exact_score_of = {t: _exact_score(e) for t, e in exact_for.items()}
+    exact_scores = [(names[t].role, score) for t, score in exact_score_of.items()]
     thresholds = {HISTOGRAM: ratio * _typical(hist_scores), EXACT: ratio * _typical(exact_scores)}
     rows = []
     for order, tag in enumerate(tags):
         summary, ex = summaries.get(tag), exact_for.get(tag)
         name = names[tag]
-        source = EXACT if len(_measured(ex)) else HISTOGRAM
+        measured = _measured(ex)
+        source = EXACT if len(measured) else HISTOGRAM
         hist_score = summary.score if summary is not None else float("nan")
-        exact_score = _exact_score(ex)
+        exact_score = exact_score_of.get(tag, float("nan"))
         score = exact_score if source == EXACT else hist_score
         threshold = thresholds[source]
         rows.append(
@@ -192,7 +194,7 @@ def _rank_run(
                 source=source,
                 histogram_score=hist_score,
                 exact_score=exact_score,
-                sparkline=sparkline(_measured(ex)) if source == EXACT else summary.sparkline,
+                sparkline=sparkline(measured) if source == EXACT else summary.sparkline,
             )
         )
     return rows, thresholds

@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from tensorboard.backend.event_processing import data_provider as mdp
-from tensorboard.backend.event_processing import plugin_event_accumulator as acc
-from tensorboard.backend.event_processing import plugin_event_multiplexer as mux
 from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import crc32c as reference_crc32c
-from tensorboard.context import RequestContext
 
 from conftest import WRITER_NAMES, tfrecords
-from tb_stagnation import crc32c, eventfile, ranking, reading
+from tb_stagnation import cli, crc32c, eventfile, ranking
 
 
 def test_crc32c_matches_tensorboards_reference() -> None:
@@ -26,23 +22,13 @@ def test_crc32c_matches_tensorboards_reference() -> None:
     assert crc32c.crc32c(np.frombuffer(b"123456789", np.uint8), np.array([0]), np.array([9]))[0] == 0xE3069283
 
 
-def provider_ranking(logdir: str) -> ranking.Ranking:
-    multiplexer = mux.EventMultiplexer(size_guidance=acc.STORE_EVERYTHING_SIZE_GUIDANCE)
-    multiplexer.AddRunsFromDirectory(logdir)
-    multiplexer.Reload()
-    reader = reading.Reader(mdp.MultiplexerDataProvider(multiplexer, logdir), downsample=10**9)
-    ctx = RequestContext()
-    summaries = reader.summaries(ctx, "", reader.histogram_tags(ctx, ""))
-    return ranking.rank(summaries, reader.exact(ctx, "", reader.exact_tags(ctx, "")))
-
-
 @pytest.mark.parametrize("writer", WRITER_NAMES)
 def test_parity_with_tensorboards_data_provider(writer_logs, writer: str) -> None:
     logdir = str(writer_logs[writer])
     data = eventfile.read_logdir(logdir)
     assert data.skipped == []
     direct = {(r.run, r.tag): r for r in ranking.rank(data.summaries(), data.exact()).rows}
-    provided = {(r.run, r.tag): r for r in provider_ranking(logdir).rows}
+    provided = {(r.run, r.tag): r for r in cli.load_through_tensorboard(logdir, ranking.DEFAULT_RATIO).rows}
     assert direct.keys() == provided.keys()
     for key, row in provided.items():
         other = direct[key]
