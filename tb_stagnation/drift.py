@@ -18,7 +18,9 @@ Pure numpy; no TensorBoard import.
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
+import os
 from collections.abc import Sequence
 
 import numpy as np
@@ -47,6 +49,7 @@ class Series:
     rate: np.ndarray  # drift per step of the gap
     floor: np.ndarray  # per-step rate of one value moving one bucket
     same: np.ndarray  # bool: bucket-for-bucket equal to the previous sample
+    net: float  # W1 / scale between the first and the last usable sample
 
     @property
     def valid(self) -> np.ndarray:
@@ -83,45 +86,143 @@ def _order(steps: np.ndarray, wall_times: np.ndarray) -> np.ndarray:
     return order[keep]
 
 
-def analyse(
-    steps: Sequence[int], wall_times: Sequence[float], raw: Sequence[np.ndarray]
-) -> Series:
+Sample = tuple[Sequence[int], Sequence[float], Sequence[np.ndarray]]
+"""One series' raw samples: steps, wall times and ``[k, 3]`` histograms (or one ``(n, k, 3)`` array)."""
+
+# Buckets (samples x bucket count) analysed together in `summarise_all`:
+# enough to amortise numpy's per-call cost over many small series, few
+# enough to bound memory whatever the bucket count.
+_GROUP_BUCKETS = 1 << 18
+# Series share a group only if their bucket counts are within this factor,
+# so padding to the widest wastes little.
+_GROUP_WIDTH_RATIO = 1.25
+
+
+def analyse(steps: Sequence[int], wall_times: Sequence[float], raw: Sequence[np.ndarray]) -> Series:
     """Drift of one series from its raw samples (any order, any bucket layouts)."""
-    steps_arr = np.asarray(steps, dtype=np.int64)
-    walls = np.asarray(wall_times, dtype=np.float64)
-    order = _order(steps_arr, walls)
-    stacked = histogram.stack([raw[i] for i in order])
+    return analyse_many([(steps, wall_times, raw)])[0]
+
+
+def summarise_all(samples: Sequence[Sample]) -> list[Summary]:
+    """Summaries of many series, computed in vectorised groups of similar width.
+
+    A log with a thousand small series would otherwise pay numpy's
+    per-call overhead a thousand times; grouping pays it once per group.
+    Groups run on a thread per core: numpy releases the GIL inside its
+    array operations, where nearly all the time goes.
+    """
+    groups = _groups(samples)
+    out: list[Summary | None] = [None] * len(samples)
+    workers = min(len(groups), os.cpu_count() or 1)
+    with concurrent.futures.ThreadPoolExecutor(max(workers, 1)) as pool:
+        for group, summaries in zip(groups, pool.map(lambda g: _summarise_group(samples, g), groups)):
+            for i, summary in zip(group, summaries):
+                out[i] = summary
+    return out  # type: ignore[return-value]
+
+
+def _summarise_group(samples: Sequence[Sample], group: list[int]) -> list[Summary]:
+    """Summaries of one group; its series (and their histograms) are dropped right after."""
+    return [summarise(series) for series in analyse_many([samples[i] for i in group])]
+
+
+def _groups(samples: Sequence[Sample]) -> list[list[int]]:
+    """Indices of ``samples`` in groups of bounded size and similar bucket count."""
+    widths = [_width(raw) for _, _, raw in samples]
+    groups: list[list[int]] = []
+    size = 0
+    for i in sorted(range(len(samples)), key=widths.__getitem__):
+        n = len(samples[i][0]) * widths[i]
+        if not groups or size + n > _GROUP_BUCKETS or widths[i] > _GROUP_WIDTH_RATIO * widths[groups[-1][0]]:
+            groups.append([])
+            size = 0
+        groups[-1].append(i)
+        size += n
+    return groups
+
+
+def _width(raw) -> int:
+    """Buckets per sample, for grouping (a flat sample over-counts, which only costs padding)."""
+    if isinstance(raw, np.ndarray) and raw.ndim == 3:
+        return raw.shape[1]
+    return max(map(len, raw), default=1)
+
+
+def analyse_many(samples: Sequence[Sample]) -> list[Series]:
+    """Drift of many series in one vectorised pass over all their samples.
+
+    The samples of every series are stacked into one batch; pairs are
+    consecutive samples of the same series, plus each series' first and
+    last usable sample for the net drift.
+    """
+    orders, steps, walls = [], [], []
+    for s, w, _ in samples:
+        s, w = np.asarray(s, dtype=np.int64), np.asarray(w, dtype=np.float64)
+        order = _order(s, w)
+        orders.append(order)
+        steps.append(s[order])
+        walls.append(w[order])
+    sizes = np.array([len(o) for o in orders], dtype=np.int64)
+    ends = np.cumsum(sizes)
+    starts = ends - sizes
+    stacked = histogram.concatenate([_block(raw, order) for (_, _, raw), order in zip(samples, orders)])
     finite = histogram.finite(stacked)
     stacked[~finite] = 0.0  # an unusable sample holds no distribution
     hists = histogram.clean(stacked)
+    del stacked
     _, rms = histogram.moments(hists)
-    n = len(order)
-    drift = np.full(n, np.nan)
-    rate = np.full(n, np.nan)
-    floor = np.full(n, np.nan)
-    same = np.zeros(n, dtype=bool)
-    if n >= 2:
-        prev, cur = hists.take(np.arange(n - 1)), hists.take(np.arange(1, n))
-        scale = np.fmax(rms[:-1], rms[1:])
-        w1 = histogram.wasserstein(prev, cur)
-        gap = np.diff(steps_arr[order]).astype(np.float64)
-        pair_drift = _normalise(w1, scale)
-        drift[1:] = pair_drift
-        rate[1:] = pair_drift / gap
-        quantum = histogram.mean_bucket_width(cur) / np.where(cur.total > 0, cur.total, np.nan)
-        floor[1:] = _normalise(quantum, scale) / gap
-        same[1:] = histogram.identical(prev, cur) & finite[:-1] & finite[1:]
-    return Series(
-        steps=steps_arr[order],
-        wall_times=walls[order],
-        histograms=hists,
-        finite=finite,
-        rms=rms,
-        drift=drift,
-        rate=rate,
-        floor=floor,
-        same=same,
-    )
+    step = np.concatenate(steps) if steps else np.zeros(0, dtype=np.int64)
+
+    # Consecutive pairs within a series, then (first, last) usable per series.
+    follows = np.ones(max(len(step) - 1, 0), dtype=bool)
+    follows[ends[(ends > 0) & (ends < len(step))] - 1] = False
+    i = np.flatnonzero(follows)
+    with_net, firsts, lasts = _first_last(finite & (hists.total > 0), starts, ends)
+    w1 = histogram.wasserstein_pairs(hists, np.concatenate([i, firsts]), np.concatenate([i + 1, lasts]))
+    scale = np.fmax(rms[i], rms[i + 1])
+    pair_drift = _normalise(w1[: len(i)], scale)
+    gap = (step[i + 1] - step[i]).astype(np.float64)
+    quantum = histogram.mean_bucket_width(hists) / np.where(hists.total > 0, hists.total, np.nan)
+    drift = np.full(len(step), np.nan)
+    rate = np.full(len(step), np.nan)
+    floor = np.full(len(step), np.nan)
+    same = np.zeros(len(step), dtype=bool)
+    drift[i + 1] = pair_drift
+    rate[i + 1] = pair_drift / gap
+    floor[i + 1] = _normalise(quantum[i + 1], scale) / gap
+    same[i + 1] = histogram.identical(hists.take(i), hists.take(i + 1)) & finite[i] & finite[i + 1]
+    net = np.full(len(samples), np.nan)
+    net[with_net] = _normalise(w1[len(i) :], np.fmax(rms[firsts], rms[lasts]))
+    return [
+        Series(
+            steps=steps[k],
+            wall_times=walls[k],
+            histograms=hists.take(slice(a, b)),
+            finite=finite[a:b],
+            rms=rms[a:b],
+            drift=drift[a:b],
+            rate=rate[a:b],
+            floor=floor[a:b],
+            same=same[a:b],
+            net=float(net[k]),
+        )
+        for k, (a, b) in enumerate(zip(starts.tolist(), ends.tolist()))
+    ]
+
+
+def _block(raw, order: np.ndarray) -> np.ndarray:
+    """One series' raw samples in ``order`` as an ``(n, k, 3)`` array."""
+    if isinstance(raw, np.ndarray) and raw.ndim == 3:
+        return raw[order]
+    return histogram.stack([raw[j] for j in order])
+
+
+def _first_last(valid: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Series with two or more usable samples, and the indices of their first and last."""
+    usable = np.flatnonzero(valid)
+    lo, hi = np.searchsorted(usable, starts), np.searchsorted(usable, ends)
+    enough = np.flatnonzero(hi - lo >= 2)
+    return enough, usable[lo[enough]], usable[hi[enough] - 1]
 
 
 def _normalise(distance: np.ndarray, scale: np.ndarray) -> np.ndarray:
@@ -142,11 +243,6 @@ def summarise(series: Series) -> Summary:
     idx = np.flatnonzero(valid)
     rates = series.rate[np.isfinite(series.rate)]
     floors = series.floor[np.isfinite(series.floor)]
-    net = float("nan")
-    if len(idx) >= 2:
-        first, last = series.histograms.take(idx[[0]]), series.histograms.take(idx[[-1]])
-        scale = np.fmax(series.rms[idx[0]], series.rms[idx[-1]])
-        net = float(_normalise(histogram.wasserstein(first, last), np.array([scale]))[0])
     pairs_valid = valid[1:] & valid[:-1]
     return Summary(
         samples=int(len(idx)),
@@ -154,7 +250,7 @@ def summarise(series: Series) -> Summary:
         first_wall_time=float(series.wall_times[idx[0]]) if len(idx) else float("inf"),
         last_step=int(series.steps[idx[-1]]) if len(idx) else None,
         score=float(np.median(rates)) if len(rates) else float("nan"),
-        net=net,
+        net=series.net,
         floor=float(np.median(floors)) if len(floors) else float("nan"),
         frozen=bool(len(idx) >= 2 and pairs_valid.all() and series.same[1:].all()),
         nonfinite=bool((~series.finite).any()),

@@ -26,7 +26,7 @@ DISTRIBUTION_BPS = (0, 668, 1587, 3085, 5000, 6915, 8413, 9332, 10000)
 
 # Elements per temporary (pairs x knots x buckets) array in `wasserstein`;
 # bounds memory whatever the bucket count.
-_CHUNK_ELEMENTS = 1 << 22
+_CHUNK_ELEMENTS = 1 << 18
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,18 +48,33 @@ class Batch:
     def __len__(self) -> int:
         return self.left.shape[0]
 
-    def take(self, index: np.ndarray) -> Batch:
-        """The histograms at ``index`` (an integer array), as a new batch."""
+    def take(self, index: np.ndarray | slice) -> Batch:
+        """The histograms at ``index`` (an integer array, or a slice for views)."""
         return Batch(self.left[index], self.right[index], self.count[index])
 
 
 def stack(histograms: Sequence[np.ndarray]) -> np.ndarray:
     """Raw ``[k, 3]`` histograms as one ``(n, K, 3)`` float64 array, zero rows padding."""
-    n = len(histograms)
-    k = max((len(h) for h in histograms), default=0)
+    try:
+        shapes = {h.shape for h in histograms}
+    except AttributeError:  # not all arrays
+        shapes = set()
+    if len(shapes) == 1 and len(shape := next(iter(shapes))) == 2 and shape[0] > 0:  # numpy stacks in C
+        return np.stack(histograms).astype(np.float64, copy=False).reshape(len(histograms), -1, 3)
+    return concatenate([np.asarray(h, dtype=np.float64).reshape(1, -1, 3) for h in histograms])
+
+
+def concatenate(blocks: Sequence[np.ndarray]) -> np.ndarray:
+    """``(n_i, k_i, 3)`` blocks of raw histograms as one ``(sum n_i, max k_i, 3)`` array."""
+    n = sum(len(b) for b in blocks)
+    k = max((b.shape[1] for b in blocks), default=1)
+    if blocks and k > 0 and all(b.shape[1] == k for b in blocks):
+        return np.concatenate(blocks).astype(np.float64, copy=False)
     raw = np.zeros((n, max(k, 1), 3))
-    for i, h in enumerate(histograms):
-        raw[i, : len(h)] = np.asarray(h, dtype=np.float64).reshape(-1, 3)
+    pos = 0
+    for b in blocks:
+        raw[pos : pos + len(b), : b.shape[1]] = b
+        pos += len(b)
     return raw
 
 
@@ -76,21 +91,52 @@ def clean(raw: np.ndarray) -> Batch:
     them by left edge and makes ``left <= right``. Padding rows sit at the
     histogram's right end with zero count, so every row's edges stay in
     order. Callers zero out the histograms that are not :func:`finite`.
+
+    Writers emit buckets in order, so rows are only sorted where a
+    histogram turns out not to be.
     """
+    width = max(int((raw[:, :, 2] > 0).sum(axis=1).max(initial=0)), 1)
+    batch = _compact_buckets(raw, width)
+    unordered = np.flatnonzero((np.diff(batch.left, axis=1) < 0).any(axis=1))
+    if len(unordered):
+        rows = raw[unordered]
+        lo = np.minimum(rows[:, :, 0], rows[:, :, 1])
+        order = np.argsort(np.where(rows[:, :, 2] > 0, lo, np.inf), axis=1, kind="stable")
+        fixed = _compact_buckets(np.take_along_axis(rows, order[:, :, None], axis=1), width)
+        for mine, theirs in zip((batch.left, batch.right, batch.count), (fixed.left, fixed.right, fixed.count)):
+            mine[unordered] = theirs
+    return batch
+
+
+def _compact_buckets(raw: np.ndarray, width: int) -> Batch:
+    """The rows with mass, in their given order, padded to ``width`` at the end of the last one."""
     mass = raw[:, :, 2] > 0
     lo = np.minimum(raw[:, :, 0], raw[:, :, 1])
     hi = np.maximum(raw[:, :, 0], raw[:, :, 1])
-    order = np.argsort(np.where(mass, lo, np.inf), axis=1, kind="stable")  # massless rows last
-    kept = mass.sum(axis=1)
-    width = max(int(kept.max(initial=0)), 1)
-    order = order[:, :width]
-    real = np.arange(width)[None, :] < kept[:, None]
-    left = np.take_along_axis(lo, order, axis=1)
-    right = np.take_along_axis(hi, order, axis=1)
-    count = np.take_along_axis(raw[:, :, 2], order, axis=1)
-    end = np.take_along_axis(right, np.maximum(kept - 1, 0)[:, None], axis=1)
-    end[kept == 0] = 0.0
-    return Batch(np.where(real, left, end), np.where(real, right, end), np.where(real, count, 0.0))
+    last = raw.shape[1] - 1 - np.argmax(mass[:, ::-1], axis=1)
+    end = np.where(mass.any(axis=1), hi[np.arange(len(raw)), last], 0.0)
+    left, right, count = _compact(mass, width, 0, [(lo, end), (hi, end), (raw[:, :, 2], np.zeros(len(raw)))])
+    return Batch(left, right, count)
+
+
+def _compact(keep: np.ndarray, width: int, offset: int, columns) -> list[np.ndarray]:
+    """Each row's kept entries moved to the front (from column ``offset``), in order.
+
+    ``columns`` are ``(values, fill)`` pairs: ``values`` shaped like
+    ``keep``, ``fill`` one value per row for the slots left over. One flat
+    scatter for the whole batch, where a per-row sort would cost more.
+    """
+    kept = keep.sum(axis=1)
+    source = np.flatnonzero(keep)
+    first = np.cumsum(kept) - kept  # rank of each row's first kept entry among all
+    row_start = np.arange(len(keep)) * (width + offset) + offset
+    target = np.arange(len(source)) + np.repeat(row_start - first, kept)
+    out = []
+    for values, fill in columns:
+        compact = np.repeat(np.asarray(fill, dtype=np.float64)[:, None], width + offset, axis=1)
+        np.put(compact, target, np.take(values, source))
+        out.append(compact)
+    return out
 
 
 def batch(histograms: Sequence[np.ndarray]) -> Batch:
@@ -183,91 +229,130 @@ def wasserstein(a: Batch, b: Batch) -> np.ndarray:
     change and h (d0^2 + d1^2) / (2 (|d0| + |d1|)) with one. The result is
     exact under the uniform-in-bucket model, for any two bucket layouts.
     Empty histograms give NaN.
-
-    Histograms whose buckets do not overlap (every writer's) take a merge of
-    the two edge lists, O(K log K); overlapping buckets, which no writer
-    produces, take the general evaluation of every bucket at every edge,
-    O(K^2), in bounded chunks.
     """
-    xa, ya = _knots(a)
-    xb, yb = _knots(b)
-    ordered = (np.diff(xa, axis=1) >= 0).all(axis=1) & (np.diff(xb, axis=1) >= 0).all(axis=1)
-    out = np.empty(len(a))
-    if ordered.any():
-        out[ordered] = _wasserstein_merged(xa[ordered], ya[ordered], xb[ordered], yb[ordered])
+    index = np.arange(len(a))
+    return _distances(a, _cdf(a), index, b, _cdf(b), index)
+
+
+def wasserstein_pairs(h: Batch, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """W1 between ``h[i[k]]`` and ``h[j[k]]`` for every ``k``.
+
+    Each CDF is built once however many pairs use it: a series of n
+    samples has n - 1 consecutive pairs but only n distributions.
+    """
+    cdf = _cdf(h)
+    return _distances(h, cdf, np.asarray(i), h, cdf, np.asarray(j))
+
+
+@dataclasses.dataclass(frozen=True)
+class _Cdf:
+    """Each histogram's CDF as a polyline behind a sentinel knot.
+
+    Knots are the distinct (edge, CDF value) points: adjacent buckets share
+    an edge, gaps come out flat and point masses vertical, so the CDF is
+    linear between consecutive knots wherever it is continuous. Column 0 is
+    a sentinel (CDF 0, slope 0) standing for everything left of the first
+    knot; ``slope`` is that of the segment starting at each knot, 0 after
+    the last one. Rows are padded by repeating the last knot.
+    """
+
+    x: np.ndarray  # (n, M + 1)
+    y: np.ndarray  # (n, M + 1)
+    slope: np.ndarray  # (n, M + 1)
+    ordered: np.ndarray  # (n,) bool: knots non-decreasing (no overlapping buckets)
+
+    def take(self, index: np.ndarray) -> _Cdf:
+        return _Cdf(self.x[index], self.y[index], self.slope[index], self.ordered[index])
+
+
+def _cdf(b: Batch) -> _Cdf:
+    p = _probabilities(b)
+    cum = np.cumsum(p, axis=1)
+    before = np.concatenate([np.zeros((len(b), 1)), cum[:, :-1]], axis=1)  # exactly the previous cum
+    shape = (len(b), 2 * b.left.shape[1])
+    x2 = np.stack([b.left, b.right], axis=2).reshape(shape)
+    y2 = np.stack([before, cum], axis=2).reshape(shape)
+    keep = np.ones(x2.shape, dtype=bool)
+    keep[:, 1:] = (x2[:, 1:] != x2[:, :-1]) | (y2[:, 1:] != y2[:, :-1])
+    # A dropped knot equals its predecessor, so every row ends on its last kept knot;
+    # column 0 is left for the sentinel.
+    width = int(keep.sum(axis=1).max(initial=1))
+    x, y = _compact(keep, width, 1, [(x2, x2[:, -1]), (y2, y2[:, -1])])
+    x[:, 0], y[:, 0] = x[:, 1], 0.0
+    dx, dy = np.diff(x[:, 1:], axis=1), np.diff(y[:, 1:], axis=1)
+    slope = np.zeros_like(x)
+    np.divide(dy, dx, out=slope[:, 1:-1], where=dx > 0)
+    return _Cdf(x, y, slope, (dx >= 0).all(axis=1))
+
+
+def _distances(a: Batch, ca: _Cdf, i: np.ndarray, b: Batch, cb: _Cdf, j: np.ndarray) -> np.ndarray:
+    """W1 between ``a[i[k]]`` and ``b[j[k]]``, in chunks that bound memory.
+
+    Rows whose buckets do not overlap (every writer's) take a merge of the
+    two knot lists, O(K log K); overlapping buckets, which no writer
+    produces, take the general evaluation of every bucket at every edge,
+    O(K^2).
+    """
+    out = np.empty(len(i))
+    ordered = ca.ordered[i] & cb.ordered[j]
+    merged = np.flatnonzero(ordered)
+    step = max(1, _CHUNK_ELEMENTS // (ca.x.shape[1] + cb.x.shape[1]))
+    for start in range(0, len(merged), step):
+        k = merged[start : start + step]
+        out[k] = _merged(ca.take(i[k]), cb.take(j[k]))
     rest = np.flatnonzero(~ordered)
-    k = a.left.shape[1] + b.left.shape[1]
-    step = max(1, _CHUNK_ELEMENTS // max(1, 2 * k * k))
+    width = a.left.shape[1] + b.left.shape[1]
+    step = max(1, _CHUNK_ELEMENTS // max(1, 2 * width * width))
     for start in range(0, len(rest), step):
-        idx = rest[start : start + step]
-        out[idx] = _wasserstein_general(a.take(idx), b.take(idx))
-    out[(a.total <= 0) | (b.total <= 0)] = np.nan
+        k = rest[start : start + step]
+        out[k] = _wasserstein_general(a.take(i[k]), b.take(j[k]))
+    out[(a.total[i] <= 0) | (b.total[j] <= 0)] = np.nan
     return out
 
 
-def _knots(b: Batch) -> tuple[np.ndarray, np.ndarray]:
-    """Each CDF as a polyline: x = l0, r0, l1, r1, ...; y = the CDF there.
+def _merged(ca: _Cdf, cb: _Cdf) -> np.ndarray:
+    """W1 of aligned rows of ordered polylines, integrating over their merged knots.
 
-    Gaps between buckets come out flat and point masses vertical, so linear
-    interpolation between consecutive knots is the CDF wherever it is
-    continuous.
+    In each interval between consecutive merged knots both CDFs are linear;
+    their values just right of its left end and their slopes give the
+    difference at both ends. Zero-width intervals (ties, jumps) add nothing.
     """
-    p = _probabilities(b)
-    cum = np.cumsum(p, axis=1)
-    x = np.stack([b.left, b.right], axis=2).reshape(len(b), -1)
-    y = np.stack([cum - p, cum], axis=2).reshape(len(b), -1)
-    return x, y
-
-
-def _interpolate(
-    x: np.ndarray, y: np.ndarray, below: np.ndarray, qs: tuple[np.ndarray, ...]
-) -> tuple[np.ndarray, ...]:
-    """Polylines (x, y) at points ``qs``, given the index of the last knot at or before them.
-
-    Every point lies strictly inside an interval between consecutive knots
-    of the merged edge lists, so the segment holding it is known without a
-    search, and the points of one interval share it.
-    """
-    last = x.shape[1] - 1
-    i0 = np.clip(below, 0, last)
-    i1 = np.clip(below + 1, 0, last)
-    x0, x1 = np.take_along_axis(x, i0, 1), np.take_along_axis(x, i1, 1)
-    y0, y1 = np.take_along_axis(y, i0, 1), np.take_along_axis(y, i1, 1)
-    width = x1 - x0
-    before = below < 0
-    out = []
-    for q in qs:
-        t = np.divide(q - x0, width, out=np.zeros_like(q), where=width > 0)
-        f = y0 + np.clip(t, 0.0, 1.0) * (y1 - y0)
-        f[before] = 0.0
-        out.append(f)
-    return tuple(out)
-
-
-def _wasserstein_merged(xa, ya, xb, yb) -> np.ndarray:
-    merged = np.concatenate([xa, xb], axis=1)
-    order = np.argsort(merged, axis=1, kind="stable")
-    z = np.take_along_axis(merged, order, axis=1)
-    from_a = order < xa.shape[1]
-    below_a = np.cumsum(from_a, axis=1)[:, :-1] - 1
-    below_b = np.cumsum(~from_a, axis=1)[:, :-1] - 1
+    xa, xb = ca.x[:, 1:], cb.x[:, 1:]
+    knots = np.concatenate([xa, xb], axis=1)
+    order = np.argsort(knots, axis=1, kind="stable")  # two sorted runs: a linear merge
+    z = np.take(knots, order + (np.arange(len(knots)) * knots.shape[1])[:, None])
     lo, h = z[:, :-1], np.diff(z, axis=1)
-    # Both CDFs are linear inside each interval: two interior points fix the
-    # difference, and extrapolating it to the ends avoids the jumps there.
-    q = (lo + h / 3, lo + 2 * h / 3)
-    fa1, fa2 = _interpolate(xa, ya, below_a, q)
-    fb1, fb2 = _interpolate(xb, yb, below_b, q)
-    d1, d2 = fa1 - fb1, fa2 - fb2
-    return (h * _abs_integral(2 * d1 - d2, 2 * d2 - d1)).sum(axis=1)
+    # Knots of a at or before each merged knot; exact wherever the next interval has width.
+    at_a = np.cumsum(order < xa.shape[1], axis=1)[:, :-1]
+    at_b = np.arange(1, knots.shape[1]) - at_a
+    fa, sa = _right_of(ca, at_a, lo)
+    fb, sb = _right_of(cb, at_b, lo)
+    d0 = fa - fb
+    return _abs_area(d0, d0 + (sa - sb) * h, h)
 
 
-def _abs_integral(d0: np.ndarray, d1: np.ndarray) -> np.ndarray:
-    """Mean of |d| over an interval where d goes linearly from d0 to d1."""
-    abs0, abs1 = np.abs(d0), np.abs(d1)
-    same_sign = d0 * d1 >= 0
-    denom = np.where(same_sign, 1.0, abs0 + abs1)
-    crossing = np.divide(d0 * d0 + d1 * d1, 2 * denom, out=np.zeros_like(d0), where=denom > 0)
-    return np.where(same_sign, (abs0 + abs1) / 2, crossing)
+def _right_of(c: _Cdf, at: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each CDF just right of ``z`` and its slope there, given the knots at or before ``z``."""
+    flat = at + (np.arange(len(at)) * c.x.shape[1])[:, None]
+    slope = np.take(c.slope, flat)
+    return np.take(c.y, flat) + slope * (z - np.take(c.x, flat)), slope
+
+
+def _abs_area(d0: np.ndarray, d1: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """Per row, the integral of |d| over intervals of width h where d goes linearly from d0 to d1.
+
+    Without a sign change an interval gives h (|d0| + |d1|) / 2; with one,
+    h (d0^2 + d1^2) / (2 (|d0| + |d1|)), which is less by
+    h |d0| |d1| / (|d0| + |d1|). Sign changes are few, so that correction
+    is computed on them alone.
+    """
+    a0, a1 = np.abs(d0), np.abs(d1)
+    area = (h * (a0 + a1)).sum(axis=1) / 2
+    rows, cols = np.nonzero(d0 * d1 < 0)
+    if len(rows):
+        c0, c1 = a0[rows, cols], a1[rows, cols]
+        area -= np.bincount(rows, h[rows, cols] * c0 * c1 / (c0 + c1), minlength=len(area))
+    return area
 
 
 def _wasserstein_general(a: Batch, b: Batch) -> np.ndarray:
@@ -277,7 +362,7 @@ def _wasserstein_general(a: Batch, b: Batch) -> np.ndarray:
     fb_left, fb_right = _cdf_at(b, pb, knots)
     d0 = (fa_right - fb_right)[:, :-1]  # just right of each knot
     d1 = (fa_left - fb_left)[:, 1:]  # just left of the next knot
-    return (np.diff(knots, axis=1) * _abs_integral(d0, d1)).sum(axis=1)
+    return _abs_area(d0, d1, np.diff(knots, axis=1))
 
 
 def identical(a: Batch, b: Batch) -> np.ndarray:

@@ -31,12 +31,15 @@ def downsample_from_hints(hints: Mapping[str, int] | None) -> int:
     return DEFAULT_DOWNSAMPLE if hint is None else (hint or 10**9)
 
 
+def _samples(data: Iterable[provider.TensorDatum]) -> drift.Sample:
+    """One time series as the data provider returns it, as the drift engine takes it."""
+    data = list(data)
+    return [d.step for d in data], [d.wall_time for d in data], [d.numpy for d in data]
+
+
 def series_from_data(data: Iterable[provider.TensorDatum]) -> drift.Series:
     """Drift of one time series as the data provider returns it."""
-    data = list(data)
-    return drift.analyse(
-        [d.step for d in data], [d.wall_time for d in data], [d.numpy for d in data]
-    )
+    return drift.analyse(*_samples(data))
 
 
 class Reader:
@@ -82,15 +85,17 @@ class Reader:
             downsample=self._downsample,
             run_tag_filter=_covering(stale),
         )
-        fresh = {}
+        keys, samples = [], []
         for run, tags in stale.items():
             for tag, version in tags.items():
                 points = data.get(run, {}).get(tag)
-                if points is None:
-                    continue  # deleted between listing and reading
-                summary = drift.summarise(series_from_data(points))
-                result[run][tag] = summary
-                fresh[(experiment, run, tag)] = (version, summary)
+                if points is not None:  # else deleted between listing and reading
+                    keys.append((run, tag, version))
+                    samples.append(_samples(points))
+        fresh = {}
+        for (run, tag, version), summary in zip(keys, drift.summarise_all(samples)):
+            result[run][tag] = summary
+            fresh[(experiment, run, tag)] = (version, summary)
         with self._lock:
             self._summaries.update(fresh)
         return result

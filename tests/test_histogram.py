@@ -148,3 +148,35 @@ def test_merged_edges_path_equals_the_general_evaluation() -> None:
     overlapping = histogram.batch([np.array([[0.0, 2.0, 1.0], [1.0, 3.0, 1.0]])])
     shifted = histogram.batch([np.array([[1.0, 3.0, 1.0], [2.0, 4.0, 1.0]])])
     assert histogram.wasserstein(overlapping, shifted)[0] == pytest.approx(1.0)
+
+
+def test_many_series_at_once_equal_one_at_a_time(monkeypatch) -> None:
+    """Grouping (any widths, lengths, damage, sample order) changes no figure.
+
+    Small groups force series of different widths and lengths to be split
+    and padded in every way `summarise_all` does on a large log.
+    """
+    rng = np.random.default_rng(7)
+    samples = [([], [], [])]  # an empty series sorts first into the first group
+    for s in range(40):
+        n = int(rng.integers(0, 12))
+        k = int(rng.choice([1, 5, 30, 31, 200]))
+        values = rng.normal(0, 0.1 * (s + 1), 500)
+        hists = [buckets_uniform(values + 1e-3 * rng.normal() * t, k) for t in range(n)]
+        if n > 3 and s % 5 == 0:
+            hists[2] = hists[2].copy()
+            hists[2][0, 2] = np.inf
+        steps = rng.permutation(np.arange(n) * int(rng.integers(1, 50)))
+        as_array = s % 2 == 0 and n > 0
+        samples.append((steps, np.zeros(n), np.stack(hists) if as_array else hists))
+    one_by_one = [drift.summarise(drift.analyse(*sample)) for sample in samples]
+    monkeypatch.setattr(drift, "_GROUP_BUCKETS", 37 * 30)
+    together = drift.summarise_all(samples)
+    assert len(together) == len(one_by_one)
+    for a, b in zip(one_by_one, together):
+        for field in a.__dataclass_fields__:
+            x, y = getattr(a, field), getattr(b, field)
+            if x is None or y is None:
+                assert x is y, field
+            else:
+                assert np.allclose(x, y, rtol=1e-12, atol=0, equal_nan=True), field
