@@ -4,11 +4,17 @@ TensorBoard's Python loader keeps a reservoir sample, converts TF1
 histograms to float32 and, without TensorFlow installed, checks record CRCs
 one byte at a time in Python. The CLI wants every sample, so it reads the
 TFRecord framing itself: lengths and checksums are verified for all records
-of a file at once (:mod:`tb_stagnation.crc32c`), events are parsed with the
-protobuf library's C backend, and histograms become numpy arrays in the same
-``[k, 3]`` layout the data provider hands the plugin (see
-:func:`histogram_from_proto`), so the two paths rank alike; parity is
-tested on every writer's log.
+of a file at once (:mod:`tb_stagnation.crc32c`), and histograms become
+numpy arrays in the same ``[k, 3]`` layout the data provider hands the
+plugin (see :func:`histogram_from_proto`), so the two paths rank alike;
+parity is tested on every writer's log.
+
+Events are parsed with the protobuf library's C backend, except TF2
+histograms laid out byte for byte like a parsed record of their tag, whose
+step, wall time and tensor bytes are read in place (:func:`_layouts`).
+Reading a parsed proto from Python costs more than parsing it, so each
+record gets a few attribute reads at most, and each series becomes arrays
+in a few numpy calls once its run is read.
 
 Damage is reported, never fatal: a truncated last record (a writer still
 writing), a record whose payload fails its CRC or does not parse, a header
@@ -19,21 +25,36 @@ TensorBoard's own file-system layer (see :mod:`tb_stagnation.cli`).
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import os
 import struct
 from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 from google.protobuf.message import DecodeError
+from numpy.lib.stride_tricks import sliding_window_view
 from tensorboard.compat.proto import event_pb2, summary_pb2, types_pb2
-from tensorboard.util import tensor_util
 
 from tb_stagnation import crc32c, drift, exact, metadata
 
 _HEADER = 12  # uint64 length + uint32 masked CRC of the length
 _FOOTER = 4  # uint32 masked CRC of the payload
+_LENGTH = struct.Struct("<Q")
+# Keys of a serialised HistogramProto: fields 1-5 (min, max, num, sum,
+# sum_squares) are doubles; 6 and 7 (bucket_limit, bucket) packed doubles.
+_FIXED64_KEYS = frozenset({0x09, 0x11, 0x19, 0x21, 0x29})
+_LIMITS_KEY, _COUNTS_KEY = 0x32, 0x3A
+# Keys along the way to a TF2 histogram's bytes: Event.wall_time (1, fixed64),
+# Event.step (2, varint), Event.summary (5), Summary.value (1), Value.tag (1),
+# Value.tensor (8), TensorProto.tensor_content (4); the last five length-delimited.
+_WALL_TIME_KEY, _STEP_KEY = 0x09, 0x10
+_SUMMARY_KEY, _VALUE_KEY, _TAG_KEY, _TENSOR_KEY, _CONTENT_KEY = 0x2A, 0x0A, 0x0A, 0x42, 0x22
+# Bytes read from the start of each record to group it by tag and length:
+# wall time, step, three keys and lengths, 48 of tag and often all the
+# bytes up to the tensor's. Shorter records are parsed (a TF2 histogram of
+# 30 buckets has 720 bytes of tensor).
+_LAYOUT_HEAD_BYTES = 128
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,9 +70,16 @@ class Skip:
 
 @dataclasses.dataclass
 class _Series:
-    steps: list[int] = dataclasses.field(default_factory=list)
-    wall_times: list[float] = dataclasses.field(default_factory=list)
-    values: list = dataclasses.field(default_factory=list)
+    """One tag's samples in the order read.
+
+    ``values`` is one ``(n, k, 3)`` array when all samples have the same
+    layout (TF2 histograms with a fixed bucket count, TF1 histograms padded
+    with zero rows), else a list of ``[k, 3]`` arrays; ``drift`` takes both.
+    """
+
+    steps: list[int]
+    wall_times: list[float]
+    values: np.ndarray | list[np.ndarray]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,13 +107,12 @@ class LogData:
     records: int
 
     def summaries(self) -> dict[str, dict[str, drift.Summary]]:
-        return {
-            run: {
-                tag: drift.summarise(drift.analyse(s.steps, s.wall_times, s.values))
-                for tag, s in tags.items()
-            }
-            for run, tags in self.histograms.items()
-        }
+        keys = [(run, tag) for run, tags in self.histograms.items() for tag in tags]
+        series = [self.histograms[run][tag] for run, tag in keys]
+        result: dict[str, dict[str, drift.Summary]] = {run: {} for run in self.histograms}
+        for (run, tag), summary in zip(keys, drift.summarise_all([(s.steps, s.wall_times, s.values) for s in series])):
+            result[run][tag] = summary
+        return result
 
     def exact(self) -> dict[str, dict[str, exact.ExactSeries]]:
         listing = {
@@ -108,56 +135,286 @@ def event_files(logdir: str) -> dict[str, list[str]]:
 
 def records(path: str) -> tuple[list[bytes], list[Skip]]:
     """The intact payloads of one file, and what was skipped."""
+    raw, offsets, ends, skipped = _frame_file(path)
+    intact = _intact(raw, offsets, ends)
+    skipped += _crc_failures(path, intact)
+    return [raw[a:b] for a, b in zip(offsets[intact].tolist(), ends[intact].tolist())], skipped
+
+
+def _frame_file(path: str) -> tuple[bytes, np.ndarray, np.ndarray, list[Skip]]:
+    """A file's bytes, where its framed payloads start and end, and what was skipped."""
     with open(path, "rb") as f:
         raw = f.read()
-    if not raw:
-        return [], []  # a writer that has just created its file
-    offsets, lengths, skipped = _frame(raw, path)
-    if not offsets:
-        return [], skipped
-    buf = np.frombuffer(raw, dtype=np.uint8)
-    offs, lens = np.array(offsets, dtype=np.int64), np.array(lengths, dtype=np.int64)
-    expected = np.frombuffer(b"".join(raw[o + n : o + n + 4] for o, n in zip(offsets, lengths)), dtype="<u4")
-    good = crc32c.masked(crc32c.crc32c(buf, offs, lens)) == expected
-    if not good.all():
-        skipped.append(Skip(path, f"{int((~good).sum())} record(s) failed the payload CRC check"))
-    return [raw[o : o + n] for o, n, ok in zip(offsets, lengths, good.tolist()) if ok], skipped
+    if not raw:  # a writer that has just created its file
+        return raw, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), []
+    return (raw, *_frame(raw, path))
 
 
-def _frame(raw: bytes, path: str) -> tuple[list[int], list[int], list[Skip]]:
-    """Payload offsets and lengths, stopping where the framing can no longer be trusted.
+def _frame(raw: bytes, path: str) -> tuple[np.ndarray, np.ndarray, list[Skip]]:
+    """Payload offsets and ends, stopping where the framing can no longer be trusted.
 
     A length is only trusted once its header CRC matches: a corrupted
     length would otherwise pass for a record still being written.
     """
-    offsets, lengths = [], []
-    size, pos = len(raw), 0
-    while pos + _HEADER <= size:
-        (length,) = struct.unpack_from("<Q", raw, pos)
-        if pos + _HEADER + length + _FOOTER > size:
-            break
-        offsets.append(pos + _HEADER)
-        lengths.append(length)
-        pos += _HEADER + length + _FOOTER
-    headers = [o - _HEADER for o in offsets] + ([pos] if pos + _HEADER <= size else [])
-    buf = np.frombuffer(raw, dtype=np.uint8)
-    stored = np.frombuffer(b"".join(raw[h + 8 : h + 12] for h in headers), dtype="<u4")
-    ok = crc32c.masked(crc32c.crc32c(buf, np.array(headers, dtype=np.int64), np.full(len(headers), 8))) == stored
+    heads, end = _walk(raw)
+    size = len(raw)
+    bounds = np.array(heads + [end], dtype=np.int64)  # record i spans bounds[i]: bounds[i + 1]
+    checked = bounds if end + _HEADER <= size else bounds[:-1]
+    ok = _headers_ok(np.frombuffer(raw, dtype=np.uint8), checked)
     if not ok.all():
         bad = int(np.argmin(ok))
-        where = headers[bad]
+        where = int(checked[bad])
         reason = (
             "not an event file (no valid record header at byte 0); skipped whole"
             if where == 0
             else f"record header at byte {where} failed its CRC check; "
             f"the rest of the file ({size - where} bytes) was skipped"
         )
-        return offsets[:bad], lengths[:bad], [Skip(path, reason)]
-    if pos < size:
-        return offsets, lengths, [
-            Skip(path, f"last {size - pos} bytes hold an incomplete record (still being written?)")
-        ]
-    return offsets, lengths, []
+        return bounds[:bad] + _HEADER, bounds[1 : bad + 1] - _FOOTER, [Skip(path, reason)]
+    offsets, ends = bounds[:-1] + _HEADER, bounds[1:] - _FOOTER
+    if end < size:
+        return offsets, ends, [Skip(path, f"last {size - end} bytes hold an incomplete record (still being written?)")]
+    return offsets, ends, []
+
+
+def _walk(raw: bytes) -> tuple[list[int], int]:
+    """Where each complete record starts, by its stated length, and where the last one ends.
+
+    The one sequential pass over a file, so it does nothing else.
+    """
+    unpack = _LENGTH.unpack_from
+    heads: list[int] = []
+    append = heads.append
+    size, pos = len(raw), 0
+    last = size - _HEADER
+    while pos <= last:
+        after = pos + _HEADER + _FOOTER + unpack(raw, pos)[0]
+        if after > size:
+            break
+        append(pos)
+        pos = after
+    return heads, pos
+
+
+def _headers_ok(buf: np.ndarray, heads: np.ndarray) -> np.ndarray:
+    """Whether each record header's length matches its CRC."""
+    return crc32c.masked(crc32c.crc32c(buf, heads, np.full(len(heads), 8))) == _u32_at(buf, heads + 8)
+
+
+def _intact(raw: bytes, offsets: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Whether each payload matches its CRC."""
+    buf = np.frombuffer(raw, dtype=np.uint8)
+    return crc32c.masked(crc32c.crc32c(buf, offsets, ends - offsets)) == _u32_at(buf, ends)
+
+
+def _u32_at(buf: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """The little-endian uint32 at each position."""
+    return _rows_at(buf, positions, 4).view("<u4")[:, 0]
+
+
+def _rows_at(buf: np.ndarray, starts: np.ndarray, width: int) -> np.ndarray:
+    """A copy of ``buf[s: s + width]`` for every start, one row each."""
+    if not len(starts):  # buf may be shorter than width
+        return np.zeros((0, width), dtype=np.uint8)
+    return sliding_window_view(buf, width)[starts]
+
+
+def _crc_failures(path: str, intact: np.ndarray) -> list[Skip]:
+    failed = int(len(intact) - np.count_nonzero(intact))
+    return [Skip(path, f"{failed} record(s) failed the payload CRC check")] if failed else []
+
+
+class _Layout(NamedTuple):
+    """How the records of one TF2 histogram tag are laid out (see :func:`_layouts`)."""
+
+    tag: str
+    before: bytes  # from the summary's key to the tensor's bytes
+    width: int  # bytes of tensor
+    behind: bytes  # after the tensor's bytes: the rest of the value, its metadata say
+
+    def size(self) -> int:
+        """Bytes from the summary's key to the record's end."""
+        return len(self.before) + self.width + len(self.behind)
+
+
+def _layouts(raw: bytes, offsets: np.ndarray, ends: np.ndarray) -> tuple[list, list, list, list, list]:
+    """Per record: tag, step, wall time and where its ``tensor_content`` lies, of TF2 histograms known by layout.
+
+    A TF2 writer lays out every histogram of a tag alike: wall time, step,
+    then the summary of one value, whose tensor's bytes sit among bytes
+    that do not change. Records are grouped by tag and length; one record
+    of each group is parsed by the protobuf library and its layout checked
+    field by field (:func:`_layout`). Every record whose bytes match it
+    except in wall time, step and tensor bytes, all three read in place,
+    parses to the same event with those three replaced: no other record is
+    told by layout. Other records get ``None`` as their tag.
+    """
+    n = len(offsets)
+    heads = _Heads(np.frombuffer(raw, dtype=np.uint8), offsets, ends)
+    which, layouts = _match_layouts(raw, offsets, ends, heads)
+    known = np.flatnonzero(which >= 0)
+    record = heads.numbers[known]
+    tag_of = np.full(n, len(layouts))  # None for the rest
+    tag_of[record] = which[known]
+    steps, wall_times = np.zeros(n, dtype=np.int64), np.zeros(n)
+    steps[record], wall_times[record] = heads.step[known], heads.wall_time()[known]
+    content_end = np.zeros(n, dtype=np.int64)
+    content_end[record] = ends[record] - np.array([len(x.behind) for x in layouts], dtype=np.int64)[which[known]]
+    content_at = content_end.copy()
+    content_at[record] -= np.array([x.width for x in layouts], dtype=np.int64)[which[known]]
+    tags = np.array([*(x.tag for x in layouts), None], dtype=object)[tag_of].tolist()
+    return tags, steps.tolist(), wall_times.tolist(), content_at.tolist(), content_end.tolist()
+
+
+def _match_layouts(
+    raw: bytes, offsets: np.ndarray, ends: np.ndarray, heads: _Heads
+) -> tuple[np.ndarray, list[_Layout]]:
+    """Per head, which of the layouts found its record has (-1: none of them)."""
+    layouts: list[_Layout] = []
+    which = np.full(len(heads.numbers), -1)
+    order = np.argsort(heads.group, kind="stable")
+    for members in np.split(order, np.flatnonzero(np.diff(heads.group[order])) + 1):
+        while len(members) > 1:  # a lone record gains nothing by its layout
+            first = int(heads.numbers[members[0]])
+            layout = _layout(raw, int(offsets[first]), int(offsets[first] + heads.after[members[0]]), int(ends[first]))
+            if layout is None:
+                break
+            alike = heads.alike(members, layout)
+            which[members[alike]] = len(layouts)
+            layouts.append(layout)
+            if np.count_nonzero(alike) <= 1:  # no two records of the group alike: stop parsing them
+                break
+            members = members[~alike]  # another layout of the same tag and length, say
+    return which, layouts
+
+
+class _Heads:
+    """The records laid out as wall time, step, then a summary whose first value starts with its tag.
+
+    Per record kept: its number, ``start`` and ``end`` in the file, where
+    its summary starts (``after``, from ``start``) and the ``rest`` of its
+    bytes from there, its step, and a hash of ``rest`` and the tag's first
+    48 bytes (``group``). Each record's first bytes are copied once and
+    read in place: one scattered read of the file, not one per field.
+    """
+
+    def __init__(self, buf: np.ndarray, offsets: np.ndarray, ends: np.ndarray) -> None:
+        self.buf = buf
+        numbers = np.flatnonzero(ends - offsets >= _LAYOUT_HEAD_BYTES)
+        self.head = head = _rows_at(buf, offsets[numbers], _LAYOUT_HEAD_BYTES)
+        rows = np.arange(len(numbers))
+        step, size = _varints(head, rows, np.full(len(rows), 10), 9)  # 9 bytes hold any step >= 0
+        keep = (head[:, 0] == _WALL_TIME_KEY) & (head[:, 9] == _STEP_KEY) & (size > 0)
+        after = pos = 10 + size  # where the summary starts
+        for key in (_SUMMARY_KEY, _VALUE_KEY, _TAG_KEY):
+            length, size = _varints(head, rows, pos + 1, 3)  # up to 2 MB
+            keep &= (head[rows, pos] == key) & (size > 0)
+            pos = pos + 1 + size
+        self.rows = rows = np.flatnonzero(keep)  # into head, one per record kept
+        self.numbers = numbers[rows]
+        self.start = offsets[self.numbers]
+        self.after, self.step, pos, length = after[rows], step[rows].astype(np.int64), pos[rows], length[rows]
+        tag = sliding_window_view(head, 48, axis=1)[rows, pos] * (np.arange(48) < length[:, None])
+        self.end = ends[self.numbers]
+        self.rest = self.end - self.start - self.after
+        group = self.rest.astype(np.uint64)
+        for word in tag.view("<u8").T:  # a prefix of the tag
+            group = (group ^ word) * np.uint64(0x9E3779B97F4A7C15)  # equal bytes, equal hash; rarely the reverse
+        self.group = group
+
+    def wall_time(self) -> np.ndarray:
+        """Per record kept, its wall time."""
+        return np.ascontiguousarray(self.head[self.rows, 1:9]).view("<f8")[:, 0]
+
+    def alike(self, members: np.ndarray, layout: _Layout) -> np.ndarray:
+        """Whether each member holds the layout's bytes before and behind as many tensor bytes as it."""
+        alike = self.rest[members] == layout.size()
+        near = members[alike]
+        at = self.after[near, None] + np.arange(len(layout.before))
+        if at.max(initial=0) < _LAYOUT_HEAD_BYTES:
+            before = self.head.ravel().take(self.rows[near, None] * _LAYOUT_HEAD_BYTES + at)
+        else:
+            before = self.buf.take(self.start[near, None] + at)
+        behind = self.buf.take(self.end[near, None] + np.arange(-len(layout.behind), 0))
+        alike[alike] = (before == np.frombuffer(layout.before, dtype=np.uint8)).all(axis=1) & (
+            behind == np.frombuffer(layout.behind, dtype=np.uint8)
+        ).all(axis=1)
+        return alike
+
+
+def _varints(head: np.ndarray, rows: np.ndarray, at: np.ndarray, most: int) -> tuple[np.ndarray, np.ndarray]:
+    """The protobuf varint at ``head[rows, at]``: its value, and its size in bytes (0 if over ``most``)."""
+    value = np.zeros(len(rows), dtype=np.uint64)
+    size = np.zeros(len(rows), dtype=np.int64)
+    going = np.ones(len(rows), dtype=bool)
+    for i in range(most):  # most varints end after a byte or two
+        byte = head[rows, at + i]
+        value |= np.where(going, byte & 0x7F, 0).astype(np.uint64) << np.uint64(7 * i)
+        ended = going & (byte < 0x80)
+        size[ended] = i + 1
+        going &= ~ended
+        if not going.any():
+            break
+    return value, size
+
+
+def _layout(raw: bytes, start: int, after: int, end: int) -> _Layout | None:
+    """The layout of a record holding one TF2 histogram (a float64 tensor of ``[k, 3]`` bytes); else None.
+
+    From the summary on, the record must hold exactly one summary with one
+    value with one tensor field; the tensor's bytes are those of its last
+    ``tensor_content`` field, as the protobuf library reads them.
+    """
+    try:
+        event = event_pb2.Event.FromString(raw[start:end])
+    except DecodeError:
+        return None
+    values = event.summary.value
+    if len(values) != 1 or values[0].WhichOneof("value") != "tensor":
+        return None
+    tensor = values[0].tensor
+    width = len(tensor.tensor_content)
+    if not width or width % 24 or tensor.dtype != types_pb2.DT_DOUBLE:
+        return None
+    fields = _fields(raw, after, end)  # the event's fields after the step
+    for key in (_SUMMARY_KEY, _VALUE_KEY):  # one summary, holding one value
+        if fields is None or [k for k, _, _ in fields] != [key]:
+            return None
+        fields = _fields(raw, fields[0][1], end)
+    if fields is None or [k for k, _, _ in fields].count(_TENSOR_KEY) != 1:
+        return None
+    _, tensor_at, tensor_end = next(f for f in fields if f[0] == _TENSOR_KEY)
+    fields = _fields(raw, tensor_at, tensor_end)
+    contents = [f for f in fields or [] if f[0] == _CONTENT_KEY]
+    if fields is None or not contents or contents[-1][2] - contents[-1][1] != width:
+        return None
+    _, content_at, content_end = contents[-1]
+    return _Layout(values[0].tag, raw[after:content_at], width, raw[content_end:end])
+
+
+def _fields(raw: bytes, pos: int, end: int) -> list[tuple[int, int, int]] | None:
+    """Key, and where the value starts and ends, of each field of the message in ``raw[pos: end]``.
+
+    The protobuf library has parsed these bytes, so they are well formed;
+    None for a message holding a group, which this reader never needs.
+    """
+    fields = []
+    while pos < end:
+        key, pos = _varint(raw, pos)
+        wire, start = key & 7, pos
+        if wire == 0:
+            _, pos = _varint(raw, pos)
+        elif wire == 1:
+            pos += 8
+        elif wire == 2:
+            length, start = _varint(raw, pos)
+            pos = start + length
+        elif wire == 5:
+            pos += 4
+        else:
+            return None
+        fields.append((key, start, pos))
+    return fields
 
 
 def histogram_from_proto(h: summary_pb2.HistogramProto) -> np.ndarray:
@@ -165,7 +422,9 @@ def histogram_from_proto(h: summary_pb2.HistogramProto) -> np.ndarray:
 
     Empty outer buckets are dropped and the outer edges become the recorded
     min and max (TF1's outermost limits are +-DBL_MAX). Kept in float64,
-    where the Python loader rounds to float32.
+    where the Python loader rounds to float32. The reader converts whole
+    series at once (:func:`_histograms`); this is the reference, and
+    the fallback for protos whose limits and counts differ in number.
     """
     counts = np.asarray(h.bucket, dtype=np.float64)
     nonzero = np.flatnonzero(counts > 0)
@@ -181,74 +440,295 @@ def histogram_from_proto(h: summary_pb2.HistogramProto) -> np.ndarray:
 
 def read_logdir(logdir: str, progress: Callable[[int, int], None] | None = None) -> LogData:
     """Read every histogram and exact-movement scalar under ``logdir``."""
-    data = LogData(
-        histograms=collections.defaultdict(lambda: collections.defaultdict(_Series)),
-        exact_content=collections.defaultdict(dict),
-        exact_data=collections.defaultdict(lambda: collections.defaultdict(list)),
-        skipped=[],
-        files=0,
-        records=0,
-    )
+    data = LogData(histograms={}, exact_content={}, exact_data={}, skipped=[], files=0, records=0)
     runs = event_files(logdir)
     total = sum(len(files) for files in runs.values())
     for run, files in runs.items():
-        plugin_of: dict[str, str] = {}  # tag -> plugin, from the first value that names it
+        tags = _Run()
         for path in files:
-            payloads, skipped = records(path)
-            data.skipped.extend(skipped)
-            data.files += 1
-            data.records += len(payloads)
-            bad = 0
-            for payload in payloads:
-                try:
-                    event = event_pb2.Event.FromString(payload)
-                except DecodeError:
-                    bad += 1
-                    continue
-                for value in event.summary.value:
-                    try:
-                        _take(data, run, plugin_of, event, value)
-                    except ValueError:  # a tensor that is not [k, 3] or not numeric
-                        bad += 1
-            if bad:
-                data.skipped.append(Skip(path, f"{bad} record(s) or value(s) could not be read"))
+            _read_file(path, tags, data)
             if progress is not None:
                 progress(data.files, total)
+        tags.store(run, data)
     return data
 
 
-def _take(data: LogData, run: str, plugin_of: dict[str, str], event, value) -> None:
-    """File one summary value under its run and tag, if it is ours to read."""
-    tag = value.tag
-    if value.HasField("histo"):
-        _append(data.histograms[run][tag], event, histogram_from_proto(value.histo))
-        return
-    if not value.HasField("tensor"):
-        return
-    if value.HasField("metadata") and value.metadata.plugin_data.plugin_name:
-        if tag not in plugin_of:
-            plugin_of[tag] = value.metadata.plugin_data.plugin_name
-            if plugin_of[tag] == metadata.PLUGIN_NAME:
-                data.exact_content[run][tag] = value.metadata.plugin_data.content
-    plugin = plugin_of.get(tag)
-    if plugin == metadata.HISTOGRAMS_PLUGIN_NAME:
-        _append(data.histograms[run][tag], event, _tensor(value.tensor).reshape(-1, 3))
-    elif plugin == metadata.PLUGIN_NAME:
-        data.exact_data[run][tag].append(_Datum(event.step, float(_tensor(value.tensor)[0])))
+def _read_file(path: str, tags: _Run, data: LogData) -> None:
+    """Read one file of a run into ``tags``; its damage and counts into ``data``."""
+    raw, offsets, ends, skipped = _frame_file(path)
+    intact = _intact(raw, offsets, ends)
+    skipped += _crc_failures(path, intact)
+    bad = tags.read(raw, offsets[intact], ends[intact])
+    data.skipped.extend(skipped)
+    if bad:
+        data.skipped.append(Skip(path, f"{bad} record(s) or value(s) could not be read"))
+    data.files += 1
+    data.records += int(np.count_nonzero(intact))
+
+
+class _Samples:
+    """One tag's samples as read; their values become arrays once the whole run is read.
+
+    A value is kept as read: a TF2 histogram's ``tensor_content`` bytes, a
+    TF1 histogram's ``(min, max, limits, counts)`` with the two packed
+    arrays as bytes, or an array (anything else). Converting a whole series
+    at once costs a few numpy calls instead of several per sample.
+    """
+
+    __slots__ = ("steps", "wall_times", "raw")
+
+    def __init__(self) -> None:
+        self.steps: list[int] = []
+        self.wall_times: list[float] = []
+        self.raw: list = []
+
+    def series(self) -> _Series:
+        return _Series(self.steps, self.wall_times, _values(self.raw))
+
+
+class _Run:
+    """What one run's files hold, read so far."""
+
+    def __init__(self) -> None:
+        self.plugin_of: dict[str, str] = {}  # tag -> plugin, from the first value that names it
+        self.samples: dict[str, _Samples] = {}
+        self.tf2: dict[str, _Samples] = {}  # the tags whose plugin is histograms
+        self.exact_content: dict[str, bytes] = {}
+        self.exact_data: dict[str, list[_Datum]] = {}
+
+    def read(self, raw: bytes, offsets: np.ndarray, ends: np.ndarray) -> int:
+        """File every value of the events in ``raw[offsets[i]: ends[i]]``; count what could not be read.
+
+        A TF2 histogram of a tag known to be one is filed straight from its
+        bytes when it is laid out like another record of its tag (see
+        :func:`_layouts`); the rest are parsed.
+        """
+        parse = event_pb2.Event.FromString
+        tf2 = self.tf2
+        bad = 0
+        for start, end, tag, step, wall_time, content_at, content_end in zip(
+            offsets.tolist(), ends.tolist(), *_layouts(raw, offsets, ends)
+        ):
+            samples = tf2.get(tag)  # None for a record not told by layout
+            if samples is not None:
+                samples.steps.append(step)
+                samples.wall_times.append(wall_time)
+                samples.raw.append(raw[content_at:content_end])
+                continue
+            try:
+                event = parse(raw[start:end])
+            except DecodeError:
+                bad += 1
+                continue
+            bad += self._event(event)
+        return bad
+
+    def _event(self, event) -> int:
+        """File an event's values; how many could not be read.
+
+        A TF2 histogram of a known tag is filed inline, touching as few
+        proto attributes as it can: each access builds a Python wrapper.
+        The rest go through :meth:`_value`.
+        """
+        bad = 0
+        values = event.summary.value
+        for i in range(len(values)):  # indexing builds fewer wrappers than iterating
+            value = values[i]
+            samples = self.tf2.get(value.tag)
+            if samples is not None:
+                tensor = value.tensor
+                content = tensor.tensor_content
+                if content and tensor.dtype == types_pb2.DT_DOUBLE and not len(content) % 24:
+                    samples.steps.append(event.step)
+                    samples.wall_times.append(event.wall_time)
+                    samples.raw.append(content)
+                    continue
+            bad += self._value(event, value)
+        return bad
+
+    def _value(self, event, value) -> int:
+        """File one summary value if it is ours to read; 1 if it could not be read."""
+        kind = value.WhichOneof("value")
+        if kind == "histo":
+            return self._histo(event, value)
+        if kind != "tensor":
+            return 0
+        tag = value.tag
+        plugin = self.plugin_of.get(tag) or self._learn(tag, value)
+        if plugin == metadata.HISTOGRAMS_PLUGIN_NAME:
+            samples = self.tf2[tag] = self._samples(tag)
+            tensor = value.tensor
+            content = tensor.tensor_content
+            if content and tensor.dtype == types_pb2.DT_DOUBLE:
+                if len(content) % 24:  # not [k, 3] float64
+                    return 1
+                raw = content
+            else:
+                try:
+                    raw = _tensor(tensor).reshape(-1, 3)
+                except ValueError:  # not [k, 3] or not numeric
+                    return 1
+            samples.steps.append(event.step)
+            samples.wall_times.append(event.wall_time)
+            samples.raw.append(raw)
+        elif plugin == metadata.PLUGIN_NAME:
+            datum = self.exact_data.setdefault(tag, [])
+            try:
+                datum.append(_Datum(event.step, float(_tensor(value.tensor)[0])))
+            except (ValueError, IndexError):  # not numeric, or empty
+                return 1
+        return 0
+
+    def _learn(self, tag: str, value) -> str | None:
+        """The plugin a tag's first value with metadata names, noted for the values after it.
+
+        TF2 writers put metadata on a tag's first value only, so later
+        values are not asked.
+        """
+        if not value.HasField("metadata"):
+            return None
+        plugin = value.metadata.plugin_data.plugin_name
+        if not plugin:
+            return None
+        self.plugin_of[tag] = plugin
+        if plugin == metadata.PLUGIN_NAME:
+            self.exact_content[tag] = value.metadata.plugin_data.content
+        return plugin
+
+    def _histo(self, event, value) -> int:
+        """File a TF1 histogram; 1 if it could not be read."""
+        samples = self._samples(value.tag)
+        histo = value.histo
+        raw = _histogram_parts(histo)
+        if raw is None:
+            try:
+                raw = histogram_from_proto(histo)
+            except ValueError:  # fewer limits than buckets
+                return 1
+        samples.steps.append(event.step)
+        samples.wall_times.append(event.wall_time)
+        samples.raw.append(raw)
+        return 0
+
+    def _samples(self, tag: str) -> _Samples:
+        samples = self.samples.get(tag)
+        if samples is None:
+            samples = self.samples[tag] = _Samples()
+        return samples
+
+    def store(self, run: str, data: LogData) -> None:
+        """Hand this run's series to ``data``, converted to arrays."""
+        if self.samples:
+            data.histograms[run] = {tag: samples.series() for tag, samples in self.samples.items()}
+        if self.exact_content:
+            data.exact_content[run] = self.exact_content
+        if self.exact_data:
+            data.exact_data[run] = self.exact_data
 
 
 def _tensor(proto) -> np.ndarray:
-    """A tensor's values as float64, read-only.
-
-    TF2 histograms (float64 with ``tensor_content``) are viewed in place:
-    ``make_ndarray``'s dtype lookups and copy cost more than the parse.
-    """
+    """A tensor's values as float64, read-only."""
     if proto.dtype == types_pb2.DT_DOUBLE and proto.tensor_content:
         return np.frombuffer(proto.tensor_content, dtype=np.float64)
+    from tensorboard.util import tensor_util  # 0.1 s to import; TF2 histograms never need it
+
     return np.asarray(tensor_util.make_ndarray(proto), dtype=np.float64).reshape(-1)
 
 
-def _append(series: _Series, event, values: np.ndarray) -> None:
-    series.steps.append(event.step)
-    series.wall_times.append(event.wall_time)
-    series.values.append(values)
+def _histogram_parts(h: summary_pb2.HistogramProto) -> tuple[float, float, bytes, bytes] | None:
+    """A TF1 histogram's min, max and its packed limits and counts; None if not packed alike.
+
+    Reading the repeated fields through the proto costs a Python float per
+    bucket; its serialisation holds them as packed little-endian doubles,
+    which numpy reads in place. Anything unexpected goes the slow way.
+    """
+    blob = h.SerializeToString()
+    limits = counts = b""
+    pos, size = 0, len(blob)
+    while pos < size:
+        key = blob[pos]
+        if key in _FIXED64_KEYS:
+            pos += 9
+            continue
+        if key != _LIMITS_KEY and key != _COUNTS_KEY:  # unpacked doubles, unknown fields
+            return None
+        length, pos = _varint(blob, pos + 1)
+        if key == _LIMITS_KEY:
+            limits = blob[pos : pos + length]
+        else:
+            counts = blob[pos : pos + length]
+        pos += length
+    if len(limits) != len(counts) or len(counts) % 8:
+        return None
+    return h.min, h.max, limits, counts
+
+
+def _varint(blob: bytes, pos: int) -> tuple[int, int]:
+    """A protobuf varint at ``pos``, and the position after it."""
+    value = shift = 0
+    while True:
+        byte = blob[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, pos
+        shift += 7
+
+
+def _values(raw: list) -> np.ndarray | list[np.ndarray]:
+    """A series' values: one ``(n, k, 3)`` array when they come alike, else ``[k, 3]`` arrays."""
+    kinds = set(map(type, raw))
+    if kinds == {bytes} and len(set(map(len, raw))) == 1:
+        return np.frombuffer(b"".join(raw), dtype=np.float64).reshape(len(raw), -1, 3)
+    if kinds == {tuple}:
+        return _histograms(raw)[0]
+    return [_rows(r) for r in raw]
+
+
+def _rows(raw) -> np.ndarray:
+    """One value as ``[k, 3]`` rows."""
+    if type(raw) is bytes:
+        return np.frombuffer(raw, dtype=np.float64).reshape(-1, 3)
+    if type(raw) is tuple:
+        stacked, sizes = _histograms([raw])
+        return stacked[0, : sizes[0]]
+    return raw
+
+
+def _histograms(parts: list[tuple[float, float, bytes, bytes]]) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`histogram_from_proto` of many histograms at once (see :func:`_histogram_parts`).
+
+    Returns them as one ``(n, k, 3)`` array, each padded with zero rows at
+    its end as drift's stacking pads, and the number of rows of each.
+    """
+    counts = np.frombuffer(b"".join(p[3] for p in parts), dtype="<f8")
+    limits = np.frombuffer(b"".join(p[2] for p in parts), dtype="<f8")
+    first, sizes = _spans(counts, np.cumsum([len(p[3]) // 8 for p in parts]))
+    width = max(int(sizes.max()), 1)
+    out = np.zeros((len(parts), width, 3))
+    if not len(counts):
+        return out, sizes
+    bucket = np.minimum(first[:, None] + np.arange(width), len(counts) - 1)  # rows past a span are zeroed below
+    out[:, :, 0] = limits[bucket - 1]  # a row's left edge is the previous bucket's limit
+    out[:, :, 1] = limits[bucket]
+    out[:, :, 2] = counts[bucket]
+    out[np.arange(width) >= sizes[:, None]] = 0.0
+    spanned = np.flatnonzero(sizes)
+    out[spanned, 0, 0] = np.array([p[0] for p in parts])[spanned]  # the outer edges: min and max
+    out[spanned, sizes[spanned] - 1, 1] = np.array([p[1] for p in parts])[spanned]
+    return out, sizes
+
+
+def _spans(counts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per histogram (the buckets up to each of ``ends``): the first bucket counted, and how many to the last."""
+    nonzero = np.flatnonzero(counts > 0)
+    histogram_of = np.searchsorted(ends, nonzero, side="right")
+    which = np.arange(len(ends))
+    lo = np.searchsorted(histogram_of, which, side="left")
+    hi = np.searchsorted(histogram_of, which, side="right")
+    counted = hi > lo
+    first = np.zeros(len(ends), dtype=np.int64)
+    sizes = np.zeros(len(ends), dtype=np.int64)
+    first[counted] = nonzero[lo[counted]]
+    sizes[counted] = nonzero[hi[counted] - 1] - first[counted] + 1
+    return first, sizes
