@@ -140,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     rows = ranking.select(result.rows, runs=args.run, roles=args.role, tag_filter=tag_filter)
     if args.json:
-        json.dump([{f: _json_value(getattr(r, f)) for f in FIELDS} for r in rows], sys.stdout, indent=1)
+        sys.stdout.write(json.dumps([{f: _json_value(getattr(r, f)) for f in FIELDS} for r in rows], indent=1))
         print()
     elif args.csv:
         writer = csv.writer(sys.stdout)

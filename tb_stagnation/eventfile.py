@@ -28,7 +28,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -77,8 +77,8 @@ class _Series:
     with zero rows), else a list of ``[k, 3]`` arrays; ``drift`` takes both.
     """
 
-    steps: list[int]
-    wall_times: list[float]
+    steps: Sequence[int]
+    wall_times: Sequence[float]
     values: np.ndarray | list[np.ndarray]
 
 
@@ -237,8 +237,18 @@ class _Layout(NamedTuple):
         return len(self.before) + self.width + len(self.behind)
 
 
-def _layouts(raw: bytes, offsets: np.ndarray, ends: np.ndarray) -> tuple[list, list, list, list, list]:
-    """Per record: tag, step, wall time and where its ``tensor_content`` lies, of TF2 histograms known by layout.
+class _Known(NamedTuple):
+    """TF2 histogram records told by layout (see :func:`_layouts`); per record of the file."""
+
+    which: np.ndarray  # index into layouts, -1 for a record to parse
+    layouts: list[_Layout]
+    steps: np.ndarray
+    wall_times: np.ndarray
+    content_at: np.ndarray  # where the tensor's bytes start
+
+
+def _layouts(raw: bytes, offsets: np.ndarray, ends: np.ndarray) -> _Known:
+    """Per record: the layout, step, wall time and tensor position of TF2 histograms known by layout.
 
     A TF2 writer lays out every histogram of a tag alike: wall time, step,
     then the summary of one value, whose tensor's bytes sit among bytes
@@ -247,23 +257,21 @@ def _layouts(raw: bytes, offsets: np.ndarray, ends: np.ndarray) -> tuple[list, l
     field by field (:func:`_layout`). Every record whose bytes match it
     except in wall time, step and tensor bytes, all three read in place,
     parses to the same event with those three replaced: no other record is
-    told by layout. Other records get ``None`` as their tag.
+    told by layout.
     """
     n = len(offsets)
     heads = _Heads(np.frombuffer(raw, dtype=np.uint8), offsets, ends)
     which, layouts = _match_layouts(raw, offsets, ends, heads)
     known = np.flatnonzero(which >= 0)
     record = heads.numbers[known]
-    tag_of = np.full(n, len(layouts))  # None for the rest
-    tag_of[record] = which[known]
+    layout_of = np.full(n, -1)
+    layout_of[record] = which[known]
     steps, wall_times = np.zeros(n, dtype=np.int64), np.zeros(n)
     steps[record], wall_times[record] = heads.step[known], heads.wall_time()[known]
-    content_end = np.zeros(n, dtype=np.int64)
-    content_end[record] = ends[record] - np.array([len(x.behind) for x in layouts], dtype=np.int64)[which[known]]
-    content_at = content_end.copy()
-    content_at[record] -= np.array([x.width for x in layouts], dtype=np.int64)[which[known]]
-    tags = np.array([*(x.tag for x in layouts), None], dtype=object)[tag_of].tolist()
-    return tags, steps.tolist(), wall_times.tolist(), content_at.tolist(), content_end.tolist()
+    content_at = np.zeros(n, dtype=np.int64)
+    behind = np.array([len(x.behind) + x.width for x in layouts], dtype=np.int64)
+    content_at[record] = ends[record] - behind[which[known]]
+    return _Known(layout_of, layouts, steps, wall_times, content_at)
 
 
 def _match_layouts(
@@ -472,18 +480,48 @@ class _Samples:
     A value is kept as read: a TF2 histogram's ``tensor_content`` bytes, a
     TF1 histogram's ``(min, max, limits, counts)`` with the two packed
     arrays as bytes, or an array (anything else). Converting a whole series
-    at once costs a few numpy calls instead of several per sample.
+    at once costs a few numpy calls instead of several per sample. Samples
+    read a layout at a time arrive as ``(n, k, 3)`` blocks.
     """
 
-    __slots__ = ("steps", "wall_times", "raw")
+    __slots__ = ("steps", "wall_times", "raw", "positions", "blocks")
 
     def __init__(self) -> None:
         self.steps: list[int] = []
         self.wall_times: list[float] = []
         self.raw: list = []
+        self.positions: list[int] = []
+        self.blocks: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+
+    def append(self, step: int, wall_time: float, raw, position: int) -> None:
+        """One parsed sample, and its position in the run's files (for the order read)."""
+        self.steps.append(step)
+        self.wall_times.append(wall_time)
+        self.raw.append(raw)
+        self.positions.append(position)
+
+    def add(self, steps: np.ndarray, wall_times: np.ndarray, values: np.ndarray, positions: np.ndarray) -> None:
+        """Samples of one layout: steps, wall times, an ``(n, k, 3)`` array, positions."""
+        self.blocks.append((steps, wall_times, values, positions))
 
     def series(self) -> _Series:
-        return _Series(self.steps, self.wall_times, _values(self.raw))
+        """The samples in the order of the files, whichever way each was read."""
+        if not self.blocks:
+            return _Series(self.steps, self.wall_times, _values(self.raw))
+        parts = [(self.steps, self.wall_times, _values(self.raw), self.positions)] if self.raw else []
+        parts += self.blocks
+        order = np.argsort(np.concatenate([np.asarray(p[3], dtype=np.int64) for p in parts]), kind="stable")
+        values = [v for _, _, v, _ in parts]
+        if all(isinstance(v, np.ndarray) and v.shape[1:] == values[0].shape[1:] for v in values):
+            values = np.concatenate(values)[order]
+        else:  # layouts differ: one [k, 3] array per sample
+            every = [row for v in values for row in v]
+            values = [every[i] for i in order.tolist()]
+        return _Series(
+            np.concatenate([np.asarray(p[0], dtype=np.int64) for p in parts])[order],
+            np.concatenate([np.asarray(p[1], dtype=np.float64) for p in parts])[order],
+            values,
+        )
 
 
 class _Run:
@@ -495,26 +533,54 @@ class _Run:
         self.tf2: dict[str, _Samples] = {}  # the tags whose plugin is histograms
         self.exact_content: dict[str, bytes] = {}
         self.exact_data: dict[str, list[_Datum]] = {}
+        self._offset = -1  # of the record being parsed
+        self._file = 0  # which file, in the high bits of a position
+        self._position = -1  # of the record being parsed, among the run's files
+        self._named_at: dict[str, int] = {}  # tag -> offset of the record naming its plugin, this file
 
     def read(self, raw: bytes, offsets: np.ndarray, ends: np.ndarray) -> int:
         """File every value of the events in ``raw[offsets[i]: ends[i]]``; count what could not be read.
 
-        A TF2 histogram of a tag known to be one is filed straight from its
-        bytes when it is laid out like another record of its tag (see
-        :func:`_layouts`); the rest are parsed.
+        TF2 histograms laid out like another record of their tag (see
+        :func:`_layouts`) are filed a whole layout at a time, their tensors
+        copied out of the file in one numpy call; the rest are parsed
+        first, which names the plugin of every tag whose metadata sits on
+        its first write only.
         """
+        known = _layouts(raw, offsets, ends)
+        parsed = known.which < 0
+        self._named_at = {}
+        self._file += 1 << 48  # positions: file, then offset in it
+        bad = self._parse(raw, offsets[parsed], ends[parsed])
+        order = np.argsort(known.which, kind="stable")
+        cuts = np.searchsorted(known.which[order], np.arange(len(known.layouts) + 1))
+        buf = np.frombuffer(raw, dtype=np.uint8)
+        for layout, start, stop in zip(known.layouts, cuts[:-1].tolist(), cuts[1:].tolist()):
+            members = order[start:stop]
+            if layout.tag not in self.tf2:  # metadata on every write: the first one names the plugin
+                bad += self._parse(raw, offsets[members[:1]], ends[members[:1]])
+                members = members[1:]
+                if layout.tag not in self.tf2:  # not a histogram after all
+                    bad += self._parse(raw, offsets[members], ends[members])
+                    continue
+            # Values before the one naming the plugin are not read, as when reading in order.
+            members = members[offsets[members] > self._named_at.get(layout.tag, -1)]
+            values = _rows_at(buf, known.content_at[members], layout.width)
+            self.tf2[layout.tag].add(
+                known.steps[members],
+                known.wall_times[members],
+                values.view("<f8").reshape(len(members), -1, 3),
+                self._file + offsets[members],
+            )
+        return bad
+
+    def _parse(self, raw: bytes, offsets: np.ndarray, ends: np.ndarray) -> int:
+        """Parse and file the events at ``raw[offsets[i]: ends[i]]``; count what could not be read."""
         parse = event_pb2.Event.FromString
-        tf2 = self.tf2
         bad = 0
-        for start, end, tag, step, wall_time, content_at, content_end in zip(
-            offsets.tolist(), ends.tolist(), *_layouts(raw, offsets, ends)
-        ):
-            samples = tf2.get(tag)  # None for a record not told by layout
-            if samples is not None:
-                samples.steps.append(step)
-                samples.wall_times.append(wall_time)
-                samples.raw.append(raw[content_at:content_end])
-                continue
+        for start, end in zip(offsets.tolist(), ends.tolist()):
+            self._offset = start
+            self._position = self._file + start
             try:
                 event = parse(raw[start:end])
             except DecodeError:
@@ -539,9 +605,7 @@ class _Run:
                 tensor = value.tensor
                 content = tensor.tensor_content
                 if content and tensor.dtype == types_pb2.DT_DOUBLE and not len(content) % 24:
-                    samples.steps.append(event.step)
-                    samples.wall_times.append(event.wall_time)
-                    samples.raw.append(content)
+                    samples.append(event.step, event.wall_time, content, self._position)
                     continue
             bad += self._value(event, value)
         return bad
@@ -568,9 +632,7 @@ class _Run:
                     raw = _tensor(tensor).reshape(-1, 3)
                 except ValueError:  # not [k, 3] or not numeric
                     return 1
-            samples.steps.append(event.step)
-            samples.wall_times.append(event.wall_time)
-            samples.raw.append(raw)
+            samples.append(event.step, event.wall_time, raw, self._position)
         elif plugin == metadata.PLUGIN_NAME:
             datum = self.exact_data.setdefault(tag, [])
             try:
@@ -591,6 +653,7 @@ class _Run:
         if not plugin:
             return None
         self.plugin_of[tag] = plugin
+        self._named_at[tag] = self._offset
         if plugin == metadata.PLUGIN_NAME:
             self.exact_content[tag] = value.metadata.plugin_data.content
         return plugin
@@ -605,9 +668,7 @@ class _Run:
                 raw = histogram_from_proto(histo)
             except ValueError:  # fewer limits than buckets
                 return 1
-        samples.steps.append(event.step)
-        samples.wall_times.append(event.wall_time)
-        samples.raw.append(raw)
+        samples.append(event.step, event.wall_time, raw, self._position)
         return 0
 
     def _samples(self, tag: str) -> _Samples:
