@@ -24,8 +24,9 @@ import numpy as np
 # min, -2σ, -1σ, -0.5σ, median, +0.5σ, +1σ, +2σ, max for a normal distribution.
 DISTRIBUTION_BPS = (0, 668, 1587, 3085, 5000, 6915, 8413, 9332, 10000)
 
-# Elements per temporary (pairs x knots x buckets) array in `wasserstein`;
-# bounds memory whatever the bucket count.
+# Elements per temporary array of the W1 kernels (pairs x knots; pairs x
+# knots x buckets in the general one): small enough to stay in cache, and a
+# bound on memory whatever the bucket count.
 _CHUNK_ELEMENTS = 1 << 18
 
 
