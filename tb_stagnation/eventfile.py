@@ -757,39 +757,50 @@ def _rows(raw) -> np.ndarray:
 
 
 def _histograms(parts: list[tuple[float, float, bytes, bytes]]) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`histogram_from_proto` of many histograms at once (see :func:`_histogram_parts`).
+    """:func:`histogram_from_proto` of many histograms at once, as drift reads it.
 
-    Returns them as one ``(n, k, 3)`` array, each padded with zero rows at
-    its end as drift's stacking pads, and the number of rows of each.
+    Only the buckets with a positive count become rows: they are all that
+    drift keeps of :func:`histogram_from_proto`'s rows (see
+    ``histogram.clean``), and TF's default limits leave most buckets of a
+    series empty (~150 counted of ~500), so every later step is the
+    cheaper. A histogram whose rows there would hold a non-finite number
+    gets a NaN count, so drift flags it just the same. Returns one
+    ``(n, k, 3)`` array, zero rows padding, and the rows of each.
     """
     counts = np.frombuffer(b"".join(p[3] for p in parts), dtype="<f8")
     limits = np.frombuffer(b"".join(p[2] for p in parts), dtype="<f8")
-    first, sizes = _spans(counts, np.cumsum([len(p[3]) // 8 for p in parts]))
-    width = max(int(sizes.max()), 1)
-    out = np.zeros((len(parts), width, 3))
-    if not len(counts):
-        return out, sizes
-    bucket = np.minimum(first[:, None] + np.arange(width), len(counts) - 1)  # rows past a span are zeroed below
-    out[:, :, 0] = limits[bucket - 1]  # a row's left edge is the previous bucket's limit
-    out[:, :, 1] = limits[bucket]
-    out[:, :, 2] = counts[bucket]
-    out[np.arange(width) >= sizes[:, None]] = 0.0
+    ends = np.cumsum([len(p[3]) // 8 for p in parts], dtype=np.int64)
+    counted = np.flatnonzero(counts > 0)
+    owner = np.searchsorted(ends, counted, side="right")
+    sizes = np.bincount(owner, minlength=len(parts))
+    out = np.zeros((len(parts), max(int(sizes.max(initial=0)), 1), 3))
+    start = np.cumsum(sizes) - sizes  # of each histogram's rows, among all counted buckets
+    slot = np.arange(len(counted)) - start[owner]
+    out[owner, slot, 0] = limits[np.maximum(counted - 1, 0)]  # a row's left edge is the previous limit
+    out[owner, slot, 1] = limits[counted]
+    out[owner, slot, 2] = counts[counted]
     spanned = np.flatnonzero(sizes)
-    out[spanned, 0, 0] = np.array([p[0] for p in parts])[spanned]  # the outer edges: min and max
-    out[spanned, sizes[spanned] - 1, 1] = np.array([p[1] for p in parts])[spanned]
+    bounds = np.array([(p[0], p[1]) for p in parts]).reshape(-1, 2)[spanned]
+    out[spanned, 0, 0] = bounds[:, 0]  # the outer edges: min and max
+    out[spanned, sizes[spanned] - 1, 1] = bounds[:, 1]
+    first, last = counted[start[spanned]], counted[start[spanned] + sizes[spanned] - 1]
+    out[spanned[_nonfinite_spans(counts, limits, first, last, bounds)], 0, 2] = np.nan
     return out, sizes
 
 
-def _spans(counts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per histogram (the buckets up to each of ``ends``): the first bucket counted, and how many to the last."""
-    nonzero = np.flatnonzero(counts > 0)
-    histogram_of = np.searchsorted(ends, nonzero, side="right")
-    which = np.arange(len(ends))
-    lo = np.searchsorted(histogram_of, which, side="left")
-    hi = np.searchsorted(histogram_of, which, side="right")
-    counted = hi > lo
-    first = np.zeros(len(ends), dtype=np.int64)
-    sizes = np.zeros(len(ends), dtype=np.int64)
-    first[counted] = nonzero[lo[counted]]
-    sizes[counted] = nonzero[hi[counted] - 1] - first[counted] + 1
-    return first, sizes
+def _nonfinite_spans(
+    counts: np.ndarray, limits: np.ndarray, first: np.ndarray, last: np.ndarray, bounds: np.ndarray
+) -> np.ndarray:
+    """Per histogram: whether :func:`histogram_from_proto`'s rows would hold a non-finite number.
+
+    Those rows run from its ``first`` to its ``last`` positive count, empty
+    ones between included: their counts, the limits between them, and the
+    ``bounds`` (min, max).
+    """
+    bad_counts = np.concatenate([[0], np.cumsum(~np.isfinite(counts))])
+    bad_limits = np.concatenate([[0], np.cumsum(~np.isfinite(limits))])
+    return (
+        (bad_counts[last + 1] > bad_counts[first])
+        | (bad_limits[last] > bad_limits[first])
+        | ~np.isfinite(bounds).all(axis=1)
+    )

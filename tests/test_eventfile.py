@@ -10,7 +10,7 @@ from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import crc32c as refer
 from tensorboard.util import tensor_util
 
 from conftest import WRITER_NAMES, tfrecords
-from tb_stagnation import cli, crc32c, eventfile, ranking
+from tb_stagnation import cli, crc32c, eventfile, histogram, ranking
 
 
 def test_crc32c_matches_tensorboards_reference() -> None:
@@ -112,9 +112,22 @@ def _histogram(rng, buckets: int, counts: str) -> summary_pb2.HistogramProto:
     )
 
 
+def assert_same_distribution(got, want) -> None:
+    """Equal as drift reads them: both finite or neither, and if finite the same buckets with mass.
+
+    The reader keeps only the buckets of a TF1 histogram that drift keeps.
+    """
+    got, want = (histogram.stack([np.asarray(x, dtype=np.float64)]) for x in (got, want))
+    assert histogram.finite(got)[0] == histogram.finite(want)[0]
+    if histogram.finite(want)[0]:
+        a, b = histogram.clean(got), histogram.clean(want)
+        for x, y in zip((a.left, a.right, a.count), (b.left, b.right, b.count)):
+            np.testing.assert_array_equal(x, y)
+
+
 @pytest.mark.parametrize("counts", ["full", "edges empty", "odd"])
 def test_tf1_histograms_convert_as_histogram_from_proto(counts: str) -> None:
-    """A series converted at once equals the per-proto reference, zero rows padding."""
+    """A series converted at once reads as the per-proto reference does, NaN and Inf included."""
     rng = np.random.default_rng(4)
     for same_size in (True, False):
         protos = [_histogram(rng, 12 if same_size else int(rng.integers(0, 20)), counts) for _ in range(50)]
@@ -124,9 +137,18 @@ def test_tf1_histograms_convert_as_histogram_from_proto(counts: str) -> None:
         stacked = eventfile._values(parts)
         for h, part, got in zip(protos, parts, stacked):
             want = eventfile.histogram_from_proto(h)
-            np.testing.assert_array_equal(got[: len(want)], want)
-            assert not got[len(want) :].any()
-            np.testing.assert_array_equal(eventfile._rows(part), want)
+            assert_same_distribution(got, want)
+            assert_same_distribution(eventfile._rows(part), want)
+
+
+def test_tf1_nonfinite_limit_between_empty_buckets_still_flags_the_histogram() -> None:
+    """Only counted buckets become rows, yet a NaN limit among the empty ones inside the span counts."""
+    inside = summary_pb2.HistogramProto(min=0.0, max=0.4, bucket_limit=[0.1, np.nan, 0.3, 0.5], bucket=[5, 0, 0, 7])
+    outside = summary_pb2.HistogramProto(min=0.0, max=0.4, bucket_limit=[0.1, 0.2, 0.3, np.nan], bucket=[5, 0, 7, 0])
+    stacked = eventfile._values([eventfile._histogram_parts(h) for h in (inside, outside)])
+    assert list(histogram.finite(stacked)) == [False, True]
+    for h, got in zip((inside, outside), stacked):
+        assert_same_distribution(got, eventfile.histogram_from_proto(h))
 
 
 def test_tf1_histograms_with_fewer_limits_than_buckets_take_the_reference_path() -> None:
@@ -230,8 +252,7 @@ def test_read_logdir_reads_as_a_plain_per_record_reading(tmp_path) -> None:
         assert list(got[tag].steps) == steps and list(got[tag].wall_times) == walls, tag
         assert len(got[tag].values) == len(values)
         for g, w in zip(got[tag].values, values):
-            np.testing.assert_array_equal(g[: len(w)], w)
-            assert not np.asarray(g)[len(w) :].any()
+            assert_same_distribution(g, w)
     assert isinstance(got["tf2"].values, np.ndarray) and got["tf2"].values.shape == (6, 30, 3)
     assert isinstance(got["layout"].values, list)
 
