@@ -141,7 +141,7 @@ def _prepare(
     per_pass = max(_PASS_BYTES // width, 1)
     for a in range(0, n, per_pass):
         b = min(a + per_pass, n)
-        data = _windows(buf, ends[a:b] - width, width)
+        data = windows(buf, ends[a:b] - width, width)
         data.reshape(b - a, steps, _STEP)[np.arange(b - a), first[a:b]] &= _KEEP[pad[a:b]]
         pairs = data.view("<u2").reshape(-1, _STEP // 2)
         acc = _PAIRS[2].take(pairs[:, 2].astype(np.intp))
@@ -152,8 +152,14 @@ def _prepare(
     return words, lookups
 
 
-def _windows(buf: np.ndarray, starts: np.ndarray, width: int) -> np.ndarray:
-    """A copy of ``buf[s: s + width]`` for every start; bytes before ``buf`` read as 0."""
+def windows(buf: np.ndarray, starts: np.ndarray, width: int) -> np.ndarray:
+    """A copy of ``buf[s: s + width]`` for every start, one row each; bytes before ``buf`` read as 0.
+
+    One gather for all rows instead of a slice per row; the event-file
+    reader takes its record heads and tensors out of a file the same way.
+    """
+    if not len(starts):  # buf may be shorter than width
+        return np.zeros((0, width), dtype=np.uint8)
     early = starts < 0
     if not early.any():
         return sliding_window_view(buf, width)[starts]

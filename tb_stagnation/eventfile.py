@@ -135,10 +135,15 @@ def event_files(logdir: str) -> dict[str, list[str]]:
 
 def records(path: str) -> tuple[list[bytes], list[Skip]]:
     """The intact payloads of one file, and what was skipped."""
+    raw, offsets, ends, skipped = _intact_records(path)
+    return [raw[a:b] for a, b in zip(offsets.tolist(), ends.tolist())], skipped
+
+
+def _intact_records(path: str) -> tuple[bytes, np.ndarray, np.ndarray, list[Skip]]:
+    """A file's bytes, where its intact payloads start and end, and what was skipped."""
     raw, offsets, ends, skipped = _frame_file(path)
     intact = _intact(raw, offsets, ends)
-    skipped += _crc_failures(path, intact)
-    return [raw[a:b] for a, b in zip(offsets[intact].tolist(), ends[intact].tolist())], skipped
+    return raw, offsets[intact], ends[intact], skipped + _crc_failures(path, intact)
 
 
 def _frame_file(path: str) -> tuple[bytes, np.ndarray, np.ndarray, list[Skip]]:
@@ -209,14 +214,7 @@ def _intact(raw: bytes, offsets: np.ndarray, ends: np.ndarray) -> np.ndarray:
 
 def _u32_at(buf: np.ndarray, positions: np.ndarray) -> np.ndarray:
     """The little-endian uint32 at each position."""
-    return _rows_at(buf, positions, 4).view("<u4")[:, 0]
-
-
-def _rows_at(buf: np.ndarray, starts: np.ndarray, width: int) -> np.ndarray:
-    """A copy of ``buf[s: s + width]`` for every start, one row each."""
-    if not len(starts):  # buf may be shorter than width
-        return np.zeros((0, width), dtype=np.uint8)
-    return sliding_window_view(buf, width)[starts]
+    return crc32c.windows(buf, positions, 4).view("<u4")[:, 0]
 
 
 def _crc_failures(path: str, intact: np.ndarray) -> list[Skip]:
@@ -309,7 +307,7 @@ class _Heads:
     def __init__(self, buf: np.ndarray, offsets: np.ndarray, ends: np.ndarray) -> None:
         self.buf = buf
         numbers = np.flatnonzero(ends - offsets >= _LAYOUT_HEAD_BYTES)
-        self.head = head = _rows_at(buf, offsets[numbers], _LAYOUT_HEAD_BYTES)
+        self.head = head = crc32c.windows(buf, offsets[numbers], _LAYOUT_HEAD_BYTES)
         rows = np.arange(len(numbers))
         step, size = _varints(head, rows, np.full(len(rows), 10), 9)  # 9 bytes hold any step >= 0
         keep = (head[:, 0] == _WALL_TIME_KEY) & (head[:, 9] == _STEP_KEY) & (size > 0)
@@ -463,15 +461,13 @@ def read_logdir(logdir: str, progress: Callable[[int, int], None] | None = None)
 
 def _read_file(path: str, tags: _Run, data: LogData) -> None:
     """Read one file of a run into ``tags``; its damage and counts into ``data``."""
-    raw, offsets, ends, skipped = _frame_file(path)
-    intact = _intact(raw, offsets, ends)
-    skipped += _crc_failures(path, intact)
-    bad = tags.read(raw, offsets[intact], ends[intact])
+    raw, offsets, ends, skipped = _intact_records(path)
+    bad = tags.read(raw, offsets, ends)
     data.skipped.extend(skipped)
     if bad:
         data.skipped.append(Skip(path, f"{bad} record(s) or value(s) could not be read"))
     data.files += 1
-    data.records += int(np.count_nonzero(intact))
+    data.records += len(offsets)
 
 
 class _Samples:
@@ -533,10 +529,9 @@ class _Run:
         self.tf2: dict[str, _Samples] = {}  # the tags whose plugin is histograms
         self.exact_content: dict[str, bytes] = {}
         self.exact_data: dict[str, list[_Datum]] = {}
-        self._offset = -1  # of the record being parsed
         self._file = 0  # which file, in the high bits of a position
         self._position = -1  # of the record being parsed, among the run's files
-        self._named_at: dict[str, int] = {}  # tag -> offset of the record naming its plugin, this file
+        self._named_at: dict[str, int] = {}  # tag -> position of the record naming its plugin
 
     def read(self, raw: bytes, offsets: np.ndarray, ends: np.ndarray) -> int:
         """File every value of the events in ``raw[offsets[i]: ends[i]]``; count what could not be read.
@@ -549,7 +544,6 @@ class _Run:
         """
         known = _layouts(raw, offsets, ends)
         parsed = known.which < 0
-        self._named_at = {}
         self._file += 1 << 48  # positions: file, then offset in it
         bad = self._parse(raw, offsets[parsed], ends[parsed])
         order = np.argsort(known.which, kind="stable")
@@ -564,13 +558,12 @@ class _Run:
                     bad += self._parse(raw, offsets[members], ends[members])
                     continue
             # Values before the one naming the plugin are not read, as when reading in order.
-            members = members[offsets[members] > self._named_at.get(layout.tag, -1)]
-            values = _rows_at(buf, known.content_at[members], layout.width)
+            positions = self._file + offsets[members]
+            later = positions > self._named_at.get(layout.tag, -1)
+            members, positions = members[later], positions[later]
+            values = crc32c.windows(buf, known.content_at[members], layout.width)
             self.tf2[layout.tag].add(
-                known.steps[members],
-                known.wall_times[members],
-                values.view("<f8").reshape(len(members), -1, 3),
-                self._file + offsets[members],
+                known.steps[members], known.wall_times[members], values.view("<f8").reshape(len(members), -1, 3), positions
             )
         return bad
 
@@ -579,7 +572,6 @@ class _Run:
         parse = event_pb2.Event.FromString
         bad = 0
         for start, end in zip(offsets.tolist(), ends.tolist()):
-            self._offset = start
             self._position = self._file + start
             try:
                 event = parse(raw[start:end])
@@ -653,7 +645,7 @@ class _Run:
         if not plugin:
             return None
         self.plugin_of[tag] = plugin
-        self._named_at[tag] = self._offset
+        self._named_at[tag] = self._position
         if plugin == metadata.PLUGIN_NAME:
             self.exact_content[tag] = value.metadata.plugin_data.content
         return plugin
