@@ -70,9 +70,9 @@ def get_json(url: str) -> tuple[int, dict | list, str]:
 class TensorBoard:
     """A real ``tensorboard`` process serving a log directory with the plugin."""
 
-    def __init__(self, logdir: Path | str, load_fast: bool, extra: list[str]) -> None:
+    def __init__(self, logdir: Path | str, load_fast: bool, extra: list[str], path_prefix: str = "") -> None:
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"http://127.0.0.1:{self.port}{path_prefix}"  # the served root, prefix included
         self.log = open(Path(str(logdir)).parent / f"tensorboard-{self.port}.log", "w")
         self.proc = subprocess.Popen(
             [
@@ -82,6 +82,7 @@ class TensorBoard:
                 "--port", str(self.port),
                 "--load_fast", "true" if load_fast else "false",
                 "--reload_interval", "1",
+                *(["--path_prefix", path_prefix] if path_prefix else []),
                 *extra,
             ],
             env=QUIET_ENV,
@@ -117,15 +118,15 @@ class TensorBoard:
 
 @pytest.fixture(scope="session")
 def start_tensorboard() -> Iterator[Callable[..., TensorBoard]]:
-    """Factory: ``start_tensorboard(logdir, load_fast=False)`` -> a ready :class:`TensorBoard`.
+    """Factory: ``start_tensorboard(logdir, load_fast=False, extra=None, path_prefix="")`` -> a ready :class:`TensorBoard`.
 
     Ready means ``/data/plugins_listing`` lists the plugin as enabled, which
     also proves the data was loaded. Every process is stopped at session end.
     """
     started: list[TensorBoard] = []
 
-    def start(logdir, load_fast: bool = False, extra: list[str] | None = None) -> TensorBoard:
-        tb = TensorBoard(logdir, load_fast, extra or [])
+    def start(logdir, load_fast: bool = False, extra: list[str] | None = None, path_prefix: str = "") -> TensorBoard:
+        tb = TensorBoard(logdir, load_fast, extra or [], path_prefix)
         started.append(tb)
         tb.wait_ready()
         return tb

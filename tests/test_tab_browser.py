@@ -366,45 +366,9 @@ def test_stagnation_tab_in_tensorboard(tb_url, browser):
 
 
 @pytest.fixture(scope="module")
-def prefixed_tb_url(fixture_logdir) -> str:
-    """TensorBoard under --path_prefix /tb (own process: conftest's readiness probe
-    polls /data/plugins_listing without the prefix)."""
-    import socket
-    import subprocess
-    import sys
-    import time
-    import urllib.request
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    log = open(fixture_logdir.parent / f"tensorboard-prefix-{port}.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tensorboard.main", "--logdir", str(fixture_logdir), "--host", "127.0.0.1",
-         "--port", str(port), "--load_fast", "false", "--path_prefix", "/tb"],
-        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None, f"tensorboard exited; see {log.name}"
-            try:
-                with urllib.request.urlopen(f"{url}/tb/data/plugins_listing", timeout=10) as r:
-                    if json.loads(r.read()).get("stagnation", {}).get("enabled"):
-                        break
-            except (OSError, ValueError):
-                pass
-            assert time.monotonic() < deadline, "tensorboard under /tb never listed the plugin"
-            time.sleep(0.5)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+def prefixed_tb_url(fixture_logdir, start_tensorboard) -> str:
+    """The root of a TensorBoard under --path_prefix /tb, prefix included."""
+    return start_tensorboard(fixture_logdir, path_prefix="/tb").url
 
 
 def test_path_prefix(prefixed_tb_url, browser):
@@ -421,13 +385,14 @@ def test_path_prefix(prefixed_tb_url, browser):
         )],
     )
     try:
-        page.goto(f"{base}/tb/#stagnation", wait_until="domcontentloaded")
+        page.goto(f"{base}/#stagnation", wait_until="domcontentloaded")
         frame = _plugin_frame(page)
         frame.wait_for_selector("tr[data-run]", timeout=120_000)
         frame.locator('tr[data-tag="slow/kernel"]').first.click()
         frame.wait_for_selector(".stg-charts .uplot canvas", timeout=60_000)
         href = frame.locator(".stg-detail-head a[target=_top]").get_attribute("href")
-        assert href.startswith(f"{base}/tb/#distributions&tagFilter="), href
+        assert href.startswith(f"{base}/#distributions&tagFilter="), href
+        assert base.endswith("/tb"), base
         assert console.errors == [], "\n".join(console.errors)
     finally:
         context.close()
