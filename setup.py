@@ -18,12 +18,27 @@ setup(
         "numpy>=1.23",
     ],
     extras_require={
-        # The demo and the framework writer helpers; the plugin itself needs neither.
-        "demo": ["tensorflow-cpu>=2.16"],
+        # Checkpoint readers, one extra per format family (`tb-stagnation checkpoints` names the
+        # one it misses); tqdm draws their progress bar. The plugin itself needs none of them.
+        "safetensors": ["safetensors>=0.4", "tqdm>=4.60"],
+        "torch": ["torch>=2.1", "tqdm>=4.60"],
+        "tensorflow": ["tensorflow-cpu>=2.16", "tqdm>=4.60"],
+        "h5py": ["h5py>=3.8", "tqdm>=4.60"],
+        "lightning": ["lightning>=2.1", "tqdm>=4.60"],
+        "transformers": ["transformers>=4.40", "accelerate>=0.26", "safetensors>=0.4", "tqdm>=4.60"],
+        # The demo and the framework writer helpers.
+        "demo": ["tensorflow-cpu>=2.16", "tqdm>=4.60"],
         "test": [
             "tensorflow-cpu>=2.16",
             "torch>=2.1",
             "tensorboardX>=2.6",
+            "safetensors>=0.4",
+            "h5py>=3.8",
+            "lightning>=2.1",
+            "transformers>=4.40",
+            "accelerate>=0.26",
+            "tqdm>=4.60",
+            "psutil>=5.9",
             "pytest>=7",
             "hypothesis>=6",
             "playwright>=1.40",

@@ -1,5 +1,8 @@
 """``tb-stagnation LOGDIR``: the ranking in a shell, no TensorBoard server.
 
+``tb-stagnation checkpoints SRC`` imports exact movement from saved
+checkpoints first (:mod:`tb_stagnation.checkpoints.command`).
+
 Reads every sample (no reservoir sampling) with the direct event-file
 reader, whose parity with TensorBoard's data provider (what the plugin
 reads through) is tested on every writer's log. What it could not read is
@@ -21,7 +24,7 @@ from tb_stagnation import naming, ranking, tagfilter
 
 FIELDS = (
     "run", "tag", "layer", "role", "status", "score", "net", "samples", "first_step",
-    "last_step", "source", "histogram_score", "exact_score", "floor", "threshold",
+    "last_step", "source", "axis", "histogram_score", "exact_score", "floor", "threshold",
 )
 EXIT_STUCK, EXIT_USAGE = 1, 2
 
@@ -29,7 +32,8 @@ EXIT_STUCK, EXIT_USAGE = 1, 2
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="tb-stagnation",
-        description="Rank the layers in a TensorBoard log directory by how much they move.",
+        description="Rank the layers in a TensorBoard log directory by how much they move. "
+        "`tb-stagnation checkpoints SRC` first imports exact movement from saved checkpoints.",
     )
     p.add_argument("logdir", help="log directory holding event files (searched recursively)")
     fmt = p.add_mutually_exclusive_group()
@@ -120,6 +124,11 @@ def _json_value(value):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["checkpoints"]:
+        from tb_stagnation.checkpoints import command
+
+        return command.main(argv[1:])
     args = _parser().parse_args(argv)
     if not 0 < args.ratio <= 1:
         print("tb-stagnation: --ratio must be in (0, 1]", file=sys.stderr)
@@ -133,10 +142,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"tb-stagnation: {args.logdir}: no such directory", file=sys.stderr)
         return EXIT_USAGE
     result, skipped = load(args.logdir, args.ratio)
+    if "://" not in args.logdir:
+        from tb_stagnation.checkpoints import command
+
+        skipped += command.pending(args.logdir)
     for message in skipped:
         print(f"tb-stagnation: {message}", file=sys.stderr)
     if not result.rows:
-        print(f"tb-stagnation: {args.logdir}: no histograms found", file=sys.stderr)
+        print(f"tb-stagnation: {args.logdir}: no histograms or exact movement found", file=sys.stderr)
         return EXIT_USAGE
     rows = ranking.select(result.rows, runs=args.run, roles=args.role, tag_filter=tag_filter)
     if args.json:

@@ -114,7 +114,7 @@ class LogData:
             result[run][tag] = summary
         return result
 
-    def exact(self) -> dict[str, dict[str, exact.ExactSeries]]:
+    def exact(self) -> exact.ExactData:
         listing = {
             run: {tag: _Listing(content) for tag, content in tags.items()}
             for run, tags in self.exact_content.items()

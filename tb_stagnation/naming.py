@@ -77,6 +77,14 @@ def _strip_variable_suffix(token: str) -> str:
     return stripped if stripped.lower() in _WORD_ROLE else token
 
 
+def strip_variable_suffix(key: str) -> str:
+    """``out/weights_1`` -> ``out/weights``: the suffix TF1 gives a summary named like its variable."""
+    sep = "/" if "/" in key else "."
+    head, _, last = key.rpartition(sep)
+    last = _strip_variable_suffix(last)
+    return f"{head}{sep}{last}" if head else last
+
+
 def _split_role(token: str) -> tuple[str | None, str]:
     """Role named by a token and what remains of it as a layer name.
 

@@ -221,8 +221,8 @@ class StagnationPlugin(base_plugin.TBPlugin):
 
     def _rank(
         self, data: _Listings, runs: list[str] | None, ratio: float
-    ) -> tuple[ranking.Ranking, list[str], dict]:
-        """Ranking of the chosen runs (all if None): result, all runs, exact data."""
+    ) -> tuple[ranking.Ranking, list[str]]:
+        """Ranking of the chosen runs (all if None), and all runs."""
         listing, exact_listing = data.histograms, data.exact
         all_runs = sorted(set(listing) | set(exact_listing))
         if runs:
@@ -233,7 +233,7 @@ class StagnationPlugin(base_plugin.TBPlugin):
             exact_listing = {r: t for r, t in exact_listing.items() if r in runs}
         summaries = self._reader.summaries(data.ctx, data.experiment, listing)
         exact_data = self._reader.exact(data.ctx, data.experiment, exact_listing)
-        return ranking.rank(summaries, exact_data, ratio), all_runs, exact_data
+        return ranking.rank(summaries, exact_data, ratio), all_runs
 
     def _ranking(self, request: wrappers.Request) -> Answer:
         """The ranking, served from cache while the data and query are unchanged."""
@@ -248,7 +248,7 @@ class StagnationPlugin(base_plugin.TBPlugin):
             if key in self._responses:
                 self._responses.move_to_end(key)
                 return self._responses[key]
-        result, all_runs, _ = self._rank(data, runs, ratio)
+        result, all_runs = self._rank(data, runs, ratio)
         rows = ranking.select(result.rows, roles=roles, statuses=statuses, tag_filter=tag_filter)
         body = {
             "ratio": ratio,
@@ -273,7 +273,7 @@ class StagnationPlugin(base_plugin.TBPlugin):
             raise RequestError(400, "series needs both run and tag")
         ratio = _ratio(request)
         data = self._listings(request)
-        result, _, exact_data = self._rank(data, [run], ratio)
+        result, _ = self._rank(data, [run], ratio)
         row = next((r for r in result.rows if r.tag == tag), None)
         if row is None:
             raise RequestError(404, f"unknown tag {tag!r} in run {run!r}")
@@ -281,8 +281,10 @@ class StagnationPlugin(base_plugin.TBPlugin):
         body = {
             **_record(row),
             "thresholds": {src: _number(t) for src, t in thresholds.items()},
-            "exact": _exact_json(exact_data.get(run, {}), tag),
         }
+        matched = result.exact.get((run, tag), {})
+        for source in (ranking.EXACT, ranking.CHECKPOINT):
+            body[source] = _exact_json(matched.get(source))
         meta = data.histograms.get(run, {}).get(tag)
         if meta is None:  # a parameter with exact data only
             series = drift.analyse([], [], [])
@@ -316,17 +318,16 @@ def series_json(series: drift.Series, threshold: float) -> dict:
     }
 
 
-def _exact_json(series: dict[str, exact.ExactSeries], tag: str) -> dict | None:
-    """The exact-movement series matching a histogram tag (or named by it), if any."""
-    key = naming.parse(tag).param_key
-    match = series.get(tag) or next(
-        (e for p, e in series.items() if naming.parse(p).param_key == key), None
-    )
-    if match is None:
+def _exact_json(series: exact.ExactSeries | None) -> dict | None:
+    """One exact-movement series as the tab charts it; ``None`` where the row has none."""
+    if series is None:
         return None
     return {
-        "steps": [int(s) for s in match.steps],
-        "update_ratio": _list(match.update_ratio),
-        "rms": _list(match.rms),
-        "grad_norm": _list(match.grad_norm) if len(match.grad_norm) else None,
+        "axis": series.axis,
+        "steps": [int(s) for s in series.steps],
+        "update_ratio": _list(series.update_ratio),
+        "rms": _list(series.rms),
+        "grad_norm": _list(series.grad_norm) if len(series.grad_norm) else None,
+        "change": _list(series.change) if len(series.change) else None,
+        "cosine": _list(series.cosine) if len(series.cosine) else None,
     }

@@ -15,8 +15,8 @@ from collections.abc import Collection, Mapping, Sequence
 
 import numpy as np
 
-from tb_stagnation import naming
-from tb_stagnation.exact import ExactSeries
+from tb_stagnation import metadata, naming
+from tb_stagnation.exact import ExactData, ExactSeries
 from tb_stagnation.drift import Summary, sparkline
 
 DEFAULT_RATIO = 0.01  # stagnant: two orders of magnitude slower than typical
@@ -27,7 +27,10 @@ STATUSES = (FROZEN, STAGNANT, MOVING, NONFINITE, UNRESOLVED, INSUFFICIENT)
 # Statuses a CI gate fails on (`tb-stagnation --fail-on-stagnant`).
 STUCK_STATUSES = frozenset({FROZEN, STAGNANT})
 
-HISTOGRAM, EXACT = "histogram", "exact"
+HISTOGRAM, EXACT, CHECKPOINT = "histogram", metadata.EXACT, metadata.CHECKPOINT
+# Which measurement a row is scored by when it has several: the writers' ratio at every
+# snapshot, then the ratio between checkpoints, then histogram drift (a lower bound).
+SOURCE_PREFERENCE = (EXACT, CHECKPOINT, HISTOGRAM)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +49,7 @@ class Row:
     floor: float
     threshold: float
     source: str
+    axis: str  # what the score's steps count: metadata.STEP, EPOCH or ORDER
     histogram_score: float
     exact_score: float
     sparkline: tuple[float, ...]
@@ -70,6 +74,8 @@ class Ranking:
     rows: list[Row]
     layers: list[Layer]
     thresholds: dict[str, dict[str, float]]  # run -> source -> threshold
+    # (run, tag) -> source -> the exact series matched to that row, for the detail views
+    exact: dict[tuple[str, str], dict[str, ExactSeries]]
 
 
 def _median(values: list[float]) -> float:
@@ -77,23 +83,10 @@ def _median(values: list[float]) -> float:
     return float(np.median(finite)) if finite else float("nan")
 
 
-def _measured(series: ExactSeries | None) -> np.ndarray:
-    """The logged update ratios (NaN marks a snapshot without one, such as the first)."""
-    if series is None:
-        return np.empty(0)
-    return series.update_ratio[~np.isnan(series.update_ratio)]
-
-
 def _exact_score(series: ExactSeries | None) -> float:
-    ratios = _measured(series)
+    """Median update ratio: one outlier interval does not decide the rank."""
+    ratios = series.ratios if series is not None else np.empty(0)
     return float(np.median(ratios)) if len(ratios) else float("nan")
-
-
-def _exact_nonfinite(series: ExactSeries | None) -> bool:
-    """Weights gone NaN/Inf show in the logged RMS; an infinite ratio too."""
-    return series is not None and bool(
-        (~np.isfinite(series.rms)).any() or np.isinf(series.update_ratio).any()
-    )
 
 
 def _status(
@@ -103,12 +96,11 @@ def _status(
     score: float,
     threshold: float,
 ) -> str:
-    """The one status a tag gets; earlier checks win."""
-    exact_values = _measured(exact)
-    if (summary is not None and summary.nonfinite) or _exact_nonfinite(exact):
+    """The one status a tag gets; earlier checks win. ``exact`` is the scoring exact series."""
+    if (summary is not None and summary.nonfinite) or (exact is not None and exact.nonfinite):
         return NONFINITE
-    if len(exact_values):
-        if (exact_values == 0).all():
+    if exact is not None:
+        if exact.frozen:
             return FROZEN
     elif summary is None or summary.samples < 2:
         return INSUFFICIENT
@@ -117,7 +109,7 @@ def _status(
     if role not in naming.PARAMETER_ROLES and role != naming.OTHER:
         return MOVING  # gradients and activations change with the data
     if np.isfinite(threshold) and score < threshold:
-        unresolvable = not len(exact_values) and summary.floor >= threshold
+        unresolvable = exact is None and summary.floor >= threshold
         return UNRESOLVED if unresolvable else STAGNANT
     return MOVING
 
@@ -130,52 +122,114 @@ def _typical(scores: list[tuple[str, float]]) -> float:
 
 def rank(
     summaries: Mapping[str, Mapping[str, Summary]],
-    exact: Mapping[str, Mapping[str, ExactSeries]] | None = None,
+    exact: ExactData | None = None,
     ratio: float = DEFAULT_RATIO,
 ) -> Ranking:
     """Rank every (run, tag), most-moving first.
 
     ``summaries``: run -> histogram tag -> :class:`Summary`. ``exact``:
-    run -> parameter name -> :class:`ExactSeries`, matched to histogram tags by
-    their noise-free name (``conv1/kernel`` for ``conv1/kernel/histogram``);
-    parameters with exact data but no histogram get rows of their own.
+    run -> source -> parameter name -> :class:`ExactSeries` (see
+    :func:`match_exact` for how they meet histogram tags); parameters with
+    exact data but no histogram get rows of their own.
     """
     exact = exact or {}
     rows: list[Row] = []
     layers: list[Layer] = []
     thresholds: dict[str, dict[str, float]] = {}
+    matched: dict[tuple[str, str], dict[str, ExactSeries]] = {}
     for run in sorted(set(summaries) | set(exact)):
-        run_rows, run_thresholds = _rank_run(summaries.get(run, {}), exact.get(run, {}), run, ratio)
+        run_rows, run_thresholds, by_source = _rank_run(summaries.get(run, {}), exact.get(run, {}), run, ratio)
         rows.extend(run_rows)
         layers.extend(_layers(run_rows))
         thresholds[run] = run_thresholds
+        for source, params in by_source.items():
+            for tag, series in params.items():
+                matched.setdefault((run, tag), {})[source] = series
     rows.sort(key=_sort_key)
-    return Ranking(rows=rows, layers=layers, thresholds=thresholds)
+    return Ranking(rows=rows, layers=layers, thresholds=thresholds, exact=matched)
+
+
+def match_exact(tags: Collection[str], params: Collection[str]) -> dict[str, str]:
+    """parameter name -> the histogram tag of the same tensor, where one is found.
+
+    Names meet on their noise-free key (``conv1/kernel`` for
+    ``conv1/kernel/histogram``). Failing that, on the key without its first
+    component or without the ``_1`` TF1 appends to a summary named like its
+    variable (``out/weights_1``), on either side or both, when that
+    identifies one tag: the outermost name is where writers disagree (Keras' histograms say
+    ``sequential/dense/kernel`` where a TF2 checkpoint of the same model says
+    ``model/dense/kernel``; Lightning's attribute path adds ``model.`` to
+    what ``self.model.named_parameters()`` logs).
+    """
+    parsed = {tag: naming.parse(tag) for tag in tags}
+    keys = {tag: name.param_key for tag, name in parsed.items() if name.role != naming.GRADIENT}
+    full: dict[str, str] = {}
+    short: dict[str, list[str]] = {}
+    for tag, key in keys.items():
+        full.setdefault(key, tag)
+        for variant in _variants(key):
+            short.setdefault(variant, []).append(tag)
+    matches = {}
+    for param in params:
+        key = naming.parse(param).param_key
+        if key in full:
+            matches[param] = full[key]
+            continue
+        candidates = {t for variant in _variants(key) for t in short.get(variant, [])}
+        if len(candidates) == 1:
+            matches[param] = candidates.pop()
+    return matches
+
+
+def _variants(key: str) -> set[str]:
+    """The spellings a key is matched by: as is, without its first component, without a TF1 ``_1``."""
+    plain = naming.strip_variable_suffix(key)
+    return {key, _without_first(key), plain, _without_first(plain)}
+
+
+def _without_first(key: str) -> str:
+    """``model/dense/kernel`` -> ``dense/kernel``; a key of one or two components stays."""
+    sep = "/" if "/" in key else "."
+    parts = key.split(sep)
+    return sep.join(parts[1:]) if len(parts) > 2 else key
 
 
 def _rank_run(
-    summaries: Mapping[str, Summary], exact: Mapping[str, ExactSeries], run: str, ratio: float
-) -> tuple[list[Row], dict[str, float]]:
+    summaries: Mapping[str, Summary],
+    exact: Mapping[str, Mapping[str, ExactSeries]],
+    run: str,
+    ratio: float,
+) -> tuple[list[Row], dict[str, float], dict[str, dict[str, ExactSeries]]]:
+    """One run's rows in model order, its thresholds per source, its exact series by row tag."""
     names = {tag: naming.parse(tag) for tag in summaries}
-    by_key = {names[tag].param_key: tag for tag in summaries if names[tag].role != naming.GRADIENT}
-    exact_for = {by_key.get(naming.parse(p).param_key, p): series for p, series in exact.items()}
-    for param in exact_for.keys() - summaries.keys():
-        names[param] = naming.parse(param)
-    tags = sorted(names, key=lambda t: _appearance(summaries.get(t), exact_for.get(t), t))
-    hist_scores = [(names[t].role, summaries[t].score) for t in summaries if not summaries[t].frozen]
-    exact_score_of = {t: _exact_score(e) for t, e in exact_for.items()}
-    exact_scores = [(names[t].role, score) for t, score in exact_score_of.items()]
-    thresholds = {HISTOGRAM: ratio * _typical(hist_scores), EXACT: ratio * _typical(exact_scores)}
+    by_source: dict[str, dict[str, ExactSeries]] = {}
+    for source, params in exact.items():
+        matched = match_exact(summaries, params)
+        by_source[source] = {matched.get(p, p): series for p, series in params.items()}
+        for tag in by_source[source].keys() - names.keys():
+            names[tag] = naming.parse(tag)
+    scorer = {tag: _scoring_source(tag, summaries, by_source) for tag in names}
+    stored_at = {}  # exact-only parameters: their place in what was logged or stored
+    for source in reversed(SOURCE_PREFERENCE[:-1]):
+        for i, (tag, series) in enumerate(by_source.get(source, {}).items()):
+            if len(series.steps):
+                stored_at[tag] = (int(series.steps[0]), i)
+    tags = sorted(names, key=lambda t: _appearance(summaries.get(t), stored_at.get(t), t))
+    scores: dict[str, float] = {}
+    for tag, source in scorer.items():
+        if source == HISTOGRAM:
+            scores[tag] = summaries[tag].score if tag in summaries else float("nan")
+        else:
+            scores[tag] = _exact_score(by_source[source][tag])
+    thresholds = {}
+    for source in SOURCE_PREFERENCE:
+        measured = [(names[t].role, scores[t]) for t in names if scorer[t] == source and not _is_frozen(t, source, summaries, by_source)]
+        thresholds[source] = ratio * _typical(measured)
     rows = []
     for order, tag in enumerate(tags):
-        summary, ex = summaries.get(tag), exact_for.get(tag)
-        name = names[tag]
-        measured = _measured(ex)
-        source = EXACT if len(measured) else HISTOGRAM
-        hist_score = summary.score if summary is not None else float("nan")
-        exact_score = exact_score_of.get(tag, float("nan"))
-        score = exact_score if source == EXACT else hist_score
-        threshold = thresholds[source]
+        summary, name, source = summaries.get(tag), names[tag], scorer[tag]
+        ex = by_source[source][tag] if source != HISTOGRAM else None
+        exact_score = scores[tag] if ex is not None else float("nan")
         rows.append(
             Row(
                 run=run,
@@ -183,21 +237,43 @@ def _rank_run(
                 layer=name.layer,
                 role=name.role,
                 order=order,
-                status=_status(summary, ex, name.role, score, threshold),
-                score=score,
+                status=_status(summary, ex, name.role, scores[tag], thresholds[source]),
+                score=scores[tag],
                 net=summary.net if summary is not None else float("nan"),
                 samples=summary.samples if summary is not None else len(ex.steps),
                 first_step=summary.first_step if summary is not None else _int(ex.steps, 0),
                 last_step=summary.last_step if summary is not None else _int(ex.steps, -1),
                 floor=summary.floor if summary is not None else float("nan"),
-                threshold=threshold,
+                threshold=thresholds[source],
                 source=source,
-                histogram_score=hist_score,
+                axis=ex.axis if ex is not None else metadata.STEP,
+                histogram_score=summary.score if summary is not None else float("nan"),
                 exact_score=exact_score,
-                sparkline=sparkline(measured) if source == EXACT else summary.sparkline,
+                sparkline=sparkline(ex.ratios) if ex is not None else summary.sparkline,
             )
         )
-    return rows, thresholds
+    return rows, thresholds, by_source
+
+
+def _scoring_source(tag: str, summaries: Mapping[str, Summary], by_source) -> str:
+    """The first source in SOURCE_PREFERENCE that measured the tag's movement.
+
+    An exact series without a ratio yet (one snapshot, or a tensor still at
+    norm 0) scores nothing; the histogram does, where there is one.
+    """
+    present = [s for s in SOURCE_PREFERENCE[:-1] if tag in by_source.get(s, {})]
+    for source in present:
+        series = by_source[source][tag]
+        if len(series.ratios) or series.frozen:
+            return source
+    return HISTOGRAM if tag in summaries or not present else present[0]
+
+
+def _is_frozen(tag: str, source: str, summaries: Mapping[str, Summary], by_source) -> bool:
+    """Frozen tags do not count towards a run's typical movement."""
+    if source == HISTOGRAM:
+        return tag in summaries and summaries[tag].frozen
+    return by_source[source][tag].frozen
 
 
 def select(
@@ -223,13 +299,18 @@ def _int(steps: np.ndarray, index: int) -> int | None:
     return int(steps[index]) if len(steps) else None
 
 
-def _appearance(summary: Summary | None, ex: ExactSeries | None, tag: str) -> tuple:
-    """Model order: the order tags were first written in, by step then wall time."""
+def _appearance(summary: Summary | None, stored_at: tuple[int, int] | None, tag: str) -> tuple:
+    """Model order: the order tags were first written in, by step then wall time.
+
+    A parameter with exact data only keeps the order it was logged or stored
+    in (a checkpoint's state dict is in model order), after any histogram of
+    the same step.
+    """
     if summary is not None and summary.first_step is not None:
-        return (summary.first_step, summary.first_wall_time, tag)
-    if ex is not None and len(ex.steps):
-        return (int(ex.steps[0]), float("inf"), tag)
-    return (float("inf"), float("inf"), tag)
+        return (summary.first_step, summary.first_wall_time, 0, tag)
+    if stored_at is not None:
+        return (stored_at[0], float("inf"), stored_at[1], tag)
+    return (float("inf"), float("inf"), 0, tag)
 
 
 def _sort_key(row: Row) -> tuple:

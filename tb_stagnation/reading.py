@@ -53,7 +53,7 @@ class Reader:
         self._series: collections.OrderedDict[_CacheKey, tuple[tuple, drift.Series]] = (
             collections.OrderedDict()
         )
-        self._exact: tuple[tuple, dict[str, dict[str, exact.ExactSeries]]] | None = None
+        self._exact: tuple[tuple, exact.ExactData] | None = None
 
     def histogram_tags(self, ctx, experiment: str) -> dict[str, dict[str, provider.TensorTimeSeries]]:
         """run -> tag -> metadata of every histogram time series."""
@@ -130,8 +130,8 @@ class Reader:
 
     def exact(
         self, ctx, experiment: str, listing: Mapping[str, Mapping[str, provider.ScalarTimeSeries]]
-    ) -> dict[str, dict[str, exact.ExactSeries]]:
-        """run -> parameter -> exact-movement series, re-read only when the listing changed."""
+    ) -> exact.ExactData:
+        """run -> source -> parameter -> exact-movement series, re-read only when the listing changed."""
         if not any(listing.values()):
             return {}
         key = (experiment, snapshot(listing))

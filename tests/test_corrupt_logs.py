@@ -139,7 +139,7 @@ def test_cli_ranks_what_is_readable_and_says_what_it_skipped(wild) -> None:
 def test_cli_exits_non_zero_when_nothing_is_readable(wild, case) -> None:
     code, _, stderr = _cli(wild["root"] / case)
     assert code == 2
-    assert "no histograms found" in stderr
+    assert "no histograms or exact movement found" in stderr
     if case == "garbage":
         assert "not an event file" in stderr
 

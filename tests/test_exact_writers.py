@@ -45,11 +45,14 @@ def _provider(logdir: Path, tensor_size_guidance: dict | None = None) -> Multipl
 
 
 def read_exact(logdir: Path) -> dict[str, dict[str, ExactSeries]]:
-    """What the backend will do: list + read the `stagnation` scalars, then collect them."""
+    """What the backend will do: list + read the `stagnation` scalars, then collect them.
+
+    run -> parameter -> series, of the training-time writers (source ``exact``).
+    """
     provider, ctx = _provider(logdir), RequestContext()
     listed = provider.list_scalars(ctx, experiment_id="", plugin_name=metadata.PLUGIN_NAME)
     read = provider.read_scalars(ctx, experiment_id="", plugin_name=metadata.PLUGIN_NAME, downsample=1000)
-    return collect_exact(listed, read)
+    return {run: sources[metadata.EXACT] for run, sources in collect_exact(listed, read).items()}
 
 
 def expected_ratio(before: np.ndarray, after: np.ndarray, steps: int) -> float:
@@ -339,7 +342,7 @@ def test_torch_layer_at_1e_5_learning_rate_logs_1e_5_ratio(tmp_path: Path) -> No
 
     from tb_stagnation import ranking  # the backend's; imported here so its changes fail only this test
 
-    status = {row.tag: row.status for row in ranking.rank({}, {"slow": series}).rows}
+    status = {row.tag: row.status for row in ranking.rank({}, {"slow": {metadata.EXACT: series}}).rows}
     assert status["slow.weight"] == status["slow.bias"] == ranking.STAGNANT
     assert status["fast.weight"] == status["fast.bias"] == ranking.MOVING
 
@@ -397,7 +400,8 @@ def test_collect_exact_aligns_quantities_and_skips_unreadable_content() -> None:
             "bad": [_Datum(100, 9.0)],
         }
     }
-    (series,) = collect_exact(listed, read)["run"].values()
+    (series,) = collect_exact(listed, read)["run"][metadata.EXACT].values()
+    assert series.source == metadata.EXACT and series.axis == metadata.STEP
     assert series.steps.tolist() == [100, 200, 300]
     np.testing.assert_array_equal(series.update_ratio, [1e-3, 3e-3, np.nan])
     np.testing.assert_array_equal(series.rms, [0.5, np.nan, 0.7])

@@ -1,0 +1,178 @@
+"""``tb-stagnation checkpoints SRC``: exact movement from saved checkpoints, into the run's logs.
+
+Finds every checkpoint under SRC (:mod:`.discover`), orders each run's
+checkpoints by training step, measures every tensor between consecutive
+checkpoints (:mod:`.movement`) and writes the result beside the run's own
+events (:mod:`.store`). Re-running imports only checkpoints that are new.
+Exit status 0 when everything found was imported or was already, 2 when
+nothing could be (no checkpoint, a single one, an ambiguous run directory,
+a reader not installed), with the reason and what to do on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+
+from tb_stagnation import metadata
+from tb_stagnation.checkpoints import discover, formats, movement, store
+
+EXIT_OK, EXIT_USAGE = 0, 2
+
+
+class ImportFailed(Exception):
+    """Nothing of a series could be imported; the message says why and what to do."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if not os.path.isdir(args.src):
+        return _fail(f"{args.src}: no such directory")
+    found = discover.discover(args.src)
+    if not found:
+        return _fail(f"{args.src}: no checkpoints found. Looked for {discover.LOOKED_FOR}.")
+    if args.logdir is not None:
+        if len(found) > 1:
+            return _fail(
+                f"{args.src} holds checkpoints of {len(found)} runs; --logdir names one run directory, "
+                "so point SRC at one of them:\n" + "\n".join(f"  {s.directory}" for s in found)
+            )
+        found[0].target, found[0].candidates = args.logdir, []
+    for series in found:
+        if series.target is None:
+            return _fail(
+                f"the checkpoints in {series.directory} could belong to several runs; choose one with "
+                "--logdir:\n" + "\n".join(f"  {c}" for c in series.candidates)
+            )
+    targets = [s.target for s in found]
+    clash = next((t for t in targets if targets.count(t) > 1), None)
+    if clash is not None:
+        return _fail(
+            f"checkpoints of several runs would go into {clash}:\n"
+            + "\n".join(f"  {s.directory}" for s in found if s.target == clash)
+            + "\nimport them one at a time with --logdir"
+        )
+    status = EXIT_USAGE
+    for series in found:
+        try:
+            for line in import_series(series, rebuild=args.rebuild, bar=not args.quiet and sys.stderr.isatty()):
+                _say(line)
+            status = EXIT_OK
+        except (ImportFailed, formats.MissingExtra) as e:
+            _say(str(e))
+    return status
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="tb-stagnation checkpoints",
+        description="Measure exact per-layer movement between the checkpoints under SRC and write it "
+        "beside the run's TensorBoard events, for the Stagnation tab and `tb-stagnation LOGDIR`.",
+    )
+    p.add_argument("src", metavar="SRC", help="directory searched (recursively) for checkpoints")
+    p.add_argument("--logdir", help="the run directory to write into (default: the one holding the "
+                   "training's own event files beside the checkpoints, else SRC)")
+    p.add_argument("--rebuild", action="store_true", help="drop what earlier imports wrote and import all again")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def import_series(series: discover.Series, rebuild: bool = False, bar: bool = False) -> list[str]:
+    """Import the checkpoints of ``series`` not imported yet; the lines to report."""
+    placement = discover.place(series)
+    lines = list(placement.notes)
+    if rebuild:
+        lines += [f"removed {path}" for path in store.remove(series.target)]
+    done = store.imported(series.target)
+    if done.axis is not None and done.axis != placement.axis:
+        raise ImportFailed(
+            f"{series.target} holds checkpoint movement whose steps count {done.axis}s, but the "
+            f"checkpoints in {series.directory} now count {placement.axis}s; re-import with --rebuild"
+        )
+    placed = placement.placed
+    if len(placed) < 2 and not done.steps:
+        found = "no readable checkpoint" if not placed else f"only one checkpoint ({placed[0].checkpoint.label})"
+        raise ImportFailed(
+            "\n".join(lines + [f"{series.directory}: {found}; movement needs two. To keep more: "
+                               f"{discover.KEEP_MORE[series.family]}"])
+        )
+    newest = max(done.steps, default=None)
+    late = [p for p in placed if p.step not in done.steps and newest is not None and p.step < newest]
+    lines += [f"{p.checkpoint.label}: older than the newest imported step ({newest}), skipped; "
+              "--rebuild imports it" for p in late]
+    new = [p for p in placed if p.step not in done.steps and p not in late]
+    if not new:
+        return lines + [f"{series.directory}: up to date ({len(done.steps)} checkpoints imported in {series.target})"]
+    start = placed.index(new[0])
+    window = placed[max(0, start - 2):]  # two before the first new one give its ratio and cosine
+    if start == 0 and done.steps:
+        lines.append(f"{new[0].checkpoint.label}: no earlier checkpoint on disk to compare with")
+    began = time.monotonic()
+    total = sum(info.nbytes for p in window for info in p.reader.tensors())
+    with _progress(total, f"{len(window)} checkpoints", bar) as advance:
+        measured = movement.measure(window, progress=advance)
+    steps = {p.step for p in new}
+    points = {param: [(s, q) for s, q in series_points if s in steps] for param, series_points in measured.points.items()}
+    path = store.write(series.target, points, placement.axis)
+    axis = {metadata.STEP: "steps", metadata.EPOCH: "epochs", metadata.ORDER: "checkpoint order (step unknown)"}
+    lines.append(
+        f"imported {len(new)} checkpoint(s) of {series.directory} ({axis[placement.axis]} "
+        f"{new[0].step}-{new[-1].step}) into {path}: {len(points)} tensors, "
+        f"{total / 1e6:.1f} MB read in {time.monotonic() - began:.1f} s"
+    )
+    if placement.axis == metadata.ORDER:
+        lines.append(f"the real training step of these checkpoints is unknown ({discover.AXIS_SOURCES[series.family]}); "
+                     "ratios are per checkpoint interval")
+    lines += [f"{param}: missing from {count} of {len(window)} checkpoints; measured where present"
+              for param, count in measured.absent.items()]
+    lines += [f"{param}: shape changed at step(s) {', '.join(map(str, at))}; not compared across the change"
+              for param, at in measured.reshaped.items()]
+    return lines
+
+
+def pending(logdir: str) -> list[str]:
+    """One line per series under ``logdir`` with checkpoints not imported yet (no file opened)."""
+    lines = []
+    for series in discover.discover(logdir):
+        if series.target is None:
+            continue
+        done = len(store.imported(series.target).steps)
+        found = len([c for c in series.checkpoints if not c.name.startswith("last")])  # last.ckpt copies one
+        if found > done:
+            lines.append(
+                f"{found} checkpoint(s) in {series.directory}, {done} imported: "
+                f"`tb-stagnation checkpoints {series.directory}` measures their exact movement"
+            )
+    return lines
+
+
+class _progress:
+    """A tqdm bar over the bytes read, on a terminal; a no-op elsewhere or without tqdm."""
+
+    def __init__(self, total: int, description: str, shown: bool) -> None:
+        self._bar = None
+        if shown:
+            try:
+                from tqdm import tqdm
+            except ImportError:
+                return
+            self._bar = tqdm(total=total, desc=description, unit="B", unit_scale=True, file=sys.stderr)
+
+    def __enter__(self) -> Callable[[int], None] | None:
+        return self._bar.update if self._bar is not None else None
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+def _say(line: str) -> None:
+    print(f"tb-stagnation: {line}", file=sys.stderr)
+
+
+def _fail(message: str) -> int:
+    _say(message)
+    return EXIT_USAGE

@@ -1,0 +1,280 @@
+"""Which checkpoints lie under a directory, in training order, and where their movement goes.
+
+:func:`discover` walks a directory once and groups what it finds into
+:class:`Series`, one per training run: the ``checkpoint-N`` folders of one
+Hugging Face output directory, the ``.ckpt`` files of one Lightning
+``version_N/checkpoints``, the bundles of one TF model directory, the files
+one Keras ``ModelCheckpoint`` wrote. :func:`place` then puts a series'
+checkpoints on the training axis from what each format records (see
+:data:`AXIS_SOURCES`), reading no tensor.
+
+The run directory a series belongs to is the nearest one, from the
+checkpoints' directory up to the directory searched, that holds the
+training's own event files (HF ``runs/<time_host>``, Lightning
+``version_N``, the TF model directory, Keras' ``logs/train``); where one
+level holds several runs and none is the training split, the choice is the
+user's (:attr:`Series.candidates`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+from collections.abc import Iterable
+
+from tb_stagnation import metadata
+from tb_stagnation.checkpoints import formats
+
+# Families: how a series was written, which decides how its steps are read.
+HF, LIGHTNING, TORCH, SAFETENSORS, TENSORFLOW, KERAS = "hf", "lightning", "torch", "safetensors", "tensorflow", "keras"
+
+# What the formats looked for are, for the message when nothing is found.
+LOOKED_FOR = (
+    "Hugging Face checkpoint-N/ folders (model.safetensors, sharded model-*-of-*.safetensors with "
+    "model.safetensors.index.json, pytorch_model.bin), Lightning .ckpt, PyTorch state dicts "
+    "(.pt, .pth), .safetensors, TF2 CheckpointManager ckpt-N and TF1 Saver model.ckpt-N bundles "
+    "(.index + .data-*), Keras .weights.h5 and .keras"
+)
+# Where each family's step comes from, in the order tried (for messages and the README).
+AXIS_SOURCES = {
+    HF: "trainer_state.json global_step, else the folder's N",
+    LIGHTNING: "the checkpoint's global_step, else step=S in its name",
+    TORCH: "global_step/step in the file, else a number in its name",
+    SAFETENSORS: "a number in the file name",
+    TENSORFLOW: "a tracked step variable (global_step, step, optimizer iterations), else "
+                "model.ckpt-STEP; a TF2 ckpt-N counts saves, not steps",
+    KERAS: "the epoch in the file name (ModelCheckpoint's {epoch} is 1-based; the TensorBoard "
+           "callback's epoch axis is 0-based, so epoch E is placed at E-1)",
+}
+# How to keep more than one checkpoint, per family.
+KEEP_MORE = {
+    HF: "TrainingArguments(save_strategy='steps', save_steps=N) keeps every checkpoint unless "
+        "save_total_limit is set",
+    LIGHTNING: "ModelCheckpoint(save_top_k=-1, every_n_train_steps=N)",
+    TORCH: "save torch.save(model.state_dict(), f'model_{step}.pt') every N steps",
+    SAFETENSORS: "save one numbered file per checkpoint",
+    TENSORFLOW: "tf.train.CheckpointManager(..., max_to_keep=None) / tf.compat.v1.train.Saver(max_to_keep=None)",
+    KERAS: "keras.callbacks.ModelCheckpoint('ckpt/model.{epoch:03d}.weights.h5', save_weights_only=True)",
+}
+
+_HF_FOLDER = re.compile(r"^checkpoint-(\d+)$")
+_HF_MODEL_FILES = ("model.safetensors.index.json", "model.safetensors", "adapter_model.safetensors",
+                   "pytorch_model.bin")
+# Training state saved beside a model that is not the model.
+_NOT_MODEL = re.compile(r"^(optimizer|scheduler|scaler|rng_state[^.]*|training_args|trainer_state)\.|optim", re.I)
+_STEP_IN_NAME = re.compile(r"(?:^|[^a-z])(?:global_step|step|iter|iteration)[=_-]?(\d+)", re.I)
+_EPOCH_IN_NAME = re.compile(r"(?:^|[^a-z])epoch[=_-]?(\d+)", re.I)
+_NUMBER = re.compile(r"\d+")
+_TF1_NAME = re.compile(r"^model\.ckpt-(\d+)$")
+_TF2_NAME = re.compile(r"^ckpt-(\d+)$")
+
+
+@dataclasses.dataclass(frozen=True)
+class Checkpoint:
+    """One checkpoint as found: what a reader opens, and what its name says."""
+
+    path: str  # a file, an HF folder, or a TF bundle's prefix
+    format: str  # a :data:`formats.FORMATS` name
+    label: str  # the path relative to the directory searched, for messages
+
+    @property
+    def name(self) -> str:
+        return os.path.basename(self.path)
+
+
+@dataclasses.dataclass(frozen=True)
+class Placed:
+    """A checkpoint on its series' training axis."""
+
+    checkpoint: Checkpoint
+    step: int
+    reader: formats.CheckpointReader
+
+
+@dataclasses.dataclass
+class Series:
+    """The checkpoints of one training run and the run directory they belong to."""
+
+    directory: str
+    family: str
+    checkpoints: list[Checkpoint]
+    target: str | None = None  # None: ambiguous, see candidates
+    candidates: list[str] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
+class Placement:
+    """A series' checkpoints in training order, and what could not be placed."""
+
+    axis: str  # metadata.STEP, EPOCH or ORDER
+    placed: list[Placed]
+    notes: list[str]  # one line per checkpoint left out, and why
+
+
+def discover(src: str) -> list[Series]:
+    """Every series of checkpoints under ``src``, each with its run directory."""
+    found: dict[tuple[str, str], list[Checkpoint]] = {}
+    event_dirs: set[str] = set()
+    for directory, dirs, files in os.walk(src):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "__pycache__")
+        if any("tfevents" in f for f in files):
+            event_dirs.add(directory)
+        hf = _HF_FOLDER.match(os.path.basename(directory))
+        if hf and any(f in files for f in _HF_MODEL_FILES):
+            found.setdefault((os.path.dirname(directory), HF), []).append(_hf_checkpoint(directory, files, src))
+            dirs[:] = []  # optimizer.pt and the rest in there are not models
+            continue
+        for name in sorted(files):
+            kind = _kind(name, files)
+            if kind is not None:
+                family, fmt, path = kind
+                path = os.path.join(directory, path)
+                found.setdefault((directory, family), []).append(Checkpoint(path, fmt, os.path.relpath(path, src)))
+    series = [Series(d, family, sorted(ckpts, key=lambda c: c.path)) for (d, family), ckpts in sorted(found.items())]
+    for s in series:
+        s.target, s.candidates = _run_directory(s.directory, src, event_dirs)
+    return series
+
+
+def _hf_checkpoint(folder: str, files: list[str], src: str) -> Checkpoint:
+    """An HF ``checkpoint-N`` folder: safetensors (one file or shards) before the older .bin."""
+    fmt = formats.TORCH if not any(f.endswith(".safetensors") or f.endswith(".index.json") for f in files) else formats.SAFETENSORS
+    path = folder
+    if fmt == formats.TORCH:
+        path = os.path.join(folder, "pytorch_model.bin")
+    elif "model.safetensors.index.json" not in files and "model.safetensors" not in files:
+        path = os.path.join(folder, "adapter_model.safetensors")
+    return Checkpoint(path, fmt, os.path.relpath(folder, src))
+
+
+def _kind(name: str, files: Iterable[str]) -> tuple[str, str, str] | None:
+    """(family, format, path relative to its directory) of a file that is a checkpoint."""
+    if _NOT_MODEL.search(name):
+        return None
+    if name.endswith(".ckpt"):
+        return LIGHTNING, formats.LIGHTNING, name
+    if name.endswith((".pt", ".pth")) or (name.startswith("pytorch_model") and name.endswith(".bin")):
+        return TORCH, formats.TORCH, name
+    if name.endswith(".safetensors"):
+        return SAFETENSORS, formats.SAFETENSORS, name
+    if name.endswith((".weights.h5", ".keras")):
+        return KERAS, formats.KERAS, name
+    if name.endswith(".index"):
+        prefix = name.removesuffix(".index")
+        if any(f.startswith(prefix + ".data-") for f in files):
+            return TENSORFLOW, formats.TENSORFLOW, prefix
+    return None
+
+
+def _run_directory(directory: str, src: str, event_dirs: set[str]) -> tuple[str | None, list[str]]:
+    """The run directory of checkpoints in ``directory``: (it, []) or (None, candidates)."""
+    src = os.path.normpath(src)
+    level = os.path.normpath(directory)
+    while True:
+        if level in event_dirs:
+            return level, []
+        below = sorted(d for d in event_dirs if d.startswith(level + os.sep))
+        if len(below) == 1:
+            return below[0], []
+        if below:
+            train = [d for d in below if os.path.basename(d) == "train"]
+            return (train[0], []) if len(train) == 1 else (None, below)
+        if level == src or os.path.dirname(level) == level or not level.startswith(src):
+            return src, []
+        level = os.path.dirname(level)
+
+
+def place(series: Series) -> Placement:
+    """The series' readable checkpoints in training order, on one axis.
+
+    Unreadable checkpoints are left out with a note naming the file and why,
+    as are checkpoints that cannot be placed among the others (an unnumbered
+    file beside numbered ones) and duplicates of a step (Lightning's
+    ``last.ckpt`` beside the file it copies).
+    """
+    notes: list[str] = []
+    steps: list[tuple[Checkpoint, int | None, str, formats.CheckpointReader]] = []
+    for checkpoint in series.checkpoints:
+        reader = formats.open_checkpoint(checkpoint.path, checkpoint.format)
+        try:
+            if not reader.tensors():
+                notes.append(f"{checkpoint.label}: no floating-point model tensors in it")
+                continue
+            step, axis = _step(series.family, checkpoint, reader)
+        except formats.UnreadableCheckpoint as e:
+            notes.append(f"{checkpoint.label}: unreadable, skipped ({e})")
+            continue
+        steps.append((checkpoint, step, axis, reader))
+    numbered = [s for s in steps if s[1] is not None]
+    if numbered and len(numbered) < len(steps):
+        for checkpoint, *_ in (s for s in steps if s[1] is None):
+            notes.append(f"{checkpoint.label}: its name gives no step to place it among the others, skipped")
+        steps = numbered
+    axes = {axis for _, step, axis, _ in steps if step is not None}
+    if len(axes) > 1:  # e.g. some .pt files named by epoch, others by step
+        keep = metadata.STEP if metadata.STEP in axes else sorted(axes)[0]
+        for checkpoint, _, axis, _ in steps:
+            if axis != keep:
+                notes.append(f"{checkpoint.label}: counts {axis}s where the others count {keep}s, skipped")
+        steps = [s for s in steps if s[2] == keep]
+    if not numbered:  # unnumbered files: in order of modification
+        steps.sort(key=lambda s: (_mtime(s[0].path), s[0].path))
+        steps = [(c, i, metadata.ORDER, r) for i, (c, _, _, r) in enumerate(steps)]
+    axis = steps[0][2] if steps else metadata.STEP
+    placed: dict[int, Placed] = {}
+    for checkpoint, step, _, reader in sorted(steps, key=lambda s: (s[1], s[0].name.startswith("last"), s[0].path)):
+        if step in placed:
+            notes.append(f"{checkpoint.label}: the same step ({step}) as {placed[step].checkpoint.label}, skipped")
+            continue
+        placed[step] = Placed(checkpoint, step, reader)
+    return Placement(axis, list(placed.values()), notes)
+
+
+def _step(family: str, checkpoint: Checkpoint, reader: formats.CheckpointReader) -> tuple[int | None, str]:
+    """A checkpoint's step and what it counts, from what its format records (AXIS_SOURCES)."""
+    name = checkpoint.name
+    if family == HF:
+        folder = os.path.dirname(checkpoint.path) if checkpoint.format == formats.TORCH or not os.path.isdir(checkpoint.path) else checkpoint.path
+        return _trainer_state_step(folder), metadata.STEP
+    if family == KERAS:
+        number = _NUMBER.search(name)
+        return (int(number.group()) - 1, metadata.EPOCH) if number else (None, metadata.ORDER)
+    recorded = reader.recorded_step()
+    if recorded is not None:
+        return recorded, metadata.STEP
+    if family == TENSORFLOW:
+        tf1, tf2 = _TF1_NAME.match(name), _TF2_NAME.match(name)
+        if tf1:
+            return int(tf1.group(1)), metadata.STEP
+        if tf2:
+            return int(tf2.group(1)), metadata.ORDER  # a save counter: the order, not the step
+    step, epoch = _STEP_IN_NAME.search(name), _EPOCH_IN_NAME.search(name)
+    if step:
+        return int(step.group(1)), metadata.STEP
+    if epoch:
+        return int(epoch.group(1)), metadata.EPOCH
+    numbers = _NUMBER.findall(os.path.splitext(name)[0])
+    if numbers and family != LIGHTNING:
+        return int(numbers[-1]), metadata.STEP
+    return None, metadata.ORDER
+
+
+def _trainer_state_step(folder: str) -> int:
+    """HF: ``trainer_state.json``'s global_step (the axis of its TB scalars), else the folder's N."""
+    try:
+        with open(os.path.join(folder, "trainer_state.json"), encoding="utf-8") as f:
+            step = json.load(f).get("global_step")
+        if isinstance(step, int):
+            return step
+    except (OSError, ValueError, AttributeError):
+        pass
+    return int(_HF_FOLDER.match(os.path.basename(folder)).group(1))
+
+
+def _mtime(path: str) -> float:
+    for candidate in (path, path + ".index"):
+        if os.path.exists(candidate):
+            return os.path.getmtime(candidate)
+    return 0.0

@@ -1,0 +1,158 @@
+"""Exact movement between consecutive checkpoints, streamed a group of tensors at a time.
+
+For one tensor ``W`` of ``n`` values saved at steps ``s_0 < s_1 < ...``, at
+each checkpoint ``i`` (with ``dW_i = W_i - W_{i-1}`` and ``k_i = s_i - s_{i-1}``):
+
+* ``rms_i = ||W_i|| / sqrt(n)``, at every checkpoint, the first included;
+* ``change_i = ||dW_i|| / k_i``, from the second on;
+* ``update_ratio_i = ||dW_i|| / ||W_{i-1}|| / k_i``, the training-time
+  writers' quantity; undefined (not written) where ``||W_{i-1}|| = 0``, a
+  zero-initialised tensor, whose movement ``change`` still gives;
+* ``update_cosine_i = <dW_i, dW_{i-1}> / (||dW_i|| ||dW_{i-1}||)``, from the
+  third on: near 1 the tensor drifts steadily, near 0 it walks at random
+  (noise-dominated updates), below 0 it oscillates (a learning rate too
+  high); undefined where either update is 0.
+
+Norms and products are summed in float64 from the stored values (bf16 and
+fp16 widened exactly), over chunks of :data:`CHUNK` values so that the
+temporaries stay small. A pair is measured only where the tensor is in both
+checkpoints with the same shape.
+
+Memory: tensors are processed in groups of at most ``budget`` bytes (a
+larger tensor is a group of its own). For each group every checkpoint is
+opened once, in order, and closed again, holding the group's values from
+the two previous checkpoints: about three times the group, whatever the
+size of the model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from tb_stagnation import metadata
+from tb_stagnation.checkpoints.discover import Placed
+from tb_stagnation.checkpoints.formats import TensorInfo
+
+CHUNK = 1 << 20  # values summed at a time
+DEFAULT_BUDGET = 64 << 20  # bytes of tensors per group
+
+
+@dataclasses.dataclass
+class Measurement:
+    """What :func:`measure` found, per parameter in model order."""
+
+    # param -> [(step, {quantity: value})] in step order
+    points: dict[str, list[tuple[int, dict[str, float]]]]
+    absent: dict[str, int]  # param -> checkpoints that lack it (present in some)
+    reshaped: dict[str, list[int]]  # param -> steps at which its shape changed
+
+
+@dataclasses.dataclass
+class _Track:
+    """One tensor's last two values and what was summed of them."""
+
+    step: int
+    values: np.ndarray
+    sq: float  # ||W_{i-1}||^2
+    previous: np.ndarray | None = None  # W_{i-2}
+    change_sq: float = math.nan  # ||W_{i-1} - W_{i-2}||^2
+
+
+def measure(
+    placed: Sequence[Placed],
+    budget: int = DEFAULT_BUDGET,
+    progress: Callable[[int], None] | None = None,
+) -> Measurement:
+    """Movement of every tensor across ``placed`` (in step order); ``progress`` gets bytes read."""
+    listings = [{info.name: info for info in p.reader.tensors()} for p in placed]
+    names: dict[str, int] = {}  # name -> largest bytes held in memory, in first-seen order
+    for listing in listings:
+        for name, info in listing.items():
+            names[name] = max(names.get(name, 0), _held_bytes(info))
+    result = Measurement(
+        points={name: [] for name in names},
+        absent={n: c for n in names if (c := sum(n not in listing for listing in listings))},
+        reshaped={},
+    )
+    for group in _groups(names, budget):
+        tracks: dict[str, _Track] = {}
+        for checkpoint, listing in zip(placed, listings):
+            wanted = [listing[name] for name in group if name in listing]
+            for info, values in checkpoint.reader.read(wanted):
+                quantities = _advance(tracks, info, values, checkpoint.step, result.reshaped)
+                result.points[info.name].append((checkpoint.step, quantities))
+                if progress is not None:
+                    progress(info.nbytes)
+            for name in group:  # a tensor missing here breaks its chain of pairs
+                if name not in listing:
+                    tracks.pop(name, None)
+    return result
+
+
+def _held_bytes(info: TensorInfo) -> int:
+    """Bytes the tensor takes once read (bf16 is widened to float32)."""
+    return info.nbytes * 2 if info.dtype == "bfloat16" else info.nbytes
+
+
+def _groups(sizes: dict[str, int], budget: int) -> list[list[str]]:
+    """Consecutive names in groups of at most ``budget`` bytes (at least one name each)."""
+    groups: list[list[str]] = []
+    total = budget
+    for name, size in sizes.items():
+        if total + size > budget:
+            groups.append([])
+            total = 0
+        groups[-1].append(name)
+        total += size
+    return groups
+
+
+def _advance(
+    tracks: dict[str, _Track], info: TensorInfo, values: np.ndarray, step: int, reshaped: dict[str, list[int]]
+) -> dict[str, float]:
+    """The quantities of ``info.name`` at ``step``; its track moves on to ``values``."""
+    track = tracks.get(info.name)
+    if track is not None and track.values.shape != values.shape:
+        reshaped.setdefault(info.name, []).append(step)
+        track = None
+    if track is None:
+        sq, _, _ = _sums(values, None, None)
+        tracks[info.name] = _Track(step, values, sq)
+        return {metadata.PARAM_RMS: _rms(sq, values.size)}
+    sq, change_sq, dot = _sums(values, track.values, track.previous)
+    gap = step - track.step
+    change = math.sqrt(change_sq)
+    quantities = {metadata.PARAM_RMS: _rms(sq, values.size), metadata.CHANGE: change / gap}
+    if track.sq > 0:
+        quantities[metadata.UPDATE_RATIO] = change / math.sqrt(track.sq) / gap
+    if track.previous is not None and change_sq > 0 and track.change_sq > 0:
+        cosine = dot / math.sqrt(change_sq * track.change_sq)
+        quantities[metadata.UPDATE_COSINE] = min(1.0, max(-1.0, cosine))
+    tracks[info.name] = _Track(step, values, sq, previous=track.values, change_sq=change_sq)
+    return quantities
+
+
+def _sums(c: np.ndarray, b: np.ndarray | None, a: np.ndarray | None) -> tuple[float, float, float]:
+    """``(||c||^2, ||c - b||^2, <c - b, b - a>)`` in float64; NaN where an input is missing."""
+    c, b, a = (None if x is None else x.reshape(-1) for x in (c, b, a))
+    sq, change_sq, dot = 0.0, 0.0 if b is not None else math.nan, 0.0 if a is not None else math.nan
+    for start in range(0, c.size, CHUNK):
+        window = slice(start, start + CHUNK)
+        c64 = c[window].astype(np.float64)
+        sq += float(c64 @ c64)
+        if b is None:
+            continue
+        b64 = b[window].astype(np.float64)
+        d = c64 - b64
+        change_sq += float(d @ d)
+        if a is not None:
+            dot += float(d @ (b64 - a[window]))
+    return sq, change_sq, dot
+
+
+def _rms(sq: float, size: int) -> float:
+    return math.sqrt(sq / size) if size else 0.0
