@@ -216,6 +216,13 @@ def test_stagnation_tab_in_tensorboard(tb_url, browser):
         assert app.get_attribute("data-host") == "tensorboard"
         frame.wait_for_function("() => document.querySelector('#stg-app').dataset.hostRuns === '2'", timeout=30_000)
 
+        # The role filter starts on parameters; every role is one choice away.
+        role_select = frame.locator("select[aria-label='Filter by role']")
+        assert role_select.input_value() == "params"
+        assert frame.locator("tr[data-run].stg-nonparam").count() == 0
+        role_select.select_option("all")
+        frame.locator("tr[data-run].stg-nonparam").first.wait_for(timeout=10_000)
+
         rows = frame.eval_on_selector_all(
             "table.stg-table tbody tr[data-run]",
             "trs => trs.map(tr => ({run: tr.dataset.run, tag: tr.dataset.tag,"

@@ -1,6 +1,7 @@
 // The JSON contract of docs/http_api.md, normalised: non-finite numbers (sent as strings
-// by TensorBoard's Respond) become JS numbers, missing fields become null.
-import { num, numArray } from "./util";
+// by TensorBoard's Respond) become JS numbers, missing fields become null or defaults, so
+// the views never meet an undefined.
+import { FALLBACK, type Definitions, type Term } from "./definitions";
 
 export interface Row {
   run: string;
@@ -17,6 +18,8 @@ export interface Row {
   floor: number | null;
   threshold: number | null;
   source: string;
+  /** What the steps of exact or checkpoint data count: "step", "epoch" or "checkpoint" (save order). */
+  axis: string;
   histogram_score: number | null;
   exact_score: number | null;
   sparkline: (number | null)[];
@@ -35,29 +38,48 @@ export interface LayerPoint {
   source: string;
 }
 
+export interface Finding {
+  run: string;
+  kind: string;
+  tags: string[];
+  layers: string[];
+  since_step: number | null;
+  /** One plain sentence. */
+  message: string;
+}
+
 export interface Ranking {
   ratio: number | null;
   runs: string[];
   rows: Row[];
   layers: LayerPoint[];
-  thresholds: Record<string, { histogram: number | null; exact: number | null }>;
+  /** null when the server sends none (not the same as "no findings"). */
+  findings: Finding[] | null;
+  definitions: Definitions;
+}
+
+/** Movement measured between saved checkpoints; index i is the pair ending at steps[i]. */
+export interface CheckpointSeries {
+  steps: number[];
+  update_ratio: (number | null)[];
+  cosine: (number | null)[];
+  axis: string;
 }
 
 export interface Series {
   run: string;
   tag: string;
-  layer: string;
-  role: string;
   status: string;
-  score: number | null;
   threshold: number | null;
+  /** The run's stagnant threshold per source (histogram, exact, checkpoint). */
+  thresholds: Record<string, number | null>;
   source: string;
   stagnant_since: number | null;
   steps: number[];
   rate: (number | null)[];
-  drift: (number | null)[];
   percentiles: { bps: number[]; values: ((number | null)[] | null)[] };
   exact: { steps: number[]; update_ratio: (number | null)[] } | null;
+  checkpoint: CheckpointSeries | null;
 }
 
 export class ApiError extends Error {
@@ -66,11 +88,27 @@ export class ApiError extends Error {
   }
 }
 
+/** " (HTTP 404)" for an error the server answered with, else "". */
+export function httpStatus(e: unknown): string {
+  return e instanceof ApiError && e.status ? ` (HTTP ${e.status})` : "";
+}
+
 type Json = Record<string, unknown>;
 
-const str = (v: unknown, dflt = ""): string => (typeof v === "string" ? v : v == null ? dflt : String(v));
+export async function fetchRanking(signal: AbortSignal, ratio: number | null): Promise<Ranking> {
+  const q = new URLSearchParams();
+  if (ratio !== null) q.set("ratio", String(ratio));
+  const qs = q.toString();
+  return parseRanking(await getJson(`./ranking${qs ? "?" + qs : ""}`, signal));
+}
 
-async function getJson(url: string, signal?: AbortSignal): Promise<Json> {
+export async function fetchSeries(signal: AbortSignal, run: string, tag: string, ratio: number | null): Promise<Series> {
+  const q = new URLSearchParams({ run, tag });
+  if (ratio !== null) q.set("ratio", String(ratio));
+  return parseSeries(await getJson(`./series?${q.toString()}`, signal), run, tag);
+}
+
+async function getJson(url: string, signal: AbortSignal): Promise<Json> {
   let resp: Response;
   try {
     resp = await fetch(url, { signal, headers: { Accept: "application/json" } });
@@ -86,16 +124,25 @@ async function getJson(url: string, signal?: AbortSignal): Promise<Json> {
     body = null;
   }
   if (!resp.ok) {
-    const msg =
-      body && typeof body === "object" && typeof (body as Json).error === "string"
-        ? ((body as Json).error as string)
-        : text.trim().slice(0, 300) || resp.statusText;
-    throw new ApiError(msg, resp.status);
+    const error = isObject(body) && typeof body.error === "string" ? body.error : "";
+    throw new ApiError(error || text.trim().slice(0, 300) || resp.statusText, resp.status);
   }
-  if (!body || typeof body !== "object") {
-    throw new ApiError("The server answered with something that is not JSON.", resp.status);
-  }
-  return body as Json;
+  if (!isObject(body)) throw new ApiError("The server answered with something that is not JSON.", resp.status);
+  return body;
+}
+
+export function parseRanking(j: Json): Ranking {
+  const rows = list(j.rows).map(parseRow);
+  const runs = strings(j.runs);
+  for (const r of rows) if (!runs.includes(r.run)) runs.push(r.run);
+  return {
+    ratio: num(j.ratio),
+    runs: runs.sort(),
+    rows,
+    layers: list(j.layers).map(parseLayer),
+    findings: Array.isArray(j.findings) ? list(j.findings).map(parseFinding) : null,
+    definitions: parseDefinitions(j.definitions),
+  };
 }
 
 function parseRow(r: Json, i: number): Row {
@@ -114,6 +161,7 @@ function parseRow(r: Json, i: number): Row {
     floor: num(r.floor),
     threshold: num(r.threshold),
     source: str(r.source, "histogram"),
+    axis: str(r.axis, "step"),
     histogram_score: num(r.histogram_score),
     exact_score: num(r.exact_score),
     sparkline: numArray(r.sparkline),
@@ -134,55 +182,95 @@ function parseLayer(r: Json): LayerPoint {
   };
 }
 
-export async function fetchRanking(ratio: number | null, signal?: AbortSignal): Promise<Ranking> {
-  const q = new URLSearchParams();
-  if (ratio !== null) q.set("ratio", String(ratio));
-  const qs = q.toString();
-  const j = await getJson(`./ranking${qs ? "?" + qs : ""}`, signal);
-  const rows = Array.isArray(j.rows) ? (j.rows as Json[]).map(parseRow) : [];
-  const layers = Array.isArray(j.layers) ? (j.layers as Json[]).map(parseLayer) : [];
-  const runs = Array.isArray(j.runs) ? (j.runs as unknown[]).map((r) => str(r)) : [];
-  for (const r of rows) if (!runs.includes(r.run)) runs.push(r.run);
-  const thresholds: Ranking["thresholds"] = {};
-  if (j.thresholds && typeof j.thresholds === "object") {
-    for (const [k, v] of Object.entries(j.thresholds as Json)) {
-      const t = (v ?? {}) as Json;
-      thresholds[k] = { histogram: num(t.histogram), exact: num(t.exact) };
-    }
-  }
-  return { ratio: num(j.ratio), runs: runs.sort(), rows, layers, thresholds };
+function parseFinding(f: Json): Finding {
+  return {
+    run: str(f.run),
+    kind: str(f.kind),
+    tags: strings(f.tags),
+    layers: strings(f.layers),
+    since_step: num(f.since_step),
+    message: str(f.message),
+  };
 }
 
-export async function fetchSeries(run: string, tag: string, ratio: number | null, signal?: AbortSignal): Promise<Series> {
-  const q = new URLSearchParams({ run, tag });
-  if (ratio !== null) q.set("ratio", String(ratio));
-  const j = await getJson(`./series?${q.toString()}`, signal);
-  const p = (j.percentiles ?? {}) as Json;
-  const values = Array.isArray(p.values)
-    ? (p.values as unknown[]).map((v) => (Array.isArray(v) ? numArray(v) : null))
-    : [];
-  let exact: Series["exact"] = null;
-  if (j.exact && typeof j.exact === "object") {
-    const e = j.exact as Json;
-    exact = {
-      steps: numArray(e.steps).map((s) => s ?? 0),
-      update_ratio: numArray(e.update_ratio),
-    };
-  }
+function parseDefinitions(v: unknown): Definitions {
+  const d = isObject(v) ? v : {};
+  const terms = (x: unknown, dflt: Term[]): Term[] =>
+    Array.isArray(x) ? list(x).map((t) => ({ name: str(t.name), meaning: str(t.meaning) })) : dflt;
+  return {
+    statuses: terms(d.statuses, FALLBACK.statuses),
+    roles: terms(d.roles, FALLBACK.roles),
+    sources: terms(d.sources, FALLBACK.sources),
+    finding_kinds: terms(d.finding_kinds, FALLBACK.finding_kinds),
+    parameter_roles: Array.isArray(d.parameter_roles) ? strings(d.parameter_roles) : FALLBACK.parameter_roles,
+    default_ratio: num(d.default_ratio) ?? FALLBACK.default_ratio,
+  };
+}
+
+export function parseSeries(j: Json, run: string, tag: string): Series {
+  const p = isObject(j.percentiles) ? j.percentiles : {};
+  const thresholds: Record<string, number | null> = {};
+  if (isObject(j.thresholds)) for (const [k, v] of Object.entries(j.thresholds)) thresholds[k] = num(v);
+  const e = isObject(j.exact) ? j.exact : null;
+  const c = isObject(j.checkpoint) ? j.checkpoint : null;
   return {
     run: str(j.run, run),
     tag: str(j.tag, tag),
-    layer: str(j.layer),
-    role: str(j.role, "other"),
     status: str(j.status, "insufficient"),
-    score: num(j.score),
     threshold: num(j.threshold),
+    thresholds,
     source: str(j.source, "histogram"),
     stagnant_since: num(j.stagnant_since),
-    steps: numArray(j.steps).map((s) => s ?? 0),
+    steps: steps(j.steps),
     rate: numArray(j.rate),
-    drift: numArray(j.drift),
-    percentiles: { bps: numArray(p.bps).map((b) => b ?? 0), values },
-    exact,
+    percentiles: {
+      bps: steps(p.bps),
+      values: Array.isArray(p.values) ? p.values.map((v) => (Array.isArray(v) ? numArray(v) : null)) : [],
+    },
+    exact: e && { steps: steps(e.steps), update_ratio: numArray(e.update_ratio) },
+    checkpoint: c && {
+      steps: steps(c.steps),
+      update_ratio: numArray(c.update_ratio),
+      cosine: numArray(c.cosine),
+      axis: str(c.axis, str(j.axis, "step")),
+    },
   };
+}
+
+function isObject(v: unknown): v is Json {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+/** The objects of a JSON list (anything else in it dropped). */
+function list(v: unknown): Json[] {
+  return Array.isArray(v) ? v.filter(isObject) : [];
+}
+
+function strings(v: unknown): string[] {
+  return Array.isArray(v) ? v.map((x) => str(x)) : [];
+}
+
+function str(v: unknown, dflt = ""): string {
+  return typeof v === "string" ? v : v == null ? dflt : String(v);
+}
+
+/** A JSON number as TensorBoard's Respond sends it: non-finite values arrive as strings. */
+export function num(v: unknown): number | null {
+  if (typeof v === "number") return v;
+  if (typeof v === "string") {
+    if (v === "NaN") return NaN;
+    if (v === "Infinity") return Infinity;
+    if (v === "-Infinity") return -Infinity;
+    const n = Number(v);
+    return v.trim() !== "" && !Number.isNaN(n) ? n : null;
+  }
+  return null;
+}
+
+function numArray(v: unknown): (number | null)[] {
+  return Array.isArray(v) ? v.map(num) : [];
+}
+
+function steps(v: unknown): number[] {
+  return numArray(v).map((s) => s ?? 0);
 }

@@ -4,13 +4,13 @@ export const CSS = `
 :root {
   --bg: #f5f5f5; --card: #ffffff; --ink: #212121; --muted: #616161; --faint: #9e9e9e;
   --line: #e0e0e0; --hover: #f0f4f8; --sel: #e3f2fd; --sel-line: #1976d2; --accent: #f57c00;
-  --bar: #78909c; --code: #eceff1; --err: #c62828; --grid: rgba(0,0,0,0.07); --axis: #616161;
+  --bar: #78909c; --code: #eceff1; --err: #c62828; --ok: #2e7d32; --grid: rgba(0,0,0,0.07); --axis: #616161;
   color-scheme: light;
 }
 :root.dark {
   --bg: #303030; --card: #3a3a3a; --ink: #eeeeee; --muted: #bdbdbd; --faint: #8a8a8a;
   --line: #555555; --hover: #444a50; --sel: #1e3a55; --sel-line: #64b5f6; --accent: #ffb74d;
-  --bar: #90a4ae; --code: #2a2a2a; --err: #ef9a9a; --grid: rgba(255,255,255,0.09); --axis: #bdbdbd;
+  --bar: #90a4ae; --code: #2a2a2a; --err: #ef9a9a; --ok: #81c784; --grid: rgba(255,255,255,0.09); --axis: #bdbdbd;
   color-scheme: dark;
 }
 html, body { height: 100%; margin: 0; }
@@ -20,6 +20,8 @@ body {
   overflow: auto;
 }
 #stg-app { min-height: 100%; box-sizing: border-box; padding: 12px 16px 24px; display: flex; flex-direction: column; gap: 12px; }
+/* A Slot is only a place in the page: its view is laid out as a child of #stg-app. */
+.stg-slot { display: contents; }
 .stg-card { background: var(--card); border: 1px solid var(--line); border-radius: 6px; padding: 10px 12px; box-sizing: border-box; min-width: 0; }
 .stg-head { display: flex; align-items: baseline; gap: 12px; flex-wrap: wrap; }
 .stg-head h1 { font-size: 16px; font-weight: 500; margin: 0; }
@@ -85,9 +87,10 @@ table.stg-table { border-collapse: separate; border-spacing: 0; width: 100%; fon
 .stg-bar > div { height: 100%; background: var(--bar); border-radius: 4px; }
 .stg-score-val { min-width: 58px; text-align: right; }
 .stg-spark { width: 120px; height: 26px; }
-.stg-src-exact { color: var(--sel-line); font-weight: 500; }
+.stg-src-measured { color: var(--sel-line); font-weight: 500; }
 .stg-src { color: var(--muted); }
 .stg-count { color: var(--muted); font-size: 12px; }
+.stg-strong { font-weight: 500; }
 .stg-tablehead { display: flex; gap: 14px; align-items: baseline; margin: 0 0 6px; }
 .stg-detail-head { display: flex; flex-wrap: wrap; align-items: baseline; gap: 6px 14px; margin-bottom: 6px; }
 .stg-detail-head h2 { font-size: 15px; font-weight: 500; margin: 0; word-break: break-all; }
@@ -95,8 +98,11 @@ table.stg-table { border-collapse: separate; border-spacing: 0; width: 100%; fon
 .stg-charts { display: grid; grid-template-columns: repeat(auto-fit, minmax(360px, 1fr)); gap: 14px; }
 .stg-chart-title { font-weight: 500; margin: 2px 0 2px; }
 .stg-chart-cap { color: var(--muted); font-size: 12px; margin: 0 0 4px; }
-.stg-chart { width: 100%; height: 260px; position: relative; }
-.stg-profile { width: 100%; height: 240px; position: relative; }
+.stg-chart { width: 100%; min-height: 230px; position: relative; }
+.stg-profile { width: 100%; min-height: 260px; position: relative; }
+/* Keeps the page from jumping while the next selection's series loads. */
+.stg-detail-body { min-height: 300px; }
+.stg-error-text { color: var(--err); padding: 18px 4px; }
 .stg-empty { color: var(--muted); padding: 18px 4px; }
 .stg-empty h2 { color: var(--ink); font-size: 15px; font-weight: 500; margin: 0 0 6px; }
 .stg-empty pre { background: var(--code); color: var(--ink); padding: 8px 10px; border-radius: 4px; overflow: auto; font-size: 12px; }
@@ -114,7 +120,22 @@ table.stg-table { border-collapse: separate; border-spacing: 0; width: 100%; fon
 .stg-legend { display: flex; flex-wrap: wrap; gap: 4px 12px; color: var(--muted); font-size: 12px; margin-top: 6px; }
 .stg-legend span { display: inline-flex; align-items: center; gap: 4px; }
 .stg-dot { width: 9px; height: 9px; border-radius: 50%; display: inline-block; }
-.stg-hidden { display: none !important; }
+.stg-findings { padding: 8px 12px; }
+.stg-findings-head { display: flex; align-items: baseline; gap: 12px; margin-bottom: 4px; }
+.stg-findings-head h2 { font-size: 14px; font-weight: 500; margin: 0; }
+.stg-findings-list { display: grid; grid-template-columns: minmax(90px, max-content) 1fr; gap: 2px 14px; max-height: 34vh; overflow: auto; align-items: baseline; }
+.stg-findings-run { padding: 3px 0; font-weight: 500; }
+.stg-findings-list ul { list-style: none; margin: 0; padding: 0; }
+.stg-finding {
+  font: inherit; color: var(--ink); background: none; border: 0; border-radius: 4px; padding: 3px 6px 3px 0;
+  display: flex; align-items: baseline; gap: 7px; text-align: left; width: 100%; box-sizing: border-box;
+}
+.stg-finding .stg-dot { flex: none; transform: translateY(-1px); }
+button.stg-finding { cursor: pointer; }
+button.stg-finding:hover { background: var(--hover); }
+button.stg-finding[aria-current=true] { background: var(--sel); box-shadow: inset 3px 0 0 var(--sel-line); padding-left: 6px; }
+button.stg-finding:focus-visible { outline: 2px solid var(--sel-line); outline-offset: -2px; }
+.stg-healthy { color: var(--ok); padding: 3px 0; }
 /* uPlot's legend and axes, themed */
 .uplot { font-family: inherit; }
 .u-legend { color: var(--ink); font-size: 12px; }

@@ -1,0 +1,231 @@
+// The tab as one state machine: the view state (in the URL) and the data (ranking, series),
+// changed only through update() and the data callbacks, each followed by one render() that
+// shows every view of the current state. Views rebuild only when their props change (Slot),
+// so render() never has to know which ones a change affects.
+import { httpStatus, type LayerPoint, type Ranking, type Row, type Series } from "./api";
+import { FALLBACK } from "./definitions";
+import { Slot } from "./dom";
+import { lastCall } from "./memo";
+import {
+  filterRows, findingsByRun, nextSort, profileLines, reconcile, revealPatch, roleOptions, scoreScale,
+  selectedRow, sortRows, statusCounts, tagFilter,
+} from "./store";
+import type { Theme } from "./theme";
+import { writeState } from "./url";
+import { detailView, type SeriesLoad } from "./views/detail";
+import { findingsView } from "./views/findings";
+import { headerView } from "./views/header";
+import { noticeView } from "./views/notices";
+import { profileView } from "./views/profile";
+import { showSelection, tableView } from "./views/table";
+import { toolbarView } from "./views/toolbar";
+import { ALL_ROLES, type SortKey, type ViewState } from "./viewstate";
+
+/** Data sources, latest-only (index.ts): a call that a newer one superseded never settles. */
+export interface Fetchers {
+  ranking(ratio: number | null): Promise<Ranking>;
+  series(run: string, tag: string, ratio: number | null): Promise<Series>;
+}
+
+const TYPING_MS = 120; // tag filter: apply once typing pauses
+const SERIES_KEPT = 32;
+
+export class App {
+  private ranking: Ranking | null = null;
+  private rankingError: Error | null = null;
+  /** The ranking request in flight; `again`: reload once it lands (the data changed meanwhile). */
+  private loading: { ratio: number | null; since: number; again: boolean } | null = null;
+  private hostRuns: string[] | null = null;
+  private series = new Map<string, SeriesLoad>();
+  /** The tag filter as typed, until it is applied. */
+  private tagDraft: string | null = null;
+  private typing = 0;
+
+  private readonly header = new Slot(headerView);
+  private readonly notice = new Slot(noticeView);
+  private readonly findings = new Slot(findingsView);
+  private readonly toolbar = new Slot(toolbarView);
+  private readonly table = new Slot(tableView);
+  private readonly detail = new Slot(detailView);
+  private readonly profile = new Slot(profileView);
+
+  // Derived data, recomputed only when their inputs change.
+  private readonly filtered = lastCall(filterRows);
+  private readonly sorted = lastCall(sortRows);
+  private readonly scale = lastCall(scoreScale);
+  private readonly roles = lastCall(roleOptions);
+  private readonly counts = lastCall(statusCounts);
+  private readonly findingGroups = lastCall(findingsByRun);
+  private readonly lines = lastCall(profileLines);
+
+  /** Every handler the views call; one object, so views' props stay equal across renders. */
+  private readonly on = {
+    select: (row: Row, reveal: boolean) => this.update({ sel: [row.run, row.tag] }, reveal),
+    pickFinding: (row: Row) => {
+      const params = this.ranking?.definitions.parameter_roles ?? FALLBACK.parameter_roles;
+      this.update({ ...revealPatch(this.state, row, params), sel: [row.run, row.tag] }, true);
+    },
+    pickLayer: (p: LayerPoint) => {
+      const row = this.ranking && selectedRow(this.ranking, [p.run, p.tag]);
+      if (row) this.update({ sel: [row.run, row.tag] });
+    },
+    sort: (key: SortKey) => this.update(nextSort(this.state, key)),
+    clearFilters: () => {
+      this.tagDraft = null;
+      this.update({ tag: "", role: ALL_ROLES, status: [], hidden: [] });
+    },
+    setHidden: (hidden: string[]) => this.update({ hidden }),
+    setRole: (role: string) => this.update({ role }),
+    setStatus: (status: string[]) => this.update({ status }),
+    setRatio: (ratio: number | null) => {
+      const dflt = this.ranking?.definitions.default_ratio ?? FALLBACK.default_ratio;
+      this.update({ ratio: ratio === dflt ? null : ratio });
+    },
+    typeTag: (tag: string) => {
+      this.tagDraft = tag;
+      window.clearTimeout(this.typing);
+      this.typing = window.setTimeout(() => {
+        this.tagDraft = null;
+        this.update({ tag });
+      }, TYPING_MS);
+    },
+    retry: () => this.load(),
+  };
+
+  constructor(
+    root: HTMLElement,
+    private state: ViewState,
+    private readonly fetchers: Fetchers,
+    private theme: Theme,
+  ) {
+    root.append(...[this.header, this.notice, this.findings, this.toolbar, this.table, this.detail, this.profile].map((s) => s.el));
+  }
+
+  start(): void {
+    this.load();
+  }
+
+  /** The one way the view state changes: write it to the URL, fetch what it needs, render. */
+  update(patch: Partial<ViewState>, reveal = false): void {
+    const before = this.state;
+    this.state = { ...before, ...patch };
+    writeState(this.state);
+    if (this.state.ratio !== before.ratio) this.load();
+    this.render(reveal);
+  }
+
+  /** TensorBoard loaded new data: fetch the ranking again, keeping the view. */
+  reload(): void {
+    this.load();
+  }
+
+  setHostRuns(runs: string[]): void {
+    this.hostRuns = runs;
+    this.render();
+  }
+
+  setTheme(theme: Theme): void {
+    this.theme = theme;
+    this.render();
+  }
+
+  private load(): void {
+    const ratio = this.state.ratio;
+    if (this.loading && this.loading.ratio === ratio) {
+      // Restarting would abort it: under frequent reloads a slow ranking would never land.
+      this.loading.again = true;
+      return;
+    }
+    this.loading = { ratio, since: this.loading?.since ?? performance.now(), again: false };
+    this.fetchers.ranking(ratio).then(
+      (r) => this.landed(r, null),
+      (e: Error) => this.landed(null, e),
+    );
+    this.render();
+  }
+
+  private landed(r: Ranking | null, error: Error | null): void {
+    const again = this.loading?.again ?? false;
+    this.loading = null;
+    this.rankingError = error;
+    if (r) this.ranking = reconcile(this.ranking, r);
+    if (again) this.load();
+    const ranking = this.ranking;
+    if (r && ranking && this.state.sel && !selectedRow(ranking, this.state.sel)) {
+      this.update({ sel: null }); // the selected tag is gone: so is it from the URL
+    } else {
+      this.render();
+    }
+  }
+
+  /** The selected row's series: from cache, or asked for now. */
+  private seriesOf(row: Row): SeriesLoad {
+    const ratio = this.state.ratio;
+    const key = JSON.stringify([row, ratio]); // a changed row (new data) needs a new series
+    const known = this.series.get(key);
+    if (known) return known;
+    // A request still loading is superseded by this one and will never answer.
+    for (const [k, v] of this.series) if (v.state === "loading") this.series.delete(k);
+    const load: SeriesLoad = { state: "loading" };
+    this.series.set(key, load);
+    while (this.series.size > SERIES_KEPT) this.series.delete(this.series.keys().next().value!);
+    const settle = (done: SeriesLoad) => {
+      this.series.set(key, done);
+      this.render();
+    };
+    this.fetchers.series(row.run, row.tag, ratio).then(
+      (series) => settle({ state: "ready", series }),
+      (e: Error) => settle({ state: "error", message: `Could not load the series${httpStatus(e)}: ${e.message}` }),
+    );
+    return load;
+  }
+
+  private render(reveal = false): void {
+    const s = this.state;
+    const r = this.ranking;
+    this.header.show({ status: this.statusLine() });
+    this.notice.show(this.noticeProps());
+    if (!r || !r.rows.length) {
+      for (const slot of [this.findings, this.toolbar, this.table, this.detail, this.profile]) slot.show(null);
+      return;
+    }
+    const defs = r.definitions;
+    const filters = { tag: s.tag, role: s.role, status: s.status, hidden: s.hidden };
+    const tagError = tagFilter(this.tagDraft ?? s.tag).error;
+    const groups = this.findingGroups(r, s.hidden);
+    this.findings.show(groups && { groups, runs: r.runs, kinds: defs.finding_kinds, sel: s.sel, on: this.on });
+    this.toolbar.show({
+      runs: r.runs,
+      hidden: s.hidden,
+      ratio: s.ratio ?? r.ratio ?? defs.default_ratio,
+      tag: this.tagDraft ?? s.tag,
+      tagError,
+      roles: this.roles(r, s.hidden, s.role),
+      role: s.role,
+      statuses: defs.statuses,
+      status: s.status,
+      counts: this.counts(r, filters),
+      on: this.on,
+    });
+    const rows = this.sorted(this.filtered(r, filters), s.sort, s.desc, defs.statuses);
+    this.table.show({ rows, total: r.rows.length, runs: r.runs, sort: s.sort, desc: s.desc, defs, scale: this.scale(r.rows), tagError, on: this.on });
+    showSelection(this.table.el, s.sel, reveal);
+    const row = selectedRow(r, s.sel);
+    this.detail.show({ row, load: row && this.seriesOf(row), runs: r.runs, defs, theme: this.theme });
+    const lines = this.lines(r, s.hidden);
+    this.profile.show(r.layers.length ? { lines, runs: r.runs, sel: s.sel, statuses: defs.statuses, theme: this.theme, on: this.on } : null);
+  }
+
+  private statusLine(): string {
+    if (!this.ranking) return "";
+    if (this.loading) return "updating…";
+    return this.rankingError ? `update failed: ${this.rankingError.message}` : "";
+  }
+
+  private noticeProps() {
+    if (this.ranking) return this.ranking.rows.length ? null : { kind: "empty" as const, hostRuns: this.hostRuns };
+    if (this.loading) return { kind: "loading" as const, since: this.loading.since };
+    if (this.rankingError) return { kind: "error" as const, error: this.rankingError, retry: this.on.retry };
+    return null;
+  }
+}

@@ -1,0 +1,78 @@
+// Ratios per step on a log axis: histogram drift rate, exact update ratio, the update ratio
+// between checkpoints. Lines on their own x values, joined on one axis; the stagnant
+// threshold and the bucket floor as flat lines.
+import uPlot from "uplot";
+import { fmt, fmtStep } from "../format";
+import type { Theme } from "../theme";
+import { axis, finite, STAGNANT_RED, type Chart } from "./frame";
+import { decadeSplits, forLog, logScale, logValues, zeroLevel } from "./logscale";
+import { marks } from "./marks";
+
+export interface RatioLine {
+  label: string;
+  xs: number[];
+  ys: (number | null)[];
+  colour: string;
+  dashed?: boolean;
+}
+
+export interface RatioSpec {
+  xLabel: string;
+  yLabel: string;
+  lines: RatioLine[];
+  threshold: number | null;
+  /** The smallest change histogram buckets record, per step. */
+  floor?: number | null;
+  /** x from which the ratio stays below the threshold. */
+  since?: number | null;
+}
+
+export function ratioChart(spec: RatioSpec, theme: Theme): Chart {
+  const lines = spec.lines.filter((l) => l.xs.length);
+  const joined =
+    lines.length === 1
+      ? ([lines[0].xs, finite(lines[0].ys)] as uPlot.AlignedData)
+      : uPlot.join(lines.map((l) => [l.xs, finite(l.ys)] as uPlot.AlignedData));
+  const xs = joined[0] as number[];
+  const raw = joined.slice(1).map((col) => Array.from(col as ArrayLike<number | null | undefined>, (v) => v ?? null));
+  const positiveOrNull = (v: number | null | undefined) => (v !== null && v !== undefined && Number.isFinite(v) && v > 0 ? v : null);
+  const threshold = positiveOrNull(spec.threshold);
+  const floor = positiveOrNull(spec.floor);
+  const zeroAt = zeroLevel([...raw.flat(), threshold, floor].filter((v) => v !== null));
+  const series: uPlot.Series[] = [{ label: spec.xLabel, value: (_u, v) => fmtStep(v) }];
+  const data: (number | null)[][] = [xs];
+  lines.forEach((l, i) => {
+    series.push({
+      label: l.label,
+      stroke: l.colour,
+      width: 2,
+      dash: l.dashed ? [6, 3] : undefined,
+      spanGaps: lines.length > 1, // joined lines have gaps at each other's x values
+      points: { show: l.xs.length < 60, size: l.dashed ? 4 : 5, fill: l.colour },
+      value: (_u, _v, _si, idx) => (idx === null ? "–" : fmt(raw[i][idx])),
+    });
+    data.push(forLog(raw[i], zeroAt));
+  });
+  if (threshold !== null) {
+    series.push({ label: "stagnant threshold", stroke: STAGNANT_RED, width: 1, dash: [4, 4], points: { show: false }, value: () => fmt(threshold) });
+    data.push(xs.map(() => threshold));
+  }
+  if (floor !== null) {
+    series.push({ label: "bucket floor", stroke: theme.faint, width: 1, dash: [1, 3], points: { show: false }, value: () => fmt(floor) });
+    data.push(xs.map(() => floor));
+  }
+  return {
+    opts: {
+      legend: { live: true },
+      cursor: { drag: { x: true, y: false } },
+      scales: { x: { time: false }, y: logScale(zeroAt) },
+      axes: [
+        axis(theme, spec.xLabel),
+        axis(theme, spec.yLabel, { size: 56, values: logValues(zeroAt), splits: decadeSplits }),
+      ],
+      series,
+      plugins: [marks({ line: zeroAt === null ? null : { value: zeroAt, label: "no change (0)" }, since: spec.since }, theme)],
+    },
+    data: data as unknown as uPlot.AlignedData,
+  };
+}

@@ -1,0 +1,56 @@
+// Findings first: what the ranking found, run by run, one plain sentence each. A click
+// selects the finding's layer in the table.
+import type { Row } from "../api";
+import { explain, type Term } from "../definitions";
+import { h } from "../dom";
+import { findingColour, runColour } from "../palette";
+import type { FindingItem, RunFindings } from "../store";
+import type { Selection } from "../viewstate";
+import { runLabel } from "./parts";
+
+export interface FindingsProps {
+  groups: readonly RunFindings[];
+  runs: readonly string[];
+  kinds: readonly Term[];
+  sel: Selection | null;
+  on: { pickFinding(row: Row): void };
+}
+
+export function findingsView(p: FindingsProps): HTMLElement {
+  const count = p.groups.reduce((n, g) => n + g.items.length, 0);
+  return h(
+    "section",
+    { class: "stg-card stg-findings", "aria-label": "Findings" },
+    h(
+      "div",
+      { class: "stg-findings-head" },
+      h("h2", null, "Findings"),
+      h("span", { class: "stg-count" }, count ? `${count} in ${p.groups.filter((g) => g.items.length).length} of ${p.groups.length} runs; click one to select its layer` : "none"),
+    ),
+    h(
+      "div",
+      { class: "stg-findings-list" },
+      p.groups.flatMap((g) => [
+        h("div", { class: "stg-findings-run", "data-run": g.run }, runLabel(g.run, runColour(g.run, p.runs))),
+        g.items.length
+          ? h("ul", { "data-run": g.run }, g.items.map((item) => h("li", null, findingView(item, p))))
+          : h("div", { class: "stg-healthy", "data-run": g.run }, "healthy: no findings"),
+      ]),
+    ),
+  );
+}
+
+function findingView({ finding, target }: FindingItem, p: FindingsProps): HTMLElement {
+  const content = [
+    h("span", { class: "stg-dot", style: `background:${findingColour(finding.kind)}` }),
+    h("span", null, finding.message),
+  ];
+  const attrs = { class: "stg-finding", "data-kind": finding.kind, title: explain(p.kinds, finding.kind) };
+  if (!target) return h("span", attrs, content);
+  const selected = !!p.sel && p.sel[0] === target.run && p.sel[1] === target.tag;
+  return h(
+    "button",
+    { ...attrs, type: "button", "aria-current": selected ? "true" : null, onclick: () => p.on.pickFinding(target) },
+    content,
+  );
+}
