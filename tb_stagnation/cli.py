@@ -20,7 +20,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from tb_stagnation import naming, ranking, tagfilter
+from tb_stagnation import definitions, findings, naming, ranking, tagfilter
 
 FIELDS = (
     "run", "tag", "layer", "role", "status", "score", "net", "samples", "first_step",
@@ -37,7 +37,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("logdir", help="log directory holding event files (searched recursively)")
     fmt = p.add_mutually_exclusive_group()
-    fmt.add_argument("--json", action="store_true", help="print a JSON list of rows")
+    fmt.add_argument(
+        "--json",
+        action="store_true",
+        help="print the ranking JSON, the same object as the ranking route: "
+        "ratio, runs, rows, layers, thresholds, findings, definitions",
+    )
     fmt.add_argument("--csv", action="store_true", help="print CSV rows")
     p.add_argument("--run", action="append", help="only this run (repeatable)")
     p.add_argument("--role", action="append", choices=naming.ROLES, help="only this role (repeatable)")
@@ -51,7 +56,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--fail-on-stagnant",
         action="store_true",
-        help="exit 1 when any parameter tag is frozen or stagnant",
+        help=f"exit 1 when any parameter tag ({', '.join(definitions.parameter_roles())}) is "
+        f"{' or '.join(definitions.stuck_statuses())}",
     )
     return p
 
@@ -119,6 +125,16 @@ def _table(rows: Sequence[ranking.Row]) -> str:
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in [header, *body])
 
 
+def _findings_text(found: Sequence[findings.Finding], runs: Sequence[str]) -> str:
+    """The findings of each run, under a ``== run NAME`` line; ``no findings`` for a run without."""
+    lines = []
+    for run in runs:
+        lines.append(f"== run {run}")
+        messages = [f"  {f.kind}: {f.message}" for f in found if f.run == run]
+        lines.extend(messages or ["  no findings"])
+    return "\n".join(lines)
+
+
 def _json_value(value):
     return None if isinstance(value, float) and not math.isfinite(value) else value
 
@@ -152,14 +168,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"tb-stagnation: {args.logdir}: no histograms or exact movement found", file=sys.stderr)
         return EXIT_USAGE
     rows = ranking.select(result.rows, runs=args.run, roles=args.role, tag_filter=tag_filter)
+    all_runs = sorted(result.thresholds)
     if args.json:
-        sys.stdout.write(json.dumps([{f: _json_value(getattr(r, f)) for f in FIELDS} for r in rows], indent=1))
+        body = findings.ranking_json(result, rows, all_runs, only_runs=args.run)
+        sys.stdout.write(json.dumps(body, indent=1, allow_nan=False))
         print()
     elif args.csv:
         writer = csv.writer(sys.stdout)
         writer.writerow(FIELDS)
         writer.writerows([[_json_value(getattr(r, f)) for f in FIELDS] for r in rows])
     else:
+        shown = [run for run in all_runs if not args.run or run in args.run]
+        print(_findings_text(findings.find(result), shown))
+        print()
         print(_table(rows))
     stuck = [r for r in rows if r.role in naming.PARAMETER_ROLES and r.status in ranking.STUCK_STATUSES]
     if args.fail_on_stagnant and stuck:

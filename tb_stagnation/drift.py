@@ -58,6 +58,54 @@ class Series:
 
 
 @dataclasses.dataclass(frozen=True)
+class Tail:
+    """Enough of a rate series to say, for any threshold, since when it stayed below it.
+
+    ``peaks`` are the right-to-left maxima of the measured rates, latest
+    first: ``(step, rate, measured rates after it)``. The last rate at or
+    above a threshold is the first peak at or above it, so :meth:`since`
+    answers what :func:`stagnant_since` answers on the whole series, from a
+    few numbers (about the logarithm of the series' length for noisy rates).
+    """
+
+    start: int | None = None  # the step the first measured rate starts from
+    intervals: int = 0  # measured rates
+    peaks: tuple[tuple[int, float, int], ...] = ()
+
+    def since(self, threshold: float) -> tuple[int | None, int]:
+        """``(step, rates since)``: the first step from which every later rate stays below ``threshold``.
+
+        ``(None, 0)`` when the last measured rate reaches it, nothing was
+        measured or the threshold is not finite; the start step and every
+        rate when no rate ever reached it.
+        """
+        if not self.intervals or not np.isfinite(threshold):
+            return None, 0
+        for step, rate, after in self.peaks:
+            if rate >= threshold:
+                return (step, after) if after else (None, 0)
+        return self.start, self.intervals
+
+
+def tail(steps: np.ndarray, rates: np.ndarray) -> Tail:
+    """The :class:`Tail` of ``rates`` (NaN: not measured), each at the later step of its interval."""
+    measured = np.flatnonzero(np.isfinite(rates))
+    if len(measured) == 0:
+        return Tail()
+    values = rates[measured]
+    # Right-to-left maxima: a rate above every later one.
+    later_max = np.maximum.accumulate(values[::-1])[::-1]
+    is_peak = np.ones(len(values), dtype=bool)
+    is_peak[:-1] = values[:-1] > later_max[1:]
+    idx = np.flatnonzero(is_peak)[::-1]
+    peaks = tuple(
+        (int(steps[measured[k]]), float(values[k]), int(len(values) - 1 - k)) for k in idx.tolist()
+    )
+    first = measured[0]
+    return Tail(start=int(steps[first - 1] if first > 0 else steps[first]), intervals=int(len(values)), peaks=peaks)
+
+
+@dataclasses.dataclass(frozen=True)
 class Summary:
     """What the ranking needs of one series, independent of the other tags."""
 
@@ -71,6 +119,8 @@ class Summary:
     frozen: bool  # every usable sample identical (and at least 2 of them)
     nonfinite: bool  # some sample held NaN or Inf
     sparkline: tuple[float, ...]  # the rates, condensed for a small chart
+    first_nonfinite_step: int | None = None  # the first kept sample holding NaN or Inf
+    tail: Tail = Tail()  # since when the rates stay below a threshold, for any threshold
 
 
 def _order(steps: np.ndarray, wall_times: np.ndarray) -> np.ndarray:
@@ -255,6 +305,8 @@ def summarise(series: Series) -> Summary:
         frozen=bool(len(idx) >= 2 and pairs_valid.all() and series.same[1:].all()),
         nonfinite=bool((~series.finite).any()),
         sparkline=sparkline(series.rate),
+        first_nonfinite_step=int(series.steps[~series.finite][0]) if (~series.finite).any() else None,
+        tail=tail(series.steps, series.rate),
     )
 
 

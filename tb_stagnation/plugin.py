@@ -26,7 +26,7 @@ from tensorboard.backend import http_util
 from tensorboard.plugins import base_plugin
 from werkzeug import wrappers
 
-from tb_stagnation import drift, exact, histogram, metadata, naming, ranking, reading, tagfilter
+from tb_stagnation import drift, exact, findings, histogram, metadata, naming, ranking, reading, tagfilter
 
 logger = logging.getLogger(__name__)
 _RESPONSE_CACHE_SIZE = 16  # distinct ranking queries kept as encoded answers
@@ -250,16 +250,7 @@ class StagnationPlugin(base_plugin.TBPlugin):
                 return self._responses[key]
         result, all_runs = self._rank(data, runs, ratio)
         rows = ranking.select(result.rows, roles=roles, statuses=statuses, tag_filter=tag_filter)
-        body = {
-            "ratio": ratio,
-            "runs": all_runs,
-            "rows": [_record(r) for r in rows],
-            "layers": [_record(layer) for layer in result.layers],
-            "thresholds": {
-                run: {src: _number(t) for src, t in th.items()}
-                for run, th in result.thresholds.items()
-            },
-        }
+        body = findings.ranking_json(result, rows, all_runs)
         answer = Answer(_dumps(body))
         with self._lock:
             self._responses[key] = answer

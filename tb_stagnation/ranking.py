@@ -15,7 +15,7 @@ from collections.abc import Collection, Mapping, Sequence
 
 import numpy as np
 
-from tb_stagnation import metadata, naming
+from tb_stagnation import drift, metadata, naming
 from tb_stagnation.exact import ExactData, ExactSeries
 from tb_stagnation.drift import Summary, sparkline
 
@@ -53,6 +53,13 @@ class Row:
     histogram_score: float
     exact_score: float
     sparkline: tuple[float, ...]
+    # For findings: the first step from which every later measured movement of a parameter
+    # stays below ``threshold`` (None: it reached the threshold at its last measurement, or
+    # is no parameter), and how many measured intervals lie since then.
+    stagnant_since: int | None = None
+    stagnant_intervals: int = 0
+    intervals: int = 0  # measured intervals in all, by the scoring source
+    nonfinite_since: int | None = None  # the first step holding NaN or Inf
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,6 +83,7 @@ class Ranking:
     thresholds: dict[str, dict[str, float]]  # run -> source -> threshold
     # (run, tag) -> source -> the exact series matched to that row, for the detail views
     exact: dict[tuple[str, str], dict[str, ExactSeries]]
+    ratio: float = DEFAULT_RATIO  # the fraction of typical movement the thresholds are
 
 
 def _median(values: list[float]) -> float:
@@ -146,7 +154,7 @@ def rank(
             for tag, series in params.items():
                 matched.setdefault((run, tag), {})[source] = series
     rows.sort(key=_sort_key)
-    return Ranking(rows=rows, layers=layers, thresholds=thresholds, exact=matched)
+    return Ranking(rows=rows, layers=layers, thresholds=thresholds, exact=matched, ratio=ratio)
 
 
 def match_exact(tags: Collection[str], params: Collection[str]) -> dict[str, str]:
@@ -230,6 +238,10 @@ def _rank_run(
         summary, name, source = summaries.get(tag), names[tag], scorer[tag]
         ex = by_source[source][tag] if source != HISTOGRAM else None
         exact_score = scores[tag] if ex is not None else float("nan")
+        since, since_intervals = None, 0
+        tail = drift.tail(ex.steps, ex.update_ratio) if ex is not None else summary.tail if summary is not None else drift.Tail()
+        if name.role in naming.PARAMETER_ROLES or name.role == naming.OTHER:
+            since, since_intervals = tail.since(thresholds[source])
         rows.append(
             Row(
                 run=run,
@@ -250,9 +262,26 @@ def _rank_run(
                 histogram_score=summary.score if summary is not None else float("nan"),
                 exact_score=exact_score,
                 sparkline=sparkline(ex.ratios) if ex is not None else summary.sparkline,
+                stagnant_since=since,
+                stagnant_intervals=since_intervals,
+                intervals=tail.intervals,
+                nonfinite_since=_nonfinite_since(summary, ex),
             )
         )
     return rows, thresholds, by_source
+
+
+def _nonfinite_since(summary: Summary | None, exact: ExactSeries | None) -> int | None:
+    """The first step where the histogram or the scoring exact series holds NaN or Inf."""
+    steps = []
+    if summary is not None and summary.first_nonfinite_step is not None:
+        steps.append(summary.first_nonfinite_step)
+    if exact is not None and exact.nonfinite:
+        bad = ~np.isfinite(exact.rms) if len(exact.rms) else np.zeros(len(exact.steps), dtype=bool)
+        if len(exact.update_ratio):
+            bad = bad | np.isinf(exact.update_ratio)
+        steps.extend(int(s) for s in exact.steps[bad][:1])
+    return min(steps) if steps else None
 
 
 def _scoring_source(tag: str, summaries: Mapping[str, Summary], by_source) -> str:

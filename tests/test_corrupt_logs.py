@@ -87,7 +87,7 @@ def _cli(logdir: Path) -> tuple[int, list[dict] | None, str]:
         capture_output=True, text=True, env=QUIET_ENV, timeout=300,
     )
     stderr = "\n".join(l for l in proc.stderr.splitlines() if l.startswith("tb-stagnation:"))
-    rows = json.loads(proc.stdout) if proc.returncode == 0 else None
+    rows = json.loads(proc.stdout)["rows"] if proc.returncode == 0 else None
     return proc.returncode, rows, stderr
 
 

@@ -47,7 +47,7 @@ def rows(logdir: Path) -> dict[str, dict[str, dict]]:
     """run -> tag -> CLI row."""
     out = _run(["-m", "tb_stagnation.cli", str(logdir), "--json"], timeout=300).stdout
     by_run: dict[str, dict[str, dict]] = {}
-    for row in json.loads(out):
+    for row in json.loads(out)["rows"]:
         by_run.setdefault(row["run"], {})[row["tag"]] = row
     return by_run
 

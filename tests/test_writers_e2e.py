@@ -50,7 +50,7 @@ def test_cli_tells_each_writers_story(writer_logs, writer: str) -> None:
         [sys.executable, "-m", "tb_stagnation.cli", str(writer_logs[writer]), "--json"],
         capture_output=True, text=True, env=QUIET_ENV, check=True,
     )
-    rows = json.loads(out.stdout)
+    rows = json.loads(out.stdout)["rows"]
     for row in rows:
         assert {"run", "tag", "layer", "role", "status", "score", "net", "samples",
                 "first_step", "last_step", "source"} <= row.keys()

@@ -1,0 +1,393 @@
+"""What a ranking means, in plain sentences: the findings of each run, and the ranking JSON.
+
+A finding names a problem the ranking shows (:data:`definitions.FINDING_KINDS`),
+the tags and layers it concerns and, in one sentence, the figures that show
+it. Findings only ever name what a status or a profile already measured:
+
+- ``frozen``: parameter tags whose status is ``frozen``, one finding per layer;
+- ``stalled``: parameter tags that reached the stagnant threshold, then stayed
+  below it for at least :data:`STALLED_MIN_INTERVALS` measured intervals and
+  :data:`STALLED_MIN_SHARE` of the run's intervals;
+- ``stagnant``: the other parameter tags whose status is ``stagnant``;
+- ``vanishing_gradient``: the layer profile (:attr:`ranking.Ranking.layers`)
+  falls steadily towards the input over :data:`VANISHING_MIN_LAYERS` layers or
+  more, by :data:`VANISHING_MIN_FALL` or more, down to a stagnant layer;
+- ``nonfinite``: the first step holding NaN or Inf, any role;
+- ``histogram_blind``: a run whose histograms cannot show its movement.
+
+Gradients and activations change with the data, not with learning: they
+never make a stuck finding. A run where every layer moves has no finding.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Collection, Sequence
+
+import numpy as np
+
+from tb_stagnation import definitions, metadata, naming, ranking
+from tb_stagnation.definitions import (
+    FROZEN,
+    HISTOGRAM_BLIND,
+    NONFINITE,
+    STAGNANT,
+    STALLED,
+    VANISHING_GRADIENT,
+)
+
+STALLED_MIN_INTERVALS = 3
+"""A tag is ``stalled`` only after this many measured intervals below the threshold (one or two are noise)."""
+STALLED_MIN_SHARE = 0.25
+"""... and only if those intervals are at least this share of all its measured intervals."""
+VANISHING_MIN_LAYERS = 3
+"""A vanishing-gradient profile spans at least this many consecutive parameter layers."""
+VANISHING_MIN_FALL = 10.0
+"""... over which the main tensor's score falls at least this factor from the output side to the input side."""
+VANISHING_NOISE = 1.5
+"""A layer may move up to this factor faster than its neighbour towards the output and the fall still counts as steady."""
+BLIND_UNRESOLVED_SHARE = 0.5
+"""``histogram_blind`` when at least this share of a run's histogram-scored parameter tags is ``unresolved``."""
+BLIND_SEEN_SHARE = 0.1
+"""... or when, where an exact source scores a parameter, its histogram drift shows less than this share of the
+exact ratio (median over the run's parameters): the histograms cannot tell these parameters apart."""
+
+# Roles that can be stuck: parameters, and tags whose name does not say (ranked like them).
+_STUCK_ROLES = naming.PARAMETER_ROLES | {naming.OTHER}
+_UNITS = {ranking.HISTOGRAM: "samples", ranking.EXACT: "snapshots", ranking.CHECKPOINT: "checkpoints"}
+_AXIS_WORDS = {metadata.STEP: "step", metadata.EPOCH: "epoch", metadata.ORDER: "checkpoint"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Finding:
+    run: str
+    kind: str  # one of definitions.FINDING_KINDS
+    tags: tuple[str, ...]
+    layers: tuple[str, ...]
+    since_step: int | None
+    message: str
+
+
+def find(result: ranking.Ranking) -> list[Finding]:
+    """Every run's findings: by run, then in :data:`definitions.FINDING_KINDS` order, then model order."""
+    by_run: dict[str, list[ranking.Row]] = {}
+    for row in result.rows:
+        by_run.setdefault(row.run, []).append(row)
+    layers: dict[str, list[ranking.Layer]] = {}
+    for layer in result.layers:
+        layers.setdefault(layer.run, []).append(layer)
+    out = []
+    for run in sorted(by_run):
+        rows = sorted(by_run[run], key=lambda r: r.order)
+        out.extend(_run_findings(run, rows, layers.get(run, []), result.ratio))
+    return out
+
+
+def _run_findings(run: str, rows: list[ranking.Row], layers: list[ranking.Layer], ratio: float) -> list[Finding]:
+    found: list[Finding] = []
+    nonfinite = _nonfinite(run, rows)
+    if nonfinite:
+        found.append(nonfinite)
+    stuck = [r for r in rows if r.role in _STUCK_ROLES]
+    for group in _by_layer([r for r in stuck if r.status == ranking.FROZEN]):
+        found.append(_frozen(run, group))
+    vanishing = _vanishing(run, layers)
+    found.extend(vanishing)
+    in_profile = {name for f in vanishing for name in f.layers}
+    stalled = [r for r in stuck if _is_stalled(r) and r.layer not in in_profile]
+    for group in _by_layer(stalled):
+        found.append(_stalled(run, group))
+    stalled_tags = {r.tag for r in stalled}
+    slow = [r for r in stuck if r.status == ranking.STAGNANT and r.tag not in stalled_tags and r.layer not in in_profile]
+    for group in _by_layer(slow):
+        found.append(_stagnant(run, group, ratio))
+    blind = _histogram_blind(run, stuck)
+    if blind:
+        found.append(blind)
+    return found
+
+
+def _by_layer(rows: Sequence[ranking.Row]) -> list[list[ranking.Row]]:
+    """Rows grouped by layer, groups and rows in model order."""
+    groups: dict[str, list[ranking.Row]] = {}
+    for row in sorted(rows, key=lambda r: r.order):
+        groups.setdefault(row.layer, []).append(row)
+    return list(groups.values())
+
+
+def _finding(run: str, kind: str, rows: Sequence, since: int | None, message: str) -> Finding:
+    layers = tuple(dict.fromkeys(r.layer for r in rows))
+    return Finding(run=run, kind=kind, tags=tuple(r.tag for r in rows), layers=layers, since_step=since, message=message)
+
+
+# ------------------------------------------------------------------ kinds
+
+
+def _frozen(run: str, rows: list[ranking.Row]) -> Finding:
+    first = min((r.first_step for r in rows if r.first_step is not None), default=None)
+    last = max((r.last_step for r in rows if r.last_step is not None), default=None)
+    samples = max(r.samples for r in rows)
+    unit = _UNITS.get(rows[0].source, "samples")
+    span = f" ({_axis(rows[0])}s {first}-{last})" if first is not None else ""
+    message = f"{_names([r.tag for r in rows])} never changed over {samples} {unit}{span}"
+    return _finding(run, FROZEN, rows, first, message)
+
+
+def _is_stalled(row: ranking.Row) -> bool:
+    """Moved at the threshold, then stayed below it for long enough to mean something."""
+    if row.status not in (ranking.MOVING, ranking.STAGNANT) or row.stagnant_since is None:
+        return False
+    below, total = row.stagnant_intervals, row.intervals
+    return 0 < below < total and below >= STALLED_MIN_INTERVALS and below >= STALLED_MIN_SHARE * total
+
+
+def _stalled(run: str, rows: list[ranking.Row]) -> Finding:
+    since = min(r.stagnant_since for r in rows)
+    last = max((r.last_step for r in rows if r.last_step is not None), default=None)
+    below = max(r.stagnant_intervals for r in rows)
+    total = max(r.intervals for r in rows)
+    unit = _axis(rows[0])
+    still = "it still moves" if len(rows) == 1 else "they still move"
+    message = (
+        f"{_names([r.tag for r in rows])} moved, then stayed below the stagnant threshold "
+        f"({_fig(rows[0].threshold)} per {unit}) from {unit} {since}"
+        + (f" to {last}" if last is not None and last > since else "")
+        + f" ({below} of {total} measured intervals); {still} at {_fig(max(r.score for r in rows))} "
+        f"per {unit} by median"
+    )
+    return _finding(run, STALLED, rows, since, message)
+
+
+def _stagnant(run: str, rows: list[ranking.Row], ratio: float) -> Finding:
+    fastest = max(rows, key=lambda r: r.score)
+    threshold = fastest.threshold
+    typical = threshold / ratio
+    unit = _axis(fastest)
+    figure = _fig(fastest.score) if len(rows) == 1 else f"at most {_fig(fastest.score)}"
+    share = fastest.score / typical if typical > 0 else float("nan")
+    message = (
+        f"{_names([r.tag for r in rows])} barely {'moves' if len(rows) == 1 else 'move'}: {figure} per {unit}, "
+        f"{_share(share)} of the run's typical parameter ({_fig(typical)}; stagnant below {_fig(threshold)})"
+    )
+    return _finding(run, STAGNANT, rows, None, message)
+
+
+def _vanishing(run: str, layers: list[ranking.Layer]) -> list[Finding]:
+    """Stretches of layers whose score falls steadily towards the input, down to stagnant layers."""
+    out = []
+    for stretch in _falling_stretches(layers):
+        top = max(range(len(stretch)), key=lambda i: stretch[i].score)
+        stretch = stretch[: top + 1]  # the ramp ends where movement peaks
+        if len(stretch) < VANISHING_MIN_LAYERS:
+            continue
+        fall = stretch[-1].score / stretch[0].score
+        slow = [layer for layer in stretch if layer.status in (ranking.STAGNANT, ranking.UNRESOLVED)]
+        if fall < VANISHING_MIN_FALL or not slow:
+            continue
+        per_layer = fall ** (1 / (len(stretch) - 1))
+        first, last = stretch[0], stretch[-1]
+        unit = "step" if first.source != ranking.CHECKPOINT else "checkpoint interval"
+        message = (
+            f"{_layer_span(slow, stretch)} barely {'moves' if len(slow) == 1 else 'move'}: movement falls about "
+            f"{_factor(per_layer)} per layer towards the input over {len(stretch)} layers "
+            f"({_fig(last.score)} per {unit} at {last.layer}, {_fig(first.score)} at {first.layer}, "
+            f"{_factor(fall)} in all)"
+        )
+        out.append(
+            Finding(
+                run=run,
+                kind=VANISHING_GRADIENT,
+                tags=tuple(layer.tag for layer in stretch),
+                layers=tuple(layer.layer for layer in stretch),
+                since_step=None,
+                message=message,
+            )
+        )
+    return out
+
+
+def _falling_stretches(layers: list[ranking.Layer]) -> list[list[ranking.Layer]]:
+    """Maximal runs of consecutive layers, one source, each moving no faster than VANISHING_NOISE x the next."""
+    stretches: list[list[ranking.Layer]] = []
+    current: list[ranking.Layer] = []
+    for layer in layers:
+        usable = (
+            math.isfinite(layer.score)
+            and layer.score > 0
+            and layer.status not in (ranking.FROZEN, ranking.NONFINITE, ranking.INSUFFICIENT)
+        )
+        if not usable:
+            stretches.append(current)
+            current = []
+            continue
+        if current and (layer.source != current[-1].source or current[-1].score > VANISHING_NOISE * layer.score):
+            stretches.append(current)
+            current = []
+        current.append(layer)
+    stretches.append(current)
+    return [s for s in stretches if len(s) >= VANISHING_MIN_LAYERS]
+
+
+def _nonfinite(run: str, rows: list[ranking.Row]) -> Finding | None:
+    bad = [r for r in rows if r.status == ranking.NONFINITE]
+    if not bad:
+        return None
+    steps = [r.nonfinite_since for r in bad if r.nonfinite_since is not None]
+    first = min(steps) if steps else None
+    if first is None:
+        return _finding(run, NONFINITE, bad, None, f"{_names([r.tag for r in bad])} hold NaN or Inf")
+    at_first = [r for r in bad if r.nonfinite_since == first]
+    message = f"NaN or Inf first at {_axis(at_first[0])} {first}, in {_names([r.tag for r in at_first])}"
+    if len(bad) > len(at_first):
+        message += f"; {len(bad)} tags hold NaN or Inf in all"
+    ordered = sorted(bad, key=lambda r: (r.nonfinite_since if r.nonfinite_since is not None else math.inf, r.order))
+    return _finding(run, NONFINITE, ordered, first, message)
+
+
+_HOW_EXACT = (
+    "for exact figures log update ratios with the writers in tb_stagnation.summary, "
+    "or import saved checkpoints with `tb-stagnation checkpoints SRC`"
+)
+
+
+def _histogram_blind(run: str, rows: list[ranking.Row]) -> Finding | None:
+    measured = (ranking.FROZEN, ranking.NONFINITE, ranking.INSUFFICIENT)
+    by_histogram = [r for r in rows if r.source == ranking.HISTOGRAM and r.status not in measured]
+    unresolved = [r for r in by_histogram if r.status == ranking.UNRESOLVED]
+    if unresolved and len(unresolved) >= BLIND_UNRESOLVED_SHARE * len(by_histogram):
+        floor = float(np.nanmedian([r.floor for r in unresolved]))
+        message = (
+            f"the histograms cannot resolve this run's movement: {len(unresolved)} of {len(by_histogram)} "
+            f"parameter tags are unresolved (the buckets record changes of about {_fig(floor)} per step at the "
+            f"finest, the stagnant threshold is {_fig(unresolved[0].threshold)}); {_HOW_EXACT}"
+        )
+        return _finding(run, HISTOGRAM_BLIND, unresolved, None, message)
+    both = [
+        r
+        for r in rows
+        if r.source != ranking.HISTOGRAM
+        and r.status not in measured
+        and math.isfinite(r.histogram_score)
+        and math.isfinite(r.exact_score)
+        and r.exact_score > 0
+    ]
+    if not both:
+        return None
+    seen = float(np.median([r.histogram_score / r.exact_score for r in both]))
+    if seen >= BLIND_SEEN_SHARE:
+        return None
+    message = (
+        f"the histograms show {'none' if seen == 0 else 'about ' + _share(seen)} of the exact movement (median over {len(both)} parameters), "
+        f"too little to tell slow from stuck: rank by the exact figures (source {both[0].source}), not by the "
+        f"Histograms view; {_HOW_EXACT} in runs without them"
+    )
+    return _finding(run, HISTOGRAM_BLIND, both, None, message)
+
+
+# ------------------------------------------------------------------ wording
+
+
+def _fig(value: float) -> str:
+    """A figure to two significant digits, ``3e-3`` style."""
+    if not math.isfinite(value):
+        return "nothing"
+    text = f"{value:.2g}" if 0.01 <= abs(value) < 1000 or value == 0 else f"{value:.1e}"
+    mantissa, e, exponent = text.partition("e")
+    if not e:
+        return text
+    return f"{mantissa.removesuffix('.0')}e{int(exponent)}"
+
+
+def _factor(value: float) -> str:
+    if value >= 1000:
+        return f"{float(f'{value:.2g}'):.0f}x"
+    return f"{value:.0f}x" if value >= 10 else f"{value:.1f}x"
+
+
+def _share(value: float) -> str:
+    """``0.004`` -> ``1/250``; ``0.05`` -> ``5%``."""
+    if not math.isfinite(value) or value <= 0:
+        return "none"
+    if value >= 0.01:
+        return f"{value:.0%}"
+    return f"1/{float(f'{1 / value:.2g}'):.0f}" if value > 1e-6 else f"1/{_fig(1 / value)}"
+
+
+def _axis(row: ranking.Row) -> str:
+    return _AXIS_WORDS.get(row.axis, "step")
+
+
+def _names(names: Sequence[str], most: int = 4) -> str:
+    """``a``; ``a and b``; ``a, b and c``; ``a, b, c and 5 more``."""
+    names = list(names)
+    if len(names) == 1:
+        return names[0]
+    if len(names) > most:
+        return f"{', '.join(names[: most - 1])} and {len(names) - most + 1} more"
+    return f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+def _layer_span(chosen: Sequence[ranking.Layer], stretch: Sequence[ranking.Layer]) -> str:
+    """``dense1-dense5`` when the chosen layers are consecutive in the stretch, else a list."""
+    names = [layer.layer for layer in chosen]
+    positions = [i for i, layer in enumerate(stretch) if layer.layer in set(names)]
+    if len(names) >= 3 and positions == list(range(positions[0], positions[0] + len(positions))):
+        return f"{names[0]}-{names[-1]}"
+    return _names(names)
+
+
+# ------------------------------------------------------------------ JSON
+
+
+def _number(value):
+    """JSON-friendly number: NaN (nothing measured) and other non-finite values become null."""
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def record(obj) -> dict:
+    """A ranking row or layer as JSON: NaN (nothing measured) becomes null."""
+    out = {k: _number(v) for k, v in vars(obj).items()}
+    if "sparkline" in out:  # a 48-point chart: four significant digits halve the payload
+        out["sparkline"] = [_number(float(f"{v:.4g}")) for v in out["sparkline"]]
+    return out
+
+
+def finding_json(finding: Finding) -> dict:
+    return {
+        "run": finding.run,
+        "kind": finding.kind,
+        "tags": list(finding.tags),
+        "layers": list(finding.layers),
+        "since_step": finding.since_step,
+        "message": finding.message,
+    }
+
+
+def ranking_json(
+    result: ranking.Ranking,
+    rows: Sequence[ranking.Row],
+    runs: Sequence[str],
+    only_runs: Collection[str] | None = None,
+) -> dict:
+    """The ranking JSON (the ``/ranking`` route's answer and ``tb-stagnation --json``).
+
+    ``rows``: the rows to send (filtered); ``runs``: every run of the
+    experiment. Layers, thresholds and findings are those of the ranked runs,
+    or of ``only_runs`` where given.
+    """
+
+    def shown(run: str) -> bool:
+        return not only_runs or run in only_runs
+
+    return {
+        "ratio": result.ratio,
+        "runs": list(runs),
+        "rows": [record(r) for r in rows],
+        "layers": [record(layer) for layer in result.layers if shown(layer.run)],
+        "thresholds": {
+            run: {src: _number(t) for src, t in th.items()} for run, th in result.thresholds.items() if shown(run)
+        },
+        "findings": [finding_json(f) for f in find(result) if shown(f.run)],
+        "definitions": definitions.as_json(),
+    }
