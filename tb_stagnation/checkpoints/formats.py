@@ -322,11 +322,18 @@ def _torch_load(path: str) -> Any:
     """``torch.load`` that never runs pickled code (see :class:`TorchReader`)."""
     import torch
 
-    kwargs = {"map_location": "cpu", "weights_only": True}
+    import pickle
+
     mmap = zipfile.is_zipfile(path)  # the legacy format cannot be mapped
     unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(path) if mmap else []
-    with torch.serialization.safe_globals([(_inert(name), name) for name in unsafe]):
-        return torch.load(path, mmap=mmap, **kwargs)
+    try:
+        with torch.serialization.safe_globals([(_inert(name), name) for name in unsafe]):
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except pickle.UnpicklingError as e:  # a module torch blocks outright (os, subprocess, ...)
+        raise UnreadableCheckpoint(
+            f"{path}: it refers to {', '.join(unsafe) or 'objects'} that torch's weights-only loader "
+            f"refuses even as inert stand-ins; pickled code is never run here ({str(e).splitlines()[-3][:120]})"
+        ) from None
 
 
 class _Inert:

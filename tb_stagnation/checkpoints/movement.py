@@ -37,8 +37,8 @@ from tb_stagnation import metadata
 from tb_stagnation.checkpoints.discover import Placed
 from tb_stagnation.checkpoints.formats import TensorInfo
 
-CHUNK = 1 << 20  # values summed at a time
-DEFAULT_BUDGET = 64 << 20  # bytes of tensors per group
+CHUNK = 1 << 16  # values summed at a time: 512 KB of float64, in cache
+DEFAULT_BUDGET = 32 << 20  # bytes of tensors per group
 
 
 @dataclasses.dataclass
@@ -137,20 +137,29 @@ def _advance(
 
 
 def _sums(c: np.ndarray, b: np.ndarray | None, a: np.ndarray | None) -> tuple[float, float, float]:
-    """``(||c||^2, ||c - b||^2, <c - b, b - a>)`` in float64; NaN where an input is missing."""
+    """``(||c||^2, ||c - b||^2, <c - b, b - a>)`` in float64; NaN where an input is missing.
+
+    Chunks small enough to stay in cache, into buffers made once: a fresh
+    float64 copy of each chunk costs page faults that dominate the sums.
+    """
     c, b, a = (None if x is None else x.reshape(-1) for x in (c, b, a))
     sq, change_sq, dot = 0.0, 0.0 if b is not None else math.nan, 0.0 if a is not None else math.nan
+    wide, diff, before = (np.empty(min(CHUNK, c.size)) for _ in range(3))
     for start in range(0, c.size, CHUNK):
         window = slice(start, start + CHUNK)
-        c64 = c[window].astype(np.float64)
+        n = min(CHUNK, c.size - start)
+        c64 = wide[:n]
+        np.copyto(c64, c[window])
         sq += float(c64 @ c64)
         if b is None:
             continue
-        b64 = b[window].astype(np.float64)
-        d = c64 - b64
+        d = diff[:n]
+        np.subtract(c64, b[window], out=d)
         change_sq += float(d @ d)
         if a is not None:
-            dot += float(d @ (b64 - a[window]))
+            previous = before[:n]
+            np.subtract(b[window], a[window], out=previous, dtype=np.float64)
+            dot += float(d @ previous)
     return sq, change_sq, dot
 
 

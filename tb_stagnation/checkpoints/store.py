@@ -1,7 +1,8 @@
 """Where imported movement is kept: event files of its own in the run's directory.
 
-Each import appends one event file named ``events.out.tfevents.<time>.<host>.<pid>``
-+ :data:`SUFFIX` to the run directory, holding the plugin's own summaries
+Each import appends one event file named
+``events.out.tfevents.<time>.<host>.<pid>.<first step>-<last step>`` + :data:`SUFFIX`
+to the run directory, holding the plugin's own summaries
 (:func:`tb_stagnation.metadata.scalar_value`, source ``checkpoint``): both
 TensorBoard loaders, remote log directories, the CLI and the tab read them
 as data, beside the training's own events. Files are written with
@@ -89,13 +90,14 @@ def write(
 
     os.makedirs(run_dir, exist_ok=True)
     now = time.time()
-    name = f"events.out.tfevents.{int(now):010d}.{socket.gethostname()}.{os.getpid()}{SUFFIX}"
+    steps = sorted(by_step)  # in the name too: two imports within a second never share one
+    name = f"events.out.tfevents.{int(now):010d}.{socket.gethostname()}.{os.getpid()}.{steps[0]}-{steps[-1]}{SUFFIX}"
     path = os.path.join(run_dir, name)
     partial = os.path.join(run_dir, f".tb-stagnation-import.{os.getpid()}.partial")  # no "tfevents": unlisted
     with open(partial, "wb") as f:
         writer = RecordWriter(f)
         writer.write(event_pb2.Event(wall_time=now, file_version="brain.Event:2").SerializeToString())
-        for step in sorted(by_step):
+        for step in steps:
             event = event_pb2.Event(wall_time=now, step=step, summary=summary_pb2.Summary(value=by_step[step]))
             writer.write(event.SerializeToString())
     os.replace(partial, path)
