@@ -16,6 +16,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -82,34 +84,37 @@ def _exact_event(step: int, param: str, value: float):
     return event_pb2.Event(step=step, wall_time=_wall_time(step), summary=summary)
 
 
-def write_fixture_logs(logdir: Path) -> None:
-    """Two runs, 20 histogram samples per tag, plus exact update ratios for one tag.
+class EventWriter:
+    """One event file written with TensorBoard's ``RecordWriter`` on a plain file.
 
-    Written with TensorBoard's ``RecordWriter`` on a plain file: ``EventFileWriter``
-    goes through ``tensorboard.compat.tf``, which imports TensorFlow when installed.
+    TensorBoard's ``EventFileWriter`` goes through ``tensorboard.compat.tf``, which
+    imports TensorFlow when it is installed.
     """
-    from tensorboard.compat.proto import event_pb2
-    from tensorboard.summary.writer.record_writer import RecordWriter
 
-    class EventFileWriter:
-        def __init__(self, directory: str) -> None:
-            os.makedirs(directory, exist_ok=True)
-            self._records = RecordWriter(open(os.path.join(directory, "events.out.tfevents.1700000000.fixture"), "wb"))
-            self.add_event(event_pb2.Event(wall_time=1.7e9, file_version="brain.Event:2"))
+    def __init__(self, directory: Path) -> None:
+        from tensorboard.compat.proto import event_pb2
+        from tensorboard.summary.writer.record_writer import RecordWriter
 
-        def add_event(self, event) -> None:
-            self._records.write(event.SerializeToString())
+        directory.mkdir(parents=True, exist_ok=True)
+        self._records = RecordWriter(open(directory / "events.out.tfevents.1700000000.fixture", "wb"))
+        self.add_event(event_pb2.Event(wall_time=1.7e9, file_version="brain.Event:2"))
 
-        def close(self) -> None:
-            self._records.close()
+    def add_event(self, event) -> None:
+        self._records.write(event.SerializeToString())
 
+    def close(self) -> None:
+        self._records.close()
+
+
+def write_fixture_logs(logdir: Path) -> None:
+    """Two runs, 20 histogram samples per tag, plus exact update ratios for one tag."""
     for run, lr in (("baseline", 1.0), ("small_lr", 0.1)):
         rng = np.random.default_rng(0)
         init = {
             name: (rng.normal(0, 0.1, k), np.full(b, 0.05)) for name, (k, b) in SHAPES.items()
         }
         evil0 = rng.normal(0, 1, 500)
-        writer = EventFileWriter(str(logdir / run))
+        writer = EventWriter(logdir / run)
         prev_dense = None
         for step in STEPS:
             t = step / 10
@@ -130,6 +135,60 @@ def write_fixture_logs(logdir: Path) -> None:
             if run == "baseline":
                 writer.add_event(_histogram_event(step, EVIL_TAG, evil0 * (1 + 0.05 * t)))
         writer.close()
+
+
+# Checkpoints whose names give no step: the import places them in save order (axis "checkpoint").
+CHECKPOINTS = ("first", "second", "third", "fourth", "fifth")
+
+
+def write_checkpoint_logs(logdir: Path) -> None:
+    """Two runs: ``saved``, checkpoints only, and ``healthy``, histograms of layers that all move.
+
+    ``saved`` holds safetensors checkpoints imported with ``tb-stagnation checkpoints``:
+    ``dense/kernel`` drifts steadily one way, ``out/kernel`` swings back and forth,
+    ``slow/kernel`` barely moves, ``frozen/kernel`` and a tensor named like an HTML
+    injection (role "other": behind the role filter) never change.
+    """
+    from safetensors.numpy import save_file
+
+    rng = np.random.default_rng(1)
+    tensors = {
+        "dense/kernel": rng.normal(0, 0.1, (32, 32)),
+        "out/kernel": rng.normal(0, 0.1, (32, 8)),
+        "slow/kernel": rng.normal(0, 0.1, (32, 32)),
+        "frozen/kernel": rng.normal(0, 0.1, (32, 32)),
+        EVIL_TAG: rng.normal(0, 1, 64),
+    }
+    direction = rng.normal(0, 1, (32, 32))
+    swing = rng.normal(0, 1, (32, 8))
+    saved = logdir / "saved"
+    saved.mkdir(parents=True)
+    for i, name in enumerate(CHECKPOINTS):
+        path = saved / f"{name}.safetensors"
+        save_file({k: v.astype(np.float32) for k, v in tensors.items()}, str(path))
+        os.utime(path, (1.7e9 + i, 1.7e9 + i))  # unnumbered checkpoints are ordered by modification time
+        tensors["dense/kernel"] = tensors["dense/kernel"] + 2e-3 * direction
+        tensors["out/kernel"] = tensors["out/kernel"] + 2e-3 * (-1) ** i * swing
+        tensors["slow/kernel"] = tensors["slow/kernel"] + 1e-7 * rng.normal(0, 1, (32, 32))
+    script = Path(sys.executable).with_name("tb-stagnation")
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "tb_stagnation.cli"]
+    proc = subprocess.run([*command, "checkpoints", str(saved)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, f"tb-stagnation checkpoints failed:\n{proc.stdout}{proc.stderr}"
+
+    writer = EventWriter(logdir / "healthy")
+    layers = {name: rng.normal(0, 0.1, (32, 32)) for name in ("conv1", "conv2", "dense")}
+    for step in STEPS:
+        for name, w0 in layers.items():
+            writer.add_event(_histogram_event(step, f"{name}/kernel", w0 * (1 + 0.003 * step) + 1e-3 * step))
+    writer.close()
+
+
+@pytest.fixture(scope="module")
+def checkpoint_tb_url(tmp_path_factory, start_tensorboard) -> str:
+    pytest.importorskip("safetensors.numpy")
+    logdir = tmp_path_factory.mktemp("checkpoints") / "logs"
+    write_checkpoint_logs(logdir)
+    return start_tensorboard(logdir).url
 
 
 @pytest.fixture(scope="module")
@@ -423,6 +482,141 @@ def test_error_state_shows_server_message(tb_url, browser):
         # Chromium itself logs the failed fetch ("Failed to load resource: ... 404"): that
         # message is the point of this test; any other error is not.
         assert [e for e in console.errors if "status of 404" not in e] == [], console.errors
+    finally:
+        context.close()
+
+
+# In the plugin's frame: answers to ranking requests with ratio=0.5 arrive late, and not
+# aborted, so only the tab's own guard can keep them from overwriting a newer answer.
+_LATE_ANSWERS = """
+(() => {
+  const fetch = window.fetch.bind(window);
+  window.fetch = (url, opts) => {
+    if (!String(url).includes("ratio=0.5")) return fetch(url, opts);
+    return new Promise((done) => setTimeout(done, 1500))
+      .then(() => fetch(url, { ...opts, signal: undefined }))
+      .then((answer) => { window.lateAnswered = true; return answer; });
+  };
+})();
+"""
+
+
+def test_older_answer_never_overwrites_newer(tb_url, browser):
+    """Ratio 0.5, then straight back to the default: the late 0.5 ranking is never shown."""
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    console = ConsoleLog(page, allowed=[("/favicon.ico", "the plugin page alone has no favicon: Chromium asks the server for one")])
+    try:
+        page.add_init_script(_LATE_ANSWERS)
+        page.goto(f"{tb_url}/data/plugin_entry.html?name=stagnation", wait_until="domcontentloaded")
+        page.wait_for_selector("tr[data-run]", timeout=120_000)
+        ratio = page.locator("input[aria-label='Stagnant threshold ratio']")
+        counts = page.locator("[aria-label='Filter by status']").inner_text()
+        for value in ("0.5", "0.01"):
+            ratio.fill(value)
+            ratio.dispatch_event("change")
+        page.wait_for_function("() => window.lateAnswered === true", timeout=30_000)
+        page.wait_for_timeout(500)
+        assert ratio.input_value() == "0.01"
+        assert page.locator("[aria-label='Filter by status']").inner_text() == counts
+        assert console.errors == [], "\n".join(console.errors)
+    finally:
+        context.close()
+
+
+def _in_viewport(locator, height: int) -> bool:
+    box = locator.bounding_box()
+    return box is not None and box["y"] >= 0 and box["y"] + box["height"] <= height
+
+
+def test_findings_first(checkpoint_tb_url, browser):
+    """Findings, run by run, visible on load above the table; a click selects the finding's layer."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, device_scale_factor=1)
+    page = context.new_page()
+    console = ConsoleLog(page)
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    try:
+        page.goto(f"{checkpoint_tb_url}/#stagnation", wait_until="domcontentloaded")
+        frame = _plugin_frame(page)
+        frame.wait_for_selector("tr[data-run]", timeout=120_000)
+        findings = frame.locator("section[aria-label='Findings']")
+        # On load, without scrolling, above the table.
+        assert _in_viewport(findings, 800), findings.bounding_box()
+        assert findings.bounding_box()["y"] < frame.locator("section[aria-label='Ranking']").bounding_box()["y"]
+        page.screenshot(path=str(ARTIFACTS / "stagnation-findings.png"), full_page=False)
+
+        # Grouped by run: what was found, or that nothing was.
+        assert frame.locator(".stg-healthy[data-run='healthy']").inner_text() == "healthy: no findings"
+        kinds = frame.eval_on_selector_all("ul[data-run='saved'] .stg-finding", "els => els.map(e => e.dataset.kind)")
+        assert {"frozen", "stagnant"} <= set(kinds), kinds
+
+        # A tag named like HTML is text in a finding too.
+        evil = frame.locator(".stg-finding", has_text=EVIL_TAG)
+        assert evil.count() == 1
+        assert frame.locator("img").count() == 0 and page.locator("img[src=x]").count() == 0
+
+        # A click selects the finding's layer (its first tag's row) and scrolls it into view.
+        frame.locator(".stg-finding[data-kind='stagnant']").click()
+        row = frame.locator("tr[data-run='saved'][data-tag='slow/kernel'][aria-selected='true']")
+        row.wait_for(timeout=10_000)
+        page.wait_for_timeout(300)
+        assert _in_viewport(row, 800), row.bounding_box()
+        frame.locator(".stg-detail-head h2", has_text="slow/kernel").wait_for(timeout=30_000)
+        assert frame.locator(".stg-finding[data-kind='stagnant'][aria-current='true']").count() == 1
+
+        # The HTML-named tensor has role "other", behind the default role filter: its
+        # finding opens the filter to every role to select it.
+        assert frame.locator("select[aria-label='Filter by role']").input_value() == "params"
+        evil.click()
+        frame.locator("tr[aria-selected='true']").filter(has_text=EVIL_TAG).wait_for(timeout=10_000)
+        assert frame.locator("select[aria-label='Filter by role']").input_value() == "all"
+        frame.locator(".stg-detail-head h2", has_text=EVIL_TAG).wait_for(timeout=30_000)
+        assert frame.locator(".stg-detail-head h2").inner_text() == EVIL_TAG
+        assert frame.locator("img").count() == 0 and page.locator("img[src=x]").count() == 0
+
+        assert dialogs == [], dialogs
+        assert console.errors == [], "\n".join(console.errors)
+    finally:
+        context.close()
+
+
+def test_checkpoint_only_run(checkpoint_tb_url, browser):
+    """A parameter with checkpoint data only: its update ratio and update cosine, no histogram charts."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, device_scale_factor=1)
+    page = context.new_page()
+    console = ConsoleLog(page)
+    try:
+        page.goto(f"{checkpoint_tb_url}/#stagnation", wait_until="domcontentloaded")
+        frame = _plugin_frame(page)
+        row = frame.locator("tr[data-run='saved'][data-tag='out/kernel']")
+        row.wait_for(timeout=120_000)
+        assert row.locator("td").last.inner_text() == "checkpoint"
+        row.click()
+        for chart in ("checkpoint-ratio", "checkpoint-cosine"):
+            frame.wait_for_selector(f"[data-chart='{chart}'] .uplot canvas", timeout=60_000)
+        shown = frame.eval_on_selector_all(".stg-charts [data-chart]", "els => els.map(e => e.dataset.chart)")
+        assert shown == ["checkpoint-ratio", "checkpoint-cosine"], shown  # no histogram to chart
+        ratio = frame.locator("[data-chart='checkpoint-ratio']")
+        # The x axis counts checkpoints, not steps: its caption says so (its label, drawn on the canvas, too).
+        assert "real steps are unknown" in ratio.inner_text()
+        assert ratio.locator(".u-legend", has_text="stagnant threshold").count() == 1
+        cosine = frame.locator("[data-chart='checkpoint-cosine']").inner_text()
+        assert "near 1 = steady drift" in cosine and "negative = oscillation" in cosine, cosine
+        # No histograms, so nothing to open in the Distributions tab.
+        assert frame.locator(".stg-detail-head a[target=_top]").count() == 0
+        frame.locator("[data-chart='checkpoint-cosine']").scroll_into_view_if_needed()
+        page.wait_for_timeout(300)
+        page.screenshot(path=str(ARTIFACTS / "stagnation-checkpoints.png"), full_page=False)
+
+        # A histogram run beside it keeps its histogram charts.
+        frame.locator("tr[data-run='healthy'][data-tag='conv1/kernel']").click()
+        frame.wait_for_selector("[data-chart='distribution'] .uplot canvas", timeout=60_000)
+        shown = frame.eval_on_selector_all(".stg-charts [data-chart]", "els => els.map(e => e.dataset.chart)")
+        assert shown == ["distribution", "rate"], shown
+        assert console.errors == [], "\n".join(console.errors)
     finally:
         context.close()
 

@@ -20,6 +20,8 @@ export interface Row {
   source: string;
   /** What the steps of exact or checkpoint data count: "step", "epoch" or "checkpoint" (save order). */
   axis: string;
+  /** From which step (on `axis`) the row's own measurement stays below its threshold. */
+  stagnant_since: number | null;
   histogram_score: number | null;
   exact_score: number | null;
   sparkline: (number | null)[];
@@ -162,6 +164,7 @@ function parseRow(r: Json, i: number): Row {
     threshold: num(r.threshold),
     source: str(r.source, "histogram"),
     axis: str(r.axis, "step"),
+    stagnant_since: num(r.stagnant_since),
     histogram_score: num(r.histogram_score),
     exact_score: num(r.exact_score),
     sparkline: numArray(r.sparkline),

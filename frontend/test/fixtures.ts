@@ -6,7 +6,7 @@ export function row(over: Partial<Row> = {}): Row {
   return {
     run: "a", tag: "conv1/kernel", layer: "conv1", role: "weight", order: 0, status: "moving",
     score: 1e-3, net: 0.1, samples: 10, first_step: 0, last_step: 90, floor: 1e-7, threshold: 1e-5,
-    source: "histogram", axis: "step", histogram_score: 1e-3, exact_score: null, sparkline: [], rank: 1,
+    source: "histogram", axis: "step", stagnant_since: null, histogram_score: 1e-3, exact_score: null, sparkline: [], rank: 1,
     ...over,
   };
 }

@@ -3,19 +3,19 @@
 import type uPlot from "uplot";
 import { fmt, fmtStep } from "../format";
 import type { Theme } from "../theme";
-import { axis, finite, type Chart } from "./frame";
+import { axis, finite, WHOLE_INCRS, type Chart } from "./frame";
 import { marks } from "./marks";
 
-export function cosineChart(xs: number[], cosine: (number | null)[], xLabel: string, colour: string, theme: Theme): Chart {
+export function cosineChart(xs: number[], cosine: (number | null)[], xName: string, xLabel: string, colour: string, theme: Theme): Chart {
   const ys = finite(cosine);
   return {
     opts: {
       legend: { live: true },
       cursor: { drag: { x: true, y: false } },
-      scales: { x: { time: false }, y: { range: [-1, 1] } },
-      axes: [axis(theme, xLabel), axis(theme, "cosine", { size: 56, splits: () => [-1, -0.5, 0, 0.5, 1] })],
+      scales: { x: { time: false }, y: { range: [-1.1, 1.1] } }, // room for points at ±1
+      axes: [axis(theme, xLabel, { incrs: WHOLE_INCRS }), axis(theme, "cosine", { size: 56, splits: () => [-1, -0.5, 0, 0.5, 1] })],
       series: [
-        { label: xLabel, value: (_u, v) => fmtStep(v) },
+        { label: xName, value: (_u, v) => fmtStep(v) },
         {
           label: "cosine between consecutive updates",
           stroke: colour,

@@ -3,7 +3,7 @@ import type uPlot from "uplot";
 import type { Series } from "../api";
 import { fmt, fmtStep } from "../format";
 import type { Theme } from "../theme";
-import { alpha, axis, finite, type Chart } from "./frame";
+import { alpha, axis, finite, WHOLE_INCRS, type Chart } from "./frame";
 
 const BAND_LABELS = ["min", "-2σ", "-1σ", "-0.5σ", "median", "+0.5σ", "+1σ", "+2σ", "max"];
 
@@ -51,7 +51,7 @@ export function distributionChart(s: Series, colour: string, readout: HTMLElemen
       legend: { show: false },
       cursor: { points: { show: false }, drag: { x: true, y: false } },
       scales: { x: { time: false } },
-      axes: [axis(theme, "step"), axis(theme, undefined, { size: 56 })],
+      axes: [axis(theme, "step", { incrs: WHOLE_INCRS }), axis(theme, undefined, { size: 56 })],
       series,
       bands,
       hooks: { setCursor: [show], ready: [show] },

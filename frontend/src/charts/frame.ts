@@ -54,3 +54,6 @@ export function finite(vs: readonly (number | null)[]): (number | null)[] {
 }
 
 export const STAGNANT_RED = "#d32f2f";
+
+/** Tick increments for an x axis of steps, epochs or checkpoints: whole numbers only. */
+export const WHOLE_INCRS = [1, 2, 5].flatMap((m) => Array.from({ length: 10 }, (_, e) => m * 10 ** e)).sort((a, b) => a - b);

@@ -8,8 +8,9 @@ import { alpha, STAGNANT_RED } from "./frame";
 export interface Marks {
   /** A dotted line across the plot at y = value, its label at the left end. */
   line?: { value: number; label: string } | null;
-  /** x from which the series is stagnant: shaded and labelled. */
+  /** x from which the series is stagnant: shaded and labelled "stagnant since <unit> N". */
   since?: number | null;
+  unit?: string;
 }
 
 export function marks(m: Marks, theme: Theme): uPlot.Plugin {
@@ -51,7 +52,7 @@ export function marks(m: Marks, theme: Theme): uPlot.Plugin {
           ctx.lineTo(x, top + height);
           ctx.stroke();
           ctx.setLineDash([]);
-          const text = `stagnant since step ${fmtStep(m.since)}`;
+          const text = `stagnant since ${m.unit ?? "step"} ${fmtStep(m.since)}`;
           ctx.font = `500 ${11 * dpr}px Roboto, Arial, sans-serif`;
           ctx.textBaseline = "top";
           const right = x + 6 * dpr + ctx.measureText(text).width <= left + width;

@@ -4,7 +4,7 @@
 import uPlot from "uplot";
 import { fmt, fmtStep } from "../format";
 import type { Theme } from "../theme";
-import { axis, finite, STAGNANT_RED, type Chart } from "./frame";
+import { axis, finite, STAGNANT_RED, WHOLE_INCRS, type Chart } from "./frame";
 import { decadeSplits, forLog, logScale, logValues, zeroLevel } from "./logscale";
 import { marks } from "./marks";
 
@@ -17,6 +17,8 @@ export interface RatioLine {
 }
 
 export interface RatioSpec {
+  /** What x counts ("step"), for the legend; xLabel names the axis at length. */
+  xName: string;
   xLabel: string;
   yLabel: string;
   lines: RatioLine[];
@@ -39,7 +41,7 @@ export function ratioChart(spec: RatioSpec, theme: Theme): Chart {
   const threshold = positiveOrNull(spec.threshold);
   const floor = positiveOrNull(spec.floor);
   const zeroAt = zeroLevel([...raw.flat(), threshold, floor].filter((v) => v !== null));
-  const series: uPlot.Series[] = [{ label: spec.xLabel, value: (_u, v) => fmtStep(v) }];
+  const series: uPlot.Series[] = [{ label: spec.xName, value: (_u, v) => fmtStep(v) }];
   const data: (number | null)[][] = [xs];
   lines.forEach((l, i) => {
     series.push({
@@ -67,11 +69,11 @@ export function ratioChart(spec: RatioSpec, theme: Theme): Chart {
       cursor: { drag: { x: true, y: false } },
       scales: { x: { time: false }, y: logScale(zeroAt) },
       axes: [
-        axis(theme, spec.xLabel),
+        axis(theme, spec.xLabel, { incrs: WHOLE_INCRS }),
         axis(theme, spec.yLabel, { size: 56, values: logValues(zeroAt), splits: decadeSplits }),
       ],
       series,
-      plugins: [marks({ line: zeroAt === null ? null : { value: zeroAt, label: "no change (0)" }, since: spec.since }, theme)],
+      plugins: [marks({ line: zeroAt === null ? null : { value: zeroAt, label: "no change (0)" }, since: spec.since, unit: spec.xName }, theme)],
     },
     data: data as unknown as uPlot.AlignedData,
   };

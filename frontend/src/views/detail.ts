@@ -100,20 +100,32 @@ function chartPanels(row: Row, s: Series, colour: string, theme: Theme, scope: S
       (hasRates ? "Normalised Wasserstein-1 between kept histograms ÷ step gap (log scale)." : "") +
       (exact ? " Dashed: the logged update ratio ||ΔW||/||W|| per step." : "");
     const chart = ratioChart(
-      { xLabel: "step", yLabel: "per step (log)", lines, threshold, floor: hasRates ? row.floor : null, since: hasRates ? s.stagnant_since : null },
+      { xName: "step", xLabel: "step", yLabel: "per step (log)", lines, threshold, floor: hasRates ? row.floor : null, since: hasRates ? s.stagnant_since : null },
       theme,
     );
     panels.push(panel("rate", hasRates ? "Drift rate per step" : "Exact update ratio per step", caption(text), chart, scope));
   }
   const cp = s.checkpoint && s.checkpoint.steps.length ? s.checkpoint : null;
-  if (cp) panels.push(...checkpointPanels(cp, s.thresholds.checkpoint ?? null, colour, theme, scope));
+  if (cp) {
+    // The row's own "stagnant since" is the checkpoints' when they score it.
+    const since = row.source === "checkpoint" ? row.stagnant_since : null;
+    panels.push(...checkpointPanels(cp, s.thresholds.checkpoint ?? null, since, colour, theme, scope));
+  }
   return panels;
 }
 
-function checkpointPanels(cp: CheckpointSeries, threshold: number | null, colour: string, theme: Theme, scope: Scope): HTMLElement[] {
-  const x = axisLabel(cp.axis);
+function checkpointPanels(
+  cp: CheckpointSeries,
+  threshold: number | null,
+  since: number | null,
+  colour: string,
+  theme: Theme,
+  scope: Scope,
+): HTMLElement[] {
+  const [xName, xLabel] = [axisName(cp.axis), axisLabel(cp.axis)];
   const order = cp.axis === "checkpoint" ? " The x axis is the checkpoints' save order: their real steps are unknown." : "";
-  const ratio = ratioChart({ xLabel: x, yLabel: "update ratio (log)", lines: [{ label: "update ratio", xs: cp.steps, ys: cp.update_ratio, colour }], threshold }, theme);
+  const line = { label: "update ratio", xs: cp.steps, ys: cp.update_ratio, colour };
+  const ratio = ratioChart({ xName, xLabel, yLabel: "update ratio (log)", lines: [line], threshold, since }, theme);
   return [
     panel(
       "checkpoint-ratio",
@@ -126,7 +138,7 @@ function checkpointPanels(cp: CheckpointSeries, threshold: number | null, colour
       "checkpoint-cosine",
       "Direction of consecutive updates",
       caption(`Cosine between consecutive updates: near 1 = steady drift one way, near 0 = a noise-dominated walk, negative = oscillation.${order}`),
-      cosineChart(cp.steps, cp.cosine, x, colour, theme),
+      cosineChart(cp.steps, cp.cosine, xName, xLabel, colour, theme),
       scope,
     ),
   ];

@@ -45,7 +45,7 @@ const COLUMNS: Column[] = [
   { key: "status", label: "status" },
   { key: "score", label: "movement (log)", title: "Median movement per step: histogram drift, or the exact or checkpoint update ratio (see source)" },
   { key: "net", label: "net", num: true, title: "Normalised W1 between the first and the last kept histogram" },
-  { key: null, label: "drift over steps" },
+  { key: null, label: "over time", title: "Movement per step (or per checkpoint) over the tag's history, oldest first" },
   { key: "last_step", label: "last step", num: true },
   { key: "source", label: "source", title: "The measurement behind the movement score" },
 ];
@@ -69,7 +69,7 @@ export function tableView(p: TableProps, scope: Scope): HTMLElement {
   );
   scope.add(() => observer.disconnect());
   for (const row of p.rows) {
-    const spark = h("div", { class: "stg-spark", title: "drift per step over the tag's history, oldest first" });
+    const spark = h("div", { class: "stg-spark" });
     tbody.append(rowView(row, spark, p));
     pending.set(spark, row);
     observer.observe(spark);
