@@ -67,6 +67,27 @@ class CheckpointReader(Protocol):
         """Each of ``tensors`` as a numpy array of its own (float, upcast exactly), one at a time."""
 
 
+class _Listed:
+    """What every reader shares: it lists its tensors once, learning the recorded step as it does."""
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._listing: list[TensorInfo] | None = None
+        self._step: int | None = None
+
+    def tensors(self) -> list[TensorInfo]:
+        if self._listing is None:
+            self._listing = self._list()
+        return self._listing
+
+    def recorded_step(self) -> int | None:
+        self.tensors()
+        return self._step
+
+    def _list(self) -> list[TensorInfo]:
+        raise NotImplementedError
+
+
 def open_checkpoint(path: str, fmt: str) -> CheckpointReader:
     """A reader for the checkpoint at ``path`` (a file, an HF folder, or a TF prefix)."""
     _require(fmt)
@@ -126,7 +147,7 @@ def _owned(values: np.ndarray) -> np.ndarray:
 # ------------------------------------------------------------------ safetensors
 
 
-class SafetensorsReader:
+class SafetensorsReader(_Listed):
     """``model.safetensors``, or shards listed by ``model.safetensors.index.json``.
 
     ``path`` is one ``.safetensors`` file, or an HF checkpoint folder (its
@@ -136,29 +157,24 @@ class SafetensorsReader:
     """
 
     def __init__(self, path: str) -> None:
+        super().__init__(path)  # the step: the HF folder's trainer_state.json says it (see discover)
         self._files = _safetensors_files(path)
-        self._listing: list[TensorInfo] | None = None
         self._location: dict[str, tuple[str, int]] = {}  # key -> (file, data offset)
 
-    def recorded_step(self) -> int | None:
-        return None  # the HF folder's trainer_state.json says it (see discover)
-
-    def tensors(self) -> list[TensorInfo]:
-        if self._listing is None:
-            self._listing = []
-            for file, keys in self._files.items():
-                header, data_start = _safetensors_header(file)
-                for key in keys if keys is not None else [k for k in header if k != "__metadata__"]:
-                    entry = header.get(key)
-                    if entry is None:
-                        raise UnreadableCheckpoint(f"{file}: the index names {key!r}, the shard lacks it")
-                    dtype = _SAFETENSORS_DTYPES.get(entry["dtype"])
-                    start, end = entry["data_offsets"]
-                    self._location[key] = (file, data_start + start)
-                    if dtype is not None and _floating(dtype):
-                        info = TensorInfo(normalise(key), key, tuple(entry["shape"]), dtype, end - start)
-                        self._listing.append(info)
-        return self._listing
+    def _list(self) -> list[TensorInfo]:
+        listing = []
+        for file, keys in self._files.items():
+            header, data_start = _safetensors_header(file)
+            for key in keys if keys is not None else [k for k in header if k != "__metadata__"]:
+                entry = header.get(key)
+                if entry is None:
+                    raise UnreadableCheckpoint(f"{file}: the index names {key!r}, the shard lacks it")
+                dtype = _SAFETENSORS_DTYPES.get(entry["dtype"])
+                start, end = entry["data_offsets"]
+                self._location[key] = (file, data_start + start)
+                if dtype is not None and _floating(dtype):
+                    listing.append(TensorInfo(normalise(key), key, tuple(entry["shape"]), dtype, end - start))
+        return listing
 
     def read(self, tensors: Iterable[TensorInfo]) -> Iterator[tuple[TensorInfo, np.ndarray]]:
         from safetensors import safe_open
@@ -246,7 +262,7 @@ def _reading(file: str) -> Iterator[None]:
 _STATE_DICT_KEYS = ("state_dict", "model_state_dict", "model", "module", "net")
 
 
-class TorchReader:
+class TorchReader(_Listed):
     """``torch.save`` files: Lightning ``.ckpt``, HF ``pytorch_model.bin``, plain ``.pt``/``.pth``.
 
     Loaded with ``mmap=True`` (only the pages of the tensors read are
@@ -259,27 +275,19 @@ class TorchReader:
     """
 
     def __init__(self, path: str, lightning: bool) -> None:
-        self._path = path
+        super().__init__(path)
         self._lightning = lightning
-        self._listing: list[TensorInfo] | None = None
-        self._step: int | None = None
 
-    def recorded_step(self) -> int | None:
-        self.tensors()
-        return self._step
-
-    def tensors(self) -> list[TensorInfo]:
-        if self._listing is None:
-            with self._loaded() as state:
-                keys = list(state)
-                strip = self._lightning and keys and all(k.startswith("model.") for k in keys)
-                self._listing = [
-                    TensorInfo(normalise(k.removeprefix("model.") if strip else k), k,
-                               tuple(t.shape), _torch_dtype(t), t.numel() * t.element_size())
-                    for k, t in state.items()
-                    if _torch_dtype(t) is not None and _floating(_torch_dtype(t))
-                ]
-        return self._listing
+    def _list(self) -> list[TensorInfo]:
+        with self._loaded() as state:
+            keys = list(state)
+            strip = self._lightning and keys and all(k.startswith("model.") for k in keys)
+            return [
+                TensorInfo(normalise(k.removeprefix("model.") if strip else k), k,
+                           tuple(t.shape), _torch_dtype(t), t.numel() * t.element_size())
+                for k, t in state.items()
+                if _torch_dtype(t) is not None and _floating(_torch_dtype(t))
+            ]
 
     def read(self, tensors: Iterable[TensorInfo]) -> Iterator[tuple[TensorInfo, np.ndarray]]:
         import torch
@@ -370,7 +378,7 @@ def _state_dict(loaded: Any) -> tuple[dict[str, Any] | None, int | None]:
 # ------------------------------------------------------------------- TensorFlow
 
 
-class TensorFlowReader:
+class TensorFlowReader(_Listed):
     """TF1 ``Saver`` and TF2 ``tf.train.Checkpoint`` bundles (``.index`` + ``.data-*``).
 
     TF2 checkpoints name a variable by the first path that reaches it in the
@@ -379,38 +387,27 @@ class TensorFlowReader:
     variable's own name (``sequential/dense/kernel``, Keras' histogram tag),
     used when it names the variables uniquely. Variables reachable only
     through an optimizer are optimizer state and skipped, as are TF1 slots
-    and counters (:data:`_TF_SKIP`).
+    and counters (:func:`_tf1_optimizer_state`).
     """
 
-    def __init__(self, prefix: str) -> None:
-        self._prefix = prefix
-        self._listing: list[TensorInfo] | None = None
-        self._step: int | None = None
-
-    def recorded_step(self) -> int | None:
-        self.tensors()
-        return self._step
-
-    def tensors(self) -> list[TensorInfo]:
-        if self._listing is None:
-            with _reading(self._prefix):
-                reader = self._reader()
-                shapes, dtypes = reader.get_variable_to_shape_map(), reader.get_variable_to_dtype_map()
-                names = _tf_names(reader, shapes)
-                self._step = _tf_step(reader, shapes, dtypes)
-            self._listing = []
-            for key in sorted(names, key=lambda k: names[k]):
-                dtype = dtypes[key]
-                if not dtype.is_floating:
-                    continue
-                shape = tuple(int(d) for d in shapes[key])
-                np_dtype = "bfloat16" if dtype.name == "bfloat16" else dtype.as_numpy_dtype().dtype.name
-                self._listing.append(TensorInfo(names[key], key, shape, np_dtype,
-                                                int(np.prod(shape)) * dtype.size))
-        return self._listing
+    def _list(self) -> list[TensorInfo]:
+        with _reading(self._path):
+            reader = self._reader()
+            shapes, dtypes = reader.get_variable_to_shape_map(), reader.get_variable_to_dtype_map()
+            names = _tf_names(reader, shapes)
+            self._step = _tf_step(reader, shapes, dtypes)
+        listing = []
+        for key in sorted(names, key=lambda k: names[k]):
+            dtype = dtypes[key]
+            if not dtype.is_floating:
+                continue
+            shape = tuple(int(d) for d in shapes[key])
+            np_dtype = "bfloat16" if dtype.name == "bfloat16" else dtype.as_numpy_dtype().dtype.name
+            listing.append(TensorInfo(names[key], key, shape, np_dtype, int(np.prod(shape)) * dtype.size))
+        return listing
 
     def read(self, tensors: Iterable[TensorInfo]) -> Iterator[tuple[TensorInfo, np.ndarray]]:
-        with _reading(self._prefix):
+        with _reading(self._path):
             reader = self._reader()
             for info in tensors:
                 value = reader.get_tensor(info.key)
@@ -419,7 +416,7 @@ class TensorFlowReader:
     def _reader(self) -> Any:
         import tensorflow as tf
 
-        return tf.train.load_checkpoint(self._prefix)
+        return tf.train.load_checkpoint(self._path)
 
 
 def _tf_names(reader: Any, shapes: dict[str, Any]) -> dict[str, str]:
@@ -519,7 +516,7 @@ _KERAS_VARIABLES = {
 }
 
 
-class KerasReader:
+class KerasReader(_Listed):
     """Keras 3 ``.weights.h5`` files and ``.keras`` archives (which hold ``model.weights.h5``).
 
     Groups are named after the layer class (``layers/dense_1/vars/0``); the
@@ -529,18 +526,9 @@ class KerasReader:
     ``optimizer...`` groups (one per optimizer) are skipped.
     """
 
-    def __init__(self, path: str) -> None:
-        self._path = path
-        self._listing: list[TensorInfo] | None = None
-
-    def recorded_step(self) -> int | None:
-        return None  # the epoch is in the file name (see discover)
-
-    def tensors(self) -> list[TensorInfo]:
-        if self._listing is None:
-            with self._opened() as root:
-                self._listing = list(_keras_layers(root, ""))
-        return self._listing
+    def _list(self) -> list[TensorInfo]:  # the epoch is in the file name (see discover)
+        with self._opened() as root:
+            return list(_keras_layers(root, ""))
 
     def read(self, tensors: Iterable[TensorInfo]) -> Iterator[tuple[TensorInfo, np.ndarray]]:
         with self._opened() as root:
