@@ -23,8 +23,10 @@ STATUS_MEANINGS = {
     "median score of the run's weights, biases and norm parameters (per source)",
     ranking.MOVING: "none of the other statuses: moving at least at the stagnant threshold",
     ranking.NONFINITE: "a kept histogram, logged RMS or update ratio holds NaN or Inf",
-    ranking.UNRESOLVED: "below the stagnant threshold, but the histogram buckets are too coarse to tell slow "
-    "from stuck at that rate; log the exact update ratio",
+    ranking.UNRESOLVED: "below the stagnant threshold, but the histogram buckets are too coarse to show a change "
+    f"at the threshold's rate, and the drift is within {ranking.UNRESOLVED_MARGIN:g}x of it: the histogram "
+    "cannot tell slow from stuck; "
+    "log the exact update ratio",
     ranking.INSUFFICIENT: "fewer than two usable samples",
 }
 ROLE_MEANINGS = {

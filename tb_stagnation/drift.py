@@ -120,7 +120,15 @@ class Summary:
     nonfinite: bool  # some sample held NaN or Inf
     sparkline: tuple[float, ...]  # the rates, condensed for a small chart
     first_nonfinite_step: int | None = None  # the first kept sample holding NaN or Inf
-    tail: Tail = Tail()  # since when the rates stay below a threshold, for any threshold
+    # The rates' Tail, field by field (plain numbers compare and pickle like the other figures).
+    tail_start: int | None = None
+    tail_intervals: int = 0
+    tail_peaks: tuple[tuple[int, float, int], ...] = ()
+
+    @property
+    def tail(self) -> Tail:
+        """Since when the rates stay below a threshold, for any threshold."""
+        return Tail(self.tail_start, self.tail_intervals, self.tail_peaks)
 
 
 def _order(steps: np.ndarray, wall_times: np.ndarray) -> np.ndarray:
@@ -306,8 +314,12 @@ def summarise(series: Series) -> Summary:
         nonfinite=bool((~series.finite).any()),
         sparkline=sparkline(series.rate),
         first_nonfinite_step=int(series.steps[~series.finite][0]) if (~series.finite).any() else None,
-        tail=tail(series.steps, series.rate),
+        **_tail_fields(tail(series.steps, series.rate)),
     )
+
+
+def _tail_fields(t: Tail) -> dict:
+    return {"tail_start": t.start, "tail_intervals": t.intervals, "tail_peaks": t.peaks}
 
 
 def sparkline(values: np.ndarray, points: int = SPARKLINE_POINTS) -> tuple[float, ...]:

@@ -26,6 +26,11 @@ NONFINITE, UNRESOLVED, INSUFFICIENT = "nonfinite", "unresolved", "insufficient"
 STATUSES = (FROZEN, STAGNANT, MOVING, NONFINITE, UNRESOLVED, INSUFFICIENT)
 # Statuses a CI gate fails on (`tb-stagnation --fail-on-stagnant`).
 STUCK_STATUSES = frozenset({FROZEN, STAGNANT})
+UNRESOLVED_MARGIN = 100.0
+"""A histogram-scored tag below its threshold is ``unresolved`` only if the buckets could not
+have shown a change at the threshold's rate (floor at or above it) and its measured drift is
+within this factor of the threshold; drift this far below the threshold is evidence enough
+for ``stagnant``, coarse buckets or not."""
 
 HISTOGRAM, EXACT, CHECKPOINT = "histogram", metadata.EXACT, metadata.CHECKPOINT
 # Which measurement a row is scored by when it has several: the writers' ratio at every
@@ -117,7 +122,7 @@ def _status(
     if role not in naming.PARAMETER_ROLES and role != naming.OTHER:
         return MOVING  # gradients and activations change with the data
     if np.isfinite(threshold) and score < threshold:
-        unresolvable = exact is None and summary.floor >= threshold
+        unresolvable = exact is None and summary.floor >= threshold and score * UNRESOLVED_MARGIN >= threshold
         return UNRESOLVED if unresolvable else STAGNANT
     return MOVING
 

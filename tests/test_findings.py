@@ -200,15 +200,26 @@ def test_histograms_that_see_nothing_of_exact_movement_are_blind() -> None:
     assert "tb_stagnation.summary" in finding.message and "tb-stagnation checkpoints SRC" in finding.message
 
 
-def test_histograms_too_coarse_for_the_threshold_are_blind() -> None:
-    def measured(score: float, floor: float) -> drift.Summary:
-        return drift.Summary(11, 0, 0.0, 1000, score, score * 1000, floor, False, False, ())
+def _measured(score: float, floor: float) -> drift.Summary:
+    """A histogram-scored tag of 11 samples, steps 0-1000, with these figures."""
+    return drift.Summary(11, 0, 0.0, 1000, score, score * 1000, floor, False, False, ())
 
-    tags = {"a/kernel": measured(1e-3, 1e-8), "b/kernel": measured(1e-3, 1e-8),
-            "c/kernel": measured(1e-7, 1e-4), "d/kernel": measured(1e-7, 1e-4)}
+
+def test_histograms_too_coarse_for_the_threshold_are_blind() -> None:
+    tags = {"a/kernel": _measured(1e-3, 1e-8), "b/kernel": _measured(1e-3, 1e-8),
+            "c/kernel": _measured(1e-7, 1e-4), "d/kernel": _measured(1e-7, 1e-4)}
     [finding] = _find({"run": tags})
     assert (finding.kind, finding.tags) == ("histogram_blind", ("c/kernel", "d/kernel"))
     assert "2 of 4 parameter tags are unresolved" in finding.message
+
+
+def test_coarse_buckets_leave_a_tag_unresolved_only_near_the_threshold() -> None:
+    # Typical 1e-3 per step, threshold 1e-5; the buckets of the slow tags resolve 1e-4 per step.
+    tags = {f"{name}/kernel": _measured(1e-3, 1e-8) for name in "abcde"}
+    tags["near/kernel"] = _measured(1e-6, 1e-4)  # 10x below the threshold: could be either
+    tags["far/kernel"] = _measured(1e-8, 1e-4)  # 1000x below: slow, whatever the buckets
+    statuses = {r.tag: r.status for r in ranking.rank({"run": tags}).rows}
+    assert (statuses["near/kernel"], statuses["far/kernel"]) == ("unresolved", "stagnant")
 
 
 # ------------------------------------------------------------------ definitions and JSON
