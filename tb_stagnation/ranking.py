@@ -244,7 +244,10 @@ def _rank_run(
         ex = by_source[source][tag] if source != HISTOGRAM else None
         exact_score = scores[tag] if ex is not None else float("nan")
         since, since_intervals = None, 0
-        tail = drift.tail(ex.steps, ex.update_ratio) if ex is not None else summary.tail if summary is not None else drift.Tail()
+        if ex is not None:
+            tail = drift.tail(ex.steps, ex.update_ratio)
+        else:
+            tail = summary.tail if summary is not None else drift.Tail()
         if name.role in naming.PARAMETER_ROLES or name.role == naming.OTHER:
             since, since_intervals = tail.since(thresholds[source])
         rows.append(
