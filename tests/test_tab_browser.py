@@ -1,11 +1,14 @@
 """The Stagnation tab in a real TensorBoard, driven by a real headless Chromium.
 
-The log directory is written here with TensorBoard's TF-free writer API (no
-TensorFlow import): two runs of a small numpy "training" in which some layers
-move, one layer is ``frozen`` (the same array at every step), and one tag is
-named like an HTML injection. The test opens TensorBoard's own page at
-``#stagnation``, so the tab is loaded exactly as users get it: through
-``data/plugin_entry.html`` in TensorBoard's iframe, talking to the host page.
+The log directories are written here with TensorBoard's TF-free writer API (no
+TensorFlow import). The first: two runs of a small numpy "training" in which some
+layers move, one layer is ``frozen`` (the same array at every step), and one tag is
+named like an HTML injection. The second (findings and checkpoints): safetensors
+checkpoints imported with ``tb-stagnation checkpoints``, one run holding nothing
+else, beside a healthy histogram run and a run of logged update ratios only. The
+tests open TensorBoard's own page at ``#stagnation``, so the tab is loaded exactly
+as users get it: through ``data/plugin_entry.html`` in TensorBoard's iframe, talking
+to the host page.
 
 Needs Playwright (Python) and Debian's Chromium at /usr/bin/chromium (``make
 chromium``); no browser is ever downloaded.
@@ -142,12 +145,14 @@ CHECKPOINTS = ("first", "second", "third", "fourth", "fifth")
 
 
 def write_checkpoint_logs(logdir: Path) -> None:
-    """Two runs: ``saved``, checkpoints only, and ``healthy``, histograms of layers that all move.
+    """Three runs: ``saved`` (checkpoints only), ``healthy`` (histograms and checkpoints of
+    layers that all move) and ``exact_only`` (logged update ratios only).
 
-    ``saved`` holds safetensors checkpoints imported with ``tb-stagnation checkpoints``:
-    ``dense/kernel`` drifts steadily one way, ``out/kernel`` swings back and forth,
-    ``slow/kernel`` barely moves, ``frozen/kernel`` and a tensor named like an HTML
-    injection (role "other": behind the role filter) never change.
+    Checkpoints are safetensors files imported with ``tb-stagnation checkpoints``. In
+    ``saved`` their names give no step: ``dense/kernel`` drifts steadily one way,
+    ``out/kernel`` swings back and forth, ``slow/kernel`` barely moves, ``frozen/kernel``
+    and a tensor named like an HTML injection (role "other": behind the role filter)
+    never change.
     """
     from safetensors.numpy import save_file
 
@@ -170,17 +175,34 @@ def write_checkpoint_logs(logdir: Path) -> None:
         tensors["dense/kernel"] = tensors["dense/kernel"] + 2e-3 * direction
         tensors["out/kernel"] = tensors["out/kernel"] + 2e-3 * (-1) ** i * swing
         tensors["slow/kernel"] = tensors["slow/kernel"] + 1e-7 * rng.normal(0, 1, (32, 32))
-    script = Path(sys.executable).with_name("tb-stagnation")
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "tb_stagnation.cli"]
-    proc = subprocess.run([*command, "checkpoints", str(saved)], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, f"tb-stagnation checkpoints failed:\n{proc.stdout}{proc.stderr}"
+    _import_checkpoints(saved)
 
-    writer = EventWriter(logdir / "healthy")
+    # Histograms every 10 steps, and a numbered checkpoint of the same tensors every 60.
+    healthy = logdir / "healthy"
+    writer = EventWriter(healthy)
     layers = {name: rng.normal(0, 0.1, (32, 32)) for name in ("conv1", "conv2", "dense")}
     for step in STEPS:
-        for name, w0 in layers.items():
-            writer.add_event(_histogram_event(step, f"{name}/kernel", w0 * (1 + 0.003 * step) + 1e-3 * step))
+        weights = {f"{name}/kernel": w0 * (1 + 0.003 * step) + 1e-3 * step for name, w0 in layers.items()}
+        for tag, w in weights.items():
+            writer.add_event(_histogram_event(step, tag, w))
+        if step % 60 == 0:
+            save_file({k: v.astype(np.float32) for k, v in weights.items()}, str(healthy / f"model_{step}.safetensors"))
     writer.close()
+    _import_checkpoints(healthy)
+
+    # Exact update ratios of a parameter without histograms (8 points: the Python loader keeps 10).
+    writer = EventWriter(logdir / "exact_only")
+    for step in range(10, 90, 10):
+        writer.add_event(_exact_event(step, "fc/kernel", 1e-3 * (1 + 0.1 * np.sin(step))))
+    writer.close()
+
+
+def _import_checkpoints(directory: Path) -> None:
+    """``tb-stagnation checkpoints DIRECTORY``, as a user runs it."""
+    script = Path(sys.executable).with_name("tb-stagnation")
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "tb_stagnation.cli"]
+    proc = subprocess.run([*command, "checkpoints", str(directory)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, f"tb-stagnation checkpoints failed:\n{proc.stdout}{proc.stderr}"
 
 
 @pytest.fixture(scope="module")
@@ -583,7 +605,7 @@ def test_findings_first(checkpoint_tb_url, browser):
 
 
 def test_checkpoint_only_run(checkpoint_tb_url, browser):
-    """A parameter with checkpoint data only: its update ratio and update cosine, no histogram charts."""
+    """Checkpoint data only: update ratio and update cosine charts, no histogram charts; mixed and exact-only rows too."""
     ARTIFACTS.mkdir(exist_ok=True)
     context = browser.new_context(viewport={"width": 1280, "height": 800}, device_scale_factor=1)
     page = context.new_page()
@@ -611,11 +633,20 @@ def test_checkpoint_only_run(checkpoint_tb_url, browser):
         page.wait_for_timeout(300)
         page.screenshot(path=str(ARTIFACTS / "stagnation-checkpoints.png"), full_page=False)
 
-        # A histogram run beside it keeps its histogram charts.
+        # A parameter with histograms and checkpoints: the checkpoint charts beside the histogram ones.
         frame.locator("tr[data-run='healthy'][data-tag='conv1/kernel']").click()
         frame.wait_for_selector("[data-chart='distribution'] .uplot canvas", timeout=60_000)
         shown = frame.eval_on_selector_all(".stg-charts [data-chart]", "els => els.map(e => e.dataset.chart)")
-        assert shown == ["distribution", "rate"], shown
+        assert shown == ["distribution", "rate", "checkpoint-ratio", "checkpoint-cosine"], shown
+        assert frame.locator(".stg-detail-head a[target=_top]").count() == 1
+        assert "real steps are unknown" not in frame.locator("[data-chart='checkpoint-ratio']").inner_text()
+
+        # Exact ratios only: the ratio chart alone.
+        frame.locator("tr[data-run='exact_only'][data-tag='fc/kernel']").click()
+        frame.locator("[data-chart='rate']", has_text="Exact update ratio per step").wait_for(timeout=60_000)
+        frame.wait_for_selector("[data-chart='rate'] .uplot canvas", timeout=60_000)
+        shown = frame.eval_on_selector_all(".stg-charts [data-chart]", "els => els.map(e => e.dataset.chart)")
+        assert shown == ["rate"], shown
         assert console.errors == [], "\n".join(console.errors)
     finally:
         context.close()

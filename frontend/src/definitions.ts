@@ -1,7 +1,6 @@
 // The ranking's vocabulary: statuses, roles, sources and finding kinds with what they mean.
-// The server sends it as `definitions`, the same table the CLI prints from, so the tab never
-// keeps its own copy of a meaning; FALLBACK stands in, field by field, only where the
-// answer lacks one.
+// The server sends it as `definitions`, the same table the CLI prints from, so the tab keeps
+// no copy of a meaning; FALLBACK stands in, field by field, only where an answer lacks one.
 
 export interface Term {
   name: string;
@@ -19,34 +18,19 @@ export interface Definitions {
   default_ratio: number;
 }
 
+/** Names only: what a term means has one source, the server. */
 export const FALLBACK: Definitions = {
-  statuses: [
-    { name: "frozen", meaning: "every kept histogram is identical (or every logged update ratio is 0)" },
-    { name: "stagnant", meaning: "moving far slower than the run's typical trainable parameter (below ratio x its median score)" },
-    { name: "moving", meaning: "none of the others" },
-    { name: "nonfinite", meaning: "a kept histogram (or logged RMS) holds NaN or Inf" },
-    { name: "unresolved", meaning: "below the stagnant threshold, but the buckets cannot resolve that little movement" },
-    { name: "insufficient", meaning: "fewer than two usable samples" },
-  ],
-  roles: [
-    { name: "weight", meaning: "a layer's weight or kernel" },
-    { name: "bias", meaning: "a layer's bias" },
-    { name: "norm_scale", meaning: "a normalisation layer's scale (gamma)" },
-    { name: "norm_offset", meaning: "a normalisation layer's offset (beta)" },
-    { name: "moving_stat", meaning: "a normalisation layer's moving mean or variance" },
-    { name: "gradient", meaning: "a gradient: changes with the data, never called stagnant" },
-    { name: "activation", meaning: "an activation: changes with the data, never called stagnant" },
-    { name: "other", meaning: "a tag whose role the name does not tell" },
-  ],
-  sources: [
-    { name: "histogram", meaning: "drift between kept histograms: a lower bound on movement" },
-    { name: "exact", meaning: "the logged update ratio ||ΔW||/||W|| per step" },
-    { name: "checkpoint", meaning: "the update ratio measured between saved checkpoints" },
-  ],
+  statuses: terms("frozen", "stagnant", "moving", "nonfinite", "unresolved", "insufficient"),
+  roles: terms("weight", "bias", "norm_scale", "norm_offset", "moving_stat", "gradient", "activation", "other"),
+  sources: terms("exact", "checkpoint", "histogram"),
   finding_kinds: [],
   parameter_roles: ["weight", "bias", "norm_scale", "norm_offset", "moving_stat"],
   default_ratio: 0.01,
 };
+
+function terms(...names: string[]): Term[] {
+  return names.map((name) => ({ name, meaning: "" }));
+}
 
 /** What `name` means in `terms`, or "" for a name the vocabulary does not know. */
 export function meaning(terms: readonly Term[], name: string): string {

@@ -92,12 +92,14 @@ test("scoreScale: log positions between the smallest and largest positive score"
 });
 
 test("roleOptions: parameters first, then all, then each role present with its count and meaning", () => {
-  const r = ranking([{ role: "weight" }, { role: "gradient" }, { role: "gradient" }, { role: "mystery", run: "b" }]);
+  const definitions = { ...FALLBACK, roles: FALLBACK.roles.map((t) => ({ ...t, meaning: `means ${t.name}` })) };
+  const r = ranking([{ role: "weight" }, { role: "gradient" }, { role: "gradient" }, { role: "mystery", run: "b" }], { definitions });
   const options = roleOptions(r, [], "params");
   assert.deepEqual(options.map((o) => [o.value, o.label]), [
     ["params", "parameters (1)"], ["all", "all (4)"], ["weight", "weight (1)"], ["gradient", "gradient (2)"], ["mystery", "mystery (1)"],
   ]);
-  assert.match(options[3].title, /gradient/);
+  assert.equal(options[3].title, "means gradient");
+  assert.equal(options[4].title, "");
   assert.deepEqual(roleOptions(r, ["b"], "bias").map((o) => o.value), ["params", "all", "weight", "bias", "gradient"]);
 });
 

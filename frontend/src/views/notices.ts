@@ -57,5 +57,7 @@ function empty(hostRuns: readonly string[] | null): HTMLElement {
     h("p", null, "PyTorch:"),
     h("pre", null, "from torch.utils.tensorboard import SummaryWriter\nwriter = SummaryWriter(log_dir)\nfor name, p in model.named_parameters():\n    writer.add_histogram(name, p, step)"),
     h("p", null, "Log every few hundred steps over the whole run; the tab updates when TensorBoard reloads."),
+    h("p", null, "Saved checkpoints instead? This measures their movement into the run's logs:"),
+    h("pre", null, "tb-stagnation checkpoints SRC"),
   );
 }

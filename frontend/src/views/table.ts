@@ -120,7 +120,7 @@ function head(p: TableProps): HTMLElement {
           { class: c.num ? "num" : null, scope: "col", title: c.title ?? null, "aria-sort": sorted ? (p.desc ? "descending" : "ascending") : null },
           c.key === null
             ? h("span", { class: "stg-th" }, c.label)
-            : h("button", { type: "button", onclick: () => p.on.sort(c.key!) }, c.label),
+            : h("button", { type: "button", "data-focus-key": `sort:${c.key}`, onclick: () => p.on.sort(c.key!) }, c.label),
         );
       }),
     ),

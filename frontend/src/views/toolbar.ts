@@ -64,6 +64,7 @@ function runChips(p: ToolbarProps): HTMLElement {
         type: "button",
         "aria-pressed": String(on),
         title: run,
+        "data-focus-key": JSON.stringify(["run", run]),
         onclick: () => p.on.setHidden(on ? [...p.hidden, run] : p.hidden.filter((x) => x !== run)),
       },
       h("span", { class: "stg-swatch", style: `background:${runColour(run, p.runs)}` }),
@@ -74,7 +75,7 @@ function runChips(p: ToolbarProps): HTMLElement {
     "div",
     { class: "stg-chips", role: "group", "aria-label": "Runs" },
     chips,
-    p.hidden.length ? h("button", { class: "stg-btn", type: "button", onclick: () => p.on.setHidden([]) }, "show all") : null,
+    p.hidden.length ? h("button", { class: "stg-btn", type: "button", "data-focus-key": "all-runs", onclick: () => p.on.setHidden([]) }, "show all") : null,
   );
 }
 
@@ -107,7 +108,7 @@ function tagInput(p: ToolbarProps): HTMLInputElement {
 function roleSelect(p: ToolbarProps): HTMLSelectElement {
   const select = h(
     "select",
-    { "aria-label": "Filter by role" },
+    { "aria-label": "Filter by role", "data-focus-key": "role" },
     p.roles.map((o) => h("option", { value: o.value, title: o.title, selected: o.value === p.role }, o.label)),
   );
   select.addEventListener("change", () => p.on.setRole(select.value));
@@ -127,6 +128,7 @@ function statusChips(p: ToolbarProps): HTMLElement {
           type: "button",
           "aria-pressed": String(!p.status.length || on),
           title: explain(p.statuses, name) + (on ? " (click to show all statuses)" : " (click to show only this status)"),
+          "data-focus-key": JSON.stringify(["status", name]),
           onclick: () => p.on.setStatus(on ? p.status.filter((x) => x !== name) : [...p.status, name]),
         },
         h("span", { class: "stg-swatch", style: `background:${statusSwatch(name).colour}` }),
