@@ -258,7 +258,7 @@ function str(v: unknown, dflt = ""): string {
 }
 
 /** A JSON number as TensorBoard's Respond sends it: non-finite values arrive as strings. */
-export function num(v: unknown): number | null {
+function num(v: unknown): number | null {
   if (typeof v === "number") return v;
   if (typeof v === "string") {
     if (v === "NaN") return NaN;

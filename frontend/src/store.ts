@@ -7,7 +7,7 @@ import { ALL_ROLES, PARAMETERS, type Selection, type SortKey, type ViewState } f
 /** The part of the view state that decides which rows show. */
 export type Filters = Pick<ViewState, "tag" | "role" | "status" | "hidden">;
 
-export const rowKey = (run: string, tag: string): string => `${run}\u0000${tag}`;
+const rowKey = (run: string, tag: string): string => `${run}\u0000${tag}`;
 
 export function tagFilter(tag: string): { re: RegExp | null; error: string | null } {
   if (!tag) return { re: null, error: null };
@@ -18,13 +18,13 @@ export function tagFilter(tag: string): { re: RegExp | null; error: string | nul
   }
 }
 
-export function roleMatches(role: string, filter: string, parameterRoles: readonly string[]): boolean {
+function roleMatches(role: string, filter: string, parameterRoles: readonly string[]): boolean {
   if (filter === ALL_ROLES) return true;
   if (filter === PARAMETERS) return parameterRoles.includes(role);
   return role === filter;
 }
 
-export function visibleRuns(runs: readonly string[], hidden: readonly string[]): string[] {
+function visibleRuns(runs: readonly string[], hidden: readonly string[]): string[] {
   return runs.filter((r) => !hidden.includes(r));
 }
 
@@ -156,7 +156,7 @@ export function findingsByRun(ranking: Ranking, hidden: readonly string[]): RunF
 }
 
 /** A finding's row: its first tag that is a row of its run, else its first layer's main tag. */
-export function findingTarget(ranking: Ranking, f: Finding): Row | null {
+function findingTarget(ranking: Ranking, f: Finding): Row | null {
   for (const tag of f.tags) {
     const row = selectedRow(ranking, [f.run, tag]);
     if (row) return row;
