@@ -4,6 +4,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 LOGDIR ?= logs/demo
 PORT ?= 6006
+# localhost only unless asked: `make demo HOST=0.0.0.0` serves every interface.
+HOST ?= localhost
 DEMO_ARGS ?=
 
 .PHONY: demo test chromium frontend bench clean
@@ -17,8 +19,8 @@ $(VENV)/.installed: setup.py requirements-dev.txt
 # Train the demo runs, then serve them with the plugin loaded.
 demo: $(VENV)/.installed
 	$(PY) demo/train.py --logdir $(LOGDIR) $(DEMO_ARGS)
-	@echo "Open http://localhost:$(PORT)/#stagnation"
-	$(VENV)/bin/tensorboard --logdir $(LOGDIR) --port $(PORT) --bind_all --samples_per_plugin stagnation=1000
+	@echo "Open http://$(HOST):$(PORT)/#stagnation"
+	$(VENV)/bin/tensorboard --logdir $(LOGDIR) --host $(HOST) --port $(PORT) --samples_per_plugin stagnation=1000
 
 # Debian's Chromium for the browser tests (Playwright is pointed at /usr/bin/chromium).
 chromium:

@@ -61,6 +61,12 @@ arguments, seed 0; "per step" scores are the ranking's medians):
     parameter is ``moving``: kernels 1.6-5e-4 per step, biases 0.5-1.7e-3,
     the slowest still 30x above the stagnant threshold.
 
+The ``frozen_layer`` run (``--checkpoint-run``) also keeps TF2 checkpoints
+(``tf.train.CheckpointManager`` with a tracked step) in ``<run>/checkpoints``
+every ``--checkpoint-every`` steps, and the script imports them with
+``tb-stagnation checkpoints`` at the end, so the tab shows that run's
+histogram, exact and checkpoint movement side by side.
+
 Usage: ``python demo/train.py --logdir logs/demo`` then
 ``tensorboard --logdir logs/demo``. A run's directory is emptied before it is
 written, so rerunning never mixes two trainings in one run. Given the seed, the
@@ -336,14 +342,32 @@ def train_run(
     progress = keras.utils.Progbar(
         args.steps, verbose=1 if sys.stdout.isatty() else 2, stateful_metrics=["loss", "accuracy"]
     )
+    save = _checkpointer(model, run_dir) if spec.name == args.checkpoint_run else None
     with writer.as_default():
         for step, batch in enumerate(batches):
+            if save is not None and step % args.checkpoint_every == 0:
+                save(step)  # W_t, as the histograms and exact ratios at step t
             loss, accuracy = trainer.train_step(step, images[batch], labels[batch])
             if (step + 1) % args.log_every == 0 or step + 1 == args.steps:
                 progress.update(
                     step + 1, [("loss", float(loss)), ("accuracy", float(accuracy))]
                 )
+    if save is not None:
+        save(args.steps)
     writer.close()
+
+
+def _checkpointer(model: keras.Model, run_dir: str):
+    """``save(step)``: a TF2 checkpoint of the model whose tracked ``step`` says when it was taken."""
+    step_variable = tf.Variable(0, dtype=tf.int64, name="step")
+    checkpoint = tf.train.Checkpoint(step=step_variable, model=model)
+    manager = tf.train.CheckpointManager(checkpoint, os.path.join(run_dir, "checkpoints"), max_to_keep=None)
+
+    def save(step: int) -> None:
+        step_variable.assign(step)
+        manager.save()
+
+    return save
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -362,8 +386,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--runs", nargs="+", choices=list(RUNS), default=list(RUNS), help="subset of runs"
     )
     parser.add_argument("--seed", type=int, default=0, help="data, init and batch order")
+    parser.add_argument(
+        "--checkpoint-run", default="frozen_layer", choices=[*RUNS, "none"],
+        help="the run that keeps checkpoints and imports them (default %(default)s)",
+    )
+    parser.add_argument(
+        "--checkpoint-every", type=int, default=100, help="checkpoint period of that run (steps)"
+    )
     args = parser.parse_args(argv)
-    for name in ("steps", "log_every", "exact_every"):
+    for name in ("steps", "log_every", "exact_every", "checkpoint_every"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     return args
@@ -376,6 +407,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     for name in args.runs:
         train_run(RUNS[name], images, labels, args)
+    if args.checkpoint_run in args.runs:
+        from tb_stagnation.checkpoints import command
+
+        if command.main([os.path.join(args.logdir, args.checkpoint_run), "--quiet"]) != 0:
+            return 1
     print(
         f"{len(args.runs)} runs in {time.perf_counter() - started:.0f} s -> {args.logdir}",
         flush=True,

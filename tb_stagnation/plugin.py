@@ -270,7 +270,7 @@ class StagnationPlugin(base_plugin.TBPlugin):
             raise RequestError(404, f"unknown tag {tag!r} in run {run!r}")
         thresholds = result.thresholds[run]
         body = {
-            **_record(row),
+            **findings.record(row),
             "thresholds": {src: _number(t) for src, t in thresholds.items()},
         }
         matched = result.exact.get((run, tag), {})
@@ -283,14 +283,6 @@ class StagnationPlugin(base_plugin.TBPlugin):
             series = self._reader.series(data.ctx, data.experiment, run, tag, meta)
         body.update(series_json(series, thresholds[ranking.HISTOGRAM]))
         return body
-
-
-def _record(obj) -> dict:
-    """A ranking row or layer as JSON: NaN (nothing measured) becomes null."""
-    out = {k: _number(v) for k, v in vars(obj).items()}
-    if "sparkline" in out:  # a 48-point chart: four significant digits halve the payload
-        out["sparkline"] = [_number(float(f"{v:.4g}")) for v in out["sparkline"]]
-    return out
 
 
 def series_json(series: drift.Series, threshold: float) -> dict:

@@ -16,6 +16,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -127,3 +128,14 @@ def test_batchnorm_parameters_move_at_their_own_pace(rows: dict[str, dict[str, d
 def test_healthy_has_no_stuck_parameter(rows: dict[str, dict[str, dict]]) -> None:
     statuses = {t: r["status"] for t, r in rows["healthy"].items() if r["role"] in PARAMETER_ROLES}
     assert statuses and set(statuses.values()) == {"moving"}, statuses
+
+
+def test_frozen_layer_keeps_checkpoints_whose_exact_movement_agrees(logdir: Path) -> None:
+    """The demo imports frozen_layer's TF2 checkpoints: its parameters get checkpoint series too."""
+    from tb_stagnation import eventfile
+
+    series = eventfile.read_logdir(str(logdir)).exact()["frozen_layer"]["checkpoint"]
+    assert series["conv3/kernel"].frozen and series["conv3/bias"].frozen
+    assert series["conv3/kernel"].steps.tolist() == [0, 100, 180]  # every 100 steps and the last
+    moving = [s for p, s in series.items() if p.endswith("/kernel") and not p.startswith("conv3")]
+    assert moving and all(np.nanmedian(s.update_ratio) > 1e-5 for s in moving)

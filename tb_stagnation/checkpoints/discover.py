@@ -9,7 +9,8 @@ checkpoints on the training axis from what each format records (see
 :data:`AXIS_SOURCES`), reading no tensor.
 
 The run directory a series belongs to is the nearest one, from the
-checkpoints' directory up to the directory searched, that holds the
+checkpoints' directory up to the directory searched (or its parent, when
+the search starts in a run's checkpoint folder), that holds the
 training's own event files (HF ``runs/<time_host>``, Lightning
 ``version_N``, the TF model directory, Keras' ``logs/train``); where one
 level holds several runs and none is the training split, the choice is the
@@ -182,8 +183,21 @@ def _run_directory(directory: str, src: str, event_dirs: set[str]) -> tuple[str 
             train = [d for d in below if os.path.basename(d) == "train"]
             return (train[0], []) if len(train) == 1 else (None, below)
         if level == src or os.path.dirname(level) == level or not level.startswith(src):
-            return src, []
+            return _just_above(src), []
         level = os.path.dirname(level)
+
+
+def _just_above(src: str) -> str:
+    """SRC, or its parent when SRC is a run's checkpoint folder (the parent holds the run's events).
+
+    ``tb-stagnation checkpoints lightning_logs/version_0/checkpoints`` means version_0's run.
+    """
+    parent = os.path.dirname(os.path.abspath(src))
+    try:
+        beside = any("tfevents" in f for f in os.listdir(parent))
+    except OSError:
+        beside = False
+    return os.path.normpath(os.path.join(src, os.pardir)) if beside and not any("tfevents" in f for f in os.listdir(src)) else src
 
 
 def place(series: Series) -> Placement:
