@@ -19,7 +19,10 @@ The first snapshot only stores the values; the first point of every series
 comes at the second snapshot, so all quantities of a parameter share their
 steps. Norms are computed in float64 from the parameter's own dtype. Cost: one
 host copy of the logged parameters (made one tensor at a time, every ``every``
-steps); between snapshots nothing touches the weights.
+steps); between snapshots nothing touches the weights. How a snapshot is
+copied and measured is an :class:`ArrayOps`: numpy on the host by default;
+:mod:`tb_stagnation.integrations` keeps PyTorch snapshots on the parameters'
+own device with :class:`TorchArrayOps`.
 
 Front doors, all thin wrappers around :class:`UpdateRatioCore`:
 
@@ -51,7 +54,7 @@ import functools
 import os
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 from tensorboard.compat.proto import summary_pb2
@@ -59,9 +62,12 @@ from tensorboard.compat.proto import summary_pb2
 from tb_stagnation import metadata
 
 __all__ = [
+    "ArrayOps",
     "ExactScalar",
     "KerasUpdateRatioCallback",
+    "NUMPY_OPS",
     "TF2UpdateRatioTracker",
+    "TorchArrayOps",
     "TorchUpdateRatioTracker",
     "UpdateRatioCore",
 ]
@@ -75,8 +81,30 @@ class ExactScalar(NamedTuple):
     value: float
 
 
-# (name, current value, gradient or None) of one parameter at a snapshot.
+# (name, current value, gradient or None) of one parameter at a snapshot. The gradient may
+# also be its norm, a float, for front doors whose framework clears gradients before the
+# snapshot step ends (they measure it just before the optimizer step).
 ParamState = tuple[str, Any, Any]
+
+
+class ArrayOps(Protocol):
+    """How :class:`UpdateRatioCore` copies and measures one kind of array.
+
+    Norms are float64 whatever the array's dtype, so float32 rounding does
+    not blur small updates.
+    """
+
+    def copy(self, value: Any) -> Any:
+        """A copy of ``value`` that later in-place updates of ``value`` leave alone."""
+
+    def norm(self, values: Any) -> float:
+        """``||values||``, computed in float64."""
+
+    def distance(self, current: Any, before: Any) -> float:
+        """``||current - before||``, the difference taken in float64."""
+
+    def size(self, values: Any) -> int:
+        """Number of elements."""
 
 
 def _norm(values: Any) -> float:
@@ -89,17 +117,37 @@ def _norm(values: Any) -> float:
     return float(np.sqrt(np.sum(np.square(values, dtype=np.float64))))
 
 
-def update_ratio(before: np.ndarray, current: np.ndarray, steps: int) -> float:
+class _NumpyOps:
+    """Host snapshots as numpy arrays (any array-like is copied into one)."""
+
+    def copy(self, value: Any) -> np.ndarray:
+        return np.array(value, copy=True)
+
+    def norm(self, values: Any) -> float:
+        return _norm(values)
+
+    def distance(self, current: Any, before: Any) -> float:
+        return _norm(np.subtract(current, before, dtype=np.float64))
+
+    def size(self, values: Any) -> int:
+        return int(np.size(values))
+
+
+NUMPY_OPS: ArrayOps = _NumpyOps()
+
+
+def update_ratio(before: Any, current: Any, steps: int, ops: ArrayOps = NUMPY_OPS) -> float:
     """``||current - before|| / ||before|| / steps`` (see the module docstring for 0 norms)."""
-    base = _norm(before) or _norm(current)
+    base = ops.norm(before) or ops.norm(current)
     if base == 0.0:
         return 0.0
-    return _norm(np.subtract(current, before, dtype=np.float64)) / base / steps
+    return ops.distance(current, before) / base / steps
 
 
-def rms(values: np.ndarray) -> float:
+def rms(values: Any, ops: ArrayOps = NUMPY_OPS) -> float:
     """Root mean square of ``values``; 0 for an empty tensor."""
-    return _norm(values) / np.sqrt(values.size) if values.size else 0.0
+    size = ops.size(values)
+    return ops.norm(values) / np.sqrt(size) if size else 0.0
 
 
 class UpdateRatioCore:
@@ -109,14 +157,17 @@ class UpdateRatioCore:
     snapshot into :class:`ExactScalar` values. It never reads parameters
     itself: a front door asks :meth:`due` (integers only, so non-snapshot
     steps cost nothing) and only then hands the values to :meth:`snapshot`.
+    ``ops`` says how the snapshot is copied and measured (host numpy arrays
+    by default).
     """
 
-    def __init__(self, every: int) -> None:
+    def __init__(self, every: int, ops: ArrayOps = NUMPY_OPS) -> None:
         if every < 1:
             raise ValueError(f"every must be >= 1, got {every}")
         self.every = every
+        self._ops = ops
         self._step: int | None = None
-        self._values: dict[str, np.ndarray] = {}
+        self._values: dict[str, Any] = {}
 
     def due(self, step: int) -> bool:
         """Whether ``step`` takes a snapshot.
@@ -140,16 +191,18 @@ class UpdateRatioCore:
         steps = None if last is None or step <= last else step - last
         previous, self._values = self._values, {}
         scalars: list[ExactScalar] = []
+        ops = self._ops
         for name, value, gradient in params:
-            current = np.array(value, copy=True)
+            current = ops.copy(value)
             before = previous.pop(name, None)
             self._values[name] = current
             if steps is None or before is None or before.shape != current.shape:
                 continue
-            scalars.append(ExactScalar(name, metadata.UPDATE_RATIO, update_ratio(before, current, steps)))
-            scalars.append(ExactScalar(name, metadata.PARAM_RMS, rms(current)))
+            scalars.append(ExactScalar(name, metadata.UPDATE_RATIO, update_ratio(before, current, steps, ops)))
+            scalars.append(ExactScalar(name, metadata.PARAM_RMS, rms(current, ops)))
             if gradient is not None:
-                scalars.append(ExactScalar(name, metadata.GRAD_NORM, _norm(gradient)))
+                grad_norm = gradient if isinstance(gradient, float) else ops.norm(gradient)
+                scalars.append(ExactScalar(name, metadata.GRAD_NORM, grad_norm))
         return scalars
 
 
@@ -332,16 +385,70 @@ class TorchUpdateRatioTracker:
         global_step = int(global_step)
         if not self._core.due(global_step):
             return False
-        scalars = self._core.snapshot(global_step, self._states(log_gradients))
-        if scalars:
-            file_writer = self._writer._get_file_writer()  # both writers' only way to add a raw Summary
-            file_writer.add_summary(_for_writer(self._writer, _summary_proto(scalars)), global_step)
+        _write_torch(self._writer, global_step, self._core.snapshot(global_step, self._states(log_gradients)))
         return True
 
     def _states(self, log_gradients: bool) -> Iterator[ParamState]:
         for name, param in zip(self._names, self._params):
             grad = param.grad if log_gradients else None
             yield name, _torch_numpy(param), None if grad is None else _torch_numpy(grad)
+
+
+def _write_torch(writer: Any, step: int, scalars: Sequence[ExactScalar]) -> None:
+    """Write ``scalars`` through a ``torch.utils.tensorboard`` or ``tensorboardX`` ``SummaryWriter``."""
+    if scalars:
+        file_writer = writer._get_file_writer()  # both writers' only way to add a raw Summary
+        file_writer.add_summary(_for_writer(writer, _summary_proto(scalars)), step)
+
+
+class TorchArrayOps:
+    """PyTorch snapshots kept as tensors, on one device or each on its parameter's own.
+
+    ``device=None`` clones each tensor where it lives (on a GPU the snapshot
+    never crosses to the host); ``"cpu"`` copies it to host memory. Norms are
+    reduced in float64 on the tensor's device, in chunks of
+    :attr:`NORM_CHUNK` elements, so measuring a large embedding needs a
+    bounded float64 buffer, not a float64 copy of the whole tensor. Apple's
+    MPS has no float64: its chunks are reduced on the host.
+    """
+
+    NORM_CHUNK = 1 << 22  # elements: a 32 MB float64 buffer at most
+
+    def __init__(self, device: Any = None) -> None:
+        import torch
+
+        self.device = None if device is None else torch.device(device)
+
+    def copy(self, value: Any) -> Any:
+        import torch
+
+        tensor = value.detach()
+        device = tensor.device if self.device is None else self.device
+        return tensor.to(device, copy=True, memory_format=torch.contiguous_format)
+
+    def norm(self, values: Any) -> float:
+        return self._sum_of_squares(values, None) ** 0.5
+
+    def distance(self, current: Any, before: Any) -> float:
+        return self._sum_of_squares(current, before) ** 0.5
+
+    def size(self, values: Any) -> int:
+        return values.numel()
+
+    def _sum_of_squares(self, values: Any, minus: Any) -> float:
+        """``sum((values - minus) ** 2)`` in float64 (``minus`` on the same device, or ``None``)."""
+        import torch
+
+        flat = values.detach().reshape(-1)
+        other = None if minus is None else minus.detach().reshape(-1)
+        device = torch.device("cpu") if flat.device.type == "mps" else flat.device
+        total = torch.zeros((), dtype=torch.float64, device=device)
+        for start in range(0, flat.numel(), self.NORM_CHUNK):
+            chunk = flat[start : start + self.NORM_CHUNK].to(device, torch.float64)  # may be a view
+            if other is not None:
+                chunk = chunk - other[start : start + self.NORM_CHUNK].to(device)
+            total += torch.dot(chunk, chunk)
+        return float(total)  # the one device sync per norm
 
 
 def _torch_numpy(tensor: Any) -> np.ndarray:
