@@ -25,7 +25,7 @@ setup(
         "tensorflow": ["tensorflow-cpu>=2.16", "tqdm>=4.60"],
         "h5py": ["h5py>=3.8", "tqdm>=4.60"],
         "lightning": ["lightning>=2.1", "tqdm>=4.60"],
-        "transformers": ["transformers>=4.40", "accelerate>=0.26", "safetensors>=0.4", "tqdm>=4.60"],
+        "transformers": ["transformers>=4.42", "accelerate>=0.26", "safetensors>=0.4", "tqdm>=4.60"],
         # The demo and the framework writer helpers.
         "demo": ["tensorflow-cpu>=2.16", "tqdm>=4.60"],
         "test": [
@@ -35,7 +35,7 @@ setup(
             "safetensors>=0.4",
             "h5py>=3.8",
             "lightning>=2.1",
-            "transformers>=4.40",
+            "transformers>=4.42",
             "accelerate>=0.26",
             "tqdm>=4.60",
             "psutil>=5.9",

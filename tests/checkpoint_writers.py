@@ -339,9 +339,29 @@ def keras_fit(root: str) -> None:
     )
 
 
+def keras_archive(root: str) -> None:
+    """Plain ``model.fit`` saving whole ``.keras`` archives (a zip holding ``model.weights.h5``).
+
+    A whole model must be serialisable, so this one has no second optimizer: its
+    story is the frozen layer among moving ones.
+    """
+    import keras
+
+    model = _keras_model()
+    model.compile(optimizer=keras.optimizers.Adam(LR), loss="mse")
+    x, y = data()
+    model.fit(
+        x[: EVERY * BATCH], y[: EVERY * BATCH], batch_size=BATCH, epochs=3, verbose=0, shuffle=False,
+        callbacks=[
+            keras.callbacks.ModelCheckpoint(os.path.join(root, "ckpt", "model.{epoch:02d}.keras")),
+            keras.callbacks.TensorBoard(os.path.join(root, "logs")),
+        ],
+    )
+
+
 FRAMEWORKS = {
     "lightning": lightning, "hf": hf, "hf_sharded": hf_sharded, "torch": torch_plain,
-    "tf2": tf2, "tf2_counter": tf2_counter, "tf1": tf1, "keras": keras_fit,
+    "tf2": tf2, "tf2_counter": tf2_counter, "tf1": tf1, "keras": keras_fit, "keras_archive": keras_archive,
 }
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from conftest import HERE, QUIET_ENV
 from tb_stagnation import cli, eventfile, metadata, ranking
 from tb_stagnation.checkpoints import store
 
-WRITERS = ("lightning", "hf", "hf_sharded", "torch", "tf2", "tf2_counter", "tf1", "keras")
+WRITERS = ("lightning", "hf", "hf_sharded", "torch", "tf2", "tf2_counter", "tf1", "keras", "keras_archive")
 # framework -> (run directory the movement goes into, steps, the names it is logged under)
 EXPECTED = {
     "lightning": ("lightning_logs/version_0", [10, 20, 30], "{layer}.{var}"),
@@ -202,6 +202,18 @@ def test_names_meet_the_histograms_of_the_same_parameters(trained, tmp_path) -> 
         # Each checkpoint row is the histogram row of the same parameter: it has both figures.
         assert all(np.isfinite(r.histogram_score) or r.status == ranking.FROZEN for r in checkpoint_rows), name
         assert not [r for r in result.rows if r.source == ranking.HISTOGRAM and r.role != "gradient"], name
+
+
+def test_keras_archives_are_read_like_their_weights(trained, tmp_path) -> None:
+    """``.keras`` zips hold ``model.weights.h5``: the same names and epochs as ``.weights.h5`` files."""
+    directory = fresh(trained, "keras_archive", tmp_path)
+    assert run("checkpoints", directory)[0] == 0
+    series = imported_series(directory)["logs/train"]
+    assert set(series) == {f"net/{layer}/{var}" for layer in ("dense", "frozen", "slow", "out") for var in ("kernel", "bias")}
+    assert all(s.steps.tolist() == [0, 1, 2] and s.axis == metadata.EPOCH for s in series.values())
+    result, _ = cli.load(str(directory), ranking.DEFAULT_RATIO)
+    status = {r.tag: r.status for r in result.rows}
+    assert status["net/frozen/kernel"] == ranking.FROZEN and status["net/dense/kernel"] == ranking.MOVING
 
 
 def test_new_checkpoints_extend_the_series_as_a_full_import_would(trained, tmp_path) -> None:
