@@ -169,19 +169,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     rows = ranking.select(result.rows, runs=args.run, roles=args.role, tag_filter=tag_filter)
     all_runs = sorted(result.thresholds)
-    if args.json:
-        body = findings.ranking_json(result, rows, all_runs, only_runs=args.run)
-        sys.stdout.write(json.dumps(body, indent=1, allow_nan=False))
-        print()
-    elif args.csv:
-        writer = csv.writer(sys.stdout)
-        writer.writerow(FIELDS)
-        writer.writerows([[_json_value(getattr(r, f)) for f in FIELDS] for r in rows])
-    else:
-        shown = [run for run in all_runs if not args.run or run in args.run]
-        print(_findings_text(findings.find(result), shown))
-        print()
-        print(_table(rows))
+    try:
+        if args.json:
+            body = findings.ranking_json(result, rows, all_runs, only_runs=args.run)
+            sys.stdout.write(json.dumps(body, indent=1, allow_nan=False))
+            print()
+        elif args.csv:
+            writer = csv.writer(sys.stdout)
+            writer.writerow(FIELDS)
+            writer.writerows([[_json_value(getattr(r, f)) for f in FIELDS] for r in rows])
+        else:
+            shown = [run for run in all_runs if not args.run or run in args.run]
+            print(_findings_text(findings.find(result), shown))
+            print()
+            print(_table(rows))
+        sys.stdout.flush()
+    except BrokenPipeError:  # `tb-stagnation LOGDIR | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
     stuck = [r for r in rows if r.role in naming.PARAMETER_ROLES and r.status in ranking.STUCK_STATUSES]
     if args.fail_on_stagnant and stuck:
         print(f"tb-stagnation: {len(stuck)} parameter tag(s) frozen or stagnant", file=sys.stderr)
