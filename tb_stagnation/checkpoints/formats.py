@@ -277,6 +277,7 @@ class TorchReader(_Listed):
     def __init__(self, path: str, lightning: bool) -> None:
         super().__init__(path)
         self._lightning = lightning
+        self._unsafe: list[str] = []  # classes weights_only refused, found on the first load
 
     def _list(self) -> list[TensorInfo]:
         with self._loaded() as state:
@@ -303,7 +304,7 @@ class TorchReader(_Listed):
     def _loaded(self) -> Iterator[dict[str, Any]]:
         """The state dict, mapped from the file for the duration of the block."""
         with _reading(self._path):
-            loaded = _torch_load(self._path)
+            loaded = _torch_load(self._path, self._unsafe)
             state, step = _state_dict(loaded)
             if state is None:
                 raise UnreadableCheckpoint(f"{self._path}: holds no state dict of tensors")
@@ -326,22 +327,33 @@ def _torch_dtype(tensor: Any) -> str | None:
         return None
 
 
-def _torch_load(path: str) -> Any:
-    """``torch.load`` that never runs pickled code (see :class:`TorchReader`)."""
-    import torch
+def _torch_load(path: str, unsafe: list[str]) -> Any:
+    """``torch.load`` that never runs pickled code (see :class:`TorchReader`).
 
+    ``unsafe`` holds the classes found refused so far for this file; it is
+    filled on the first refusal (listing them reads the pickle a second
+    time, so files that need none skip it).
+    """
     import pickle
 
+    import torch
+
     mmap = zipfile.is_zipfile(path)  # the legacy format cannot be mapped
-    unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(path) if mmap else []
-    try:
-        with torch.serialization.safe_globals([(_inert(name), name) for name in unsafe]):
-            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
-    except pickle.UnpicklingError as e:  # a module torch blocks outright (os, subprocess, ...)
-        raise UnreadableCheckpoint(
-            f"{path}: it refers to {', '.join(unsafe) or 'objects'} that torch's weights-only loader "
-            f"refuses even as inert stand-ins; pickled code is never run here ({str(e).splitlines()[-3][:120]})"
-        ) from None
+    for attempt in range(2):
+        try:
+            with torch.serialization.safe_globals([(_inert(name), name) for name in unsafe]):
+                return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+        except pickle.UnpicklingError as e:
+            if attempt == 0 and mmap and not unsafe:
+                unsafe.extend(torch.serialization.get_unsafe_globals_in_checkpoint(path))
+                if unsafe:
+                    continue
+            raise UnreadableCheckpoint(  # a module torch blocks outright (os, subprocess, ...)
+                f"{path}: it refers to {', '.join(unsafe) or 'objects'} that torch's weights-only loader "
+                f"refuses even as inert stand-ins; pickled code is never run here "
+                f"({str(e).splitlines()[-3][:120] if len(str(e).splitlines()) > 2 else str(e)[:120]})"
+            ) from None
+    raise AssertionError("unreachable")
 
 
 class _Inert:
