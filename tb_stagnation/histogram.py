@@ -176,6 +176,32 @@ def mean_bucket_width(b: Batch) -> np.ndarray:
     return (_probabilities(b) * (b.right - b.left)).sum(axis=1)
 
 
+def rounding_floor(b: Batch) -> np.ndarray:
+    """W1 between each histogram and itself with its outer edges moved by one unit in the last place.
+
+    Every writer records a tensor's exact minimum and maximum as the outer
+    edges (TF1 and PyTorch's ``HistogramProto`` min/max, TF2's edges from min
+    to max), so any movement of the extremes changes W1, however small: the
+    smallest such change is one ulp of the precision the edges are stored in
+    (float32 where both are float32 numbers, as for float32 tensors and
+    TensorBoard's Python loader, else float64), and under the
+    uniform-in-bucket model it moves W1 by half the outer bucket's mass times
+    that ulp. This is the finest W1 the samples can tell from rounding; NaN
+    where a histogram is empty.
+    """
+    p = _probabilities(b)
+    rows = np.arange(len(b))
+    last = np.maximum((b.count > 0).sum(axis=1) - 1, 0)  # mass rows come first (see `clean`)
+    lo, hi = b.left[:, 0], b.right[rows, last]
+    with np.errstate(over="ignore", invalid="ignore"):
+        single = (lo.astype(np.float32).astype(np.float64) == lo) & (hi.astype(np.float32).astype(np.float64) == hi)
+        ulp_lo = np.where(single, np.spacing(np.abs(lo).astype(np.float32)).astype(np.float64), np.spacing(np.abs(lo)))
+        ulp_hi = np.where(single, np.spacing(np.abs(hi).astype(np.float32)).astype(np.float64), np.spacing(np.abs(hi)))
+    out = (p[:, 0] * ulp_lo + p[rows, last] * ulp_hi) / 2
+    out[b.total <= 0] = np.nan
+    return out
+
+
 def quantiles(b: Batch, bps: Sequence[int] = DISTRIBUTION_BPS) -> np.ndarray:
     """Values at the given basis points, shape ``(n, len(bps))``; NaN where empty.
 
