@@ -4,7 +4,11 @@ Everything goes through ``context.data_provider`` so the plugin works the
 same on the Python loader and on the Rust data server. Drift summaries are
 cached per (experiment, run, tag) under the tag's newest step and wall time,
 which ``list_tensors`` reports without reading any data: a reload that adds
-steps to one tag recomputes exactly that tag.
+steps to one tag re-reads exactly that tag. Its re-read returns the whole
+kept series (the data provider has no "since" query), so the saving is in
+the drift work: each (run, tag) keeps its analysed pairs (``drift.Kept``)
+and only pairs involving new samples, or closing a gap a dropped sample
+left, are measured again (``drift.update_all``).
 """
 
 from __future__ import annotations
@@ -21,6 +25,10 @@ from tb_stagnation import drift, exact, metadata
 # above both loaders' default reservoir sizes, so every kept sample is read.
 DEFAULT_DOWNSAMPLE = 10_000
 _SERIES_CACHE_SIZE = 32
+# (run, tag)s whose analysed pairs are kept, least recently used evicted:
+# ~20 KB each at the Python loader's 500 samples/tag (drift.Kept), so
+# ~80 MB when full; room for a few runs of a 1,000-layer model.
+SUMMARY_CACHE_SIZE = 4096
 
 _CacheKey = tuple[str, str, str]  # experiment, run, tag
 
@@ -45,11 +53,18 @@ def series_from_data(data: Iterable[provider.TensorDatum]) -> drift.Series:
 class Reader:
     """Reads and caches what the routes need from one data provider."""
 
-    def __init__(self, data_provider: provider.DataProvider, downsample: int) -> None:
+    def __init__(
+        self, data_provider: provider.DataProvider, downsample: int, cache_size: int = SUMMARY_CACHE_SIZE
+    ) -> None:
         self._provider = data_provider
         self._downsample = downsample
+        self._cache_size = cache_size
         self._lock = threading.Lock()
-        self._summaries: dict[_CacheKey, tuple[tuple, drift.Summary]] = {}
+        self._summaries: collections.OrderedDict[_CacheKey, tuple[tuple, drift.Kept, drift.Summary]] = (
+            collections.OrderedDict()
+        )
+        # Consecutive pairs measured (W1 computed) by ``summaries`` since creation, for tests and benches.
+        self.pairs_analysed = 0
         self._series: collections.OrderedDict[_CacheKey, tuple[tuple, drift.Series]] = (
             collections.OrderedDict()
         )
@@ -67,15 +82,20 @@ class Reader:
         """Drift summaries of every listed (run, tag), reading only what changed."""
         result: dict[str, dict[str, drift.Summary]] = {run: {} for run in listing}
         stale: dict[str, dict[str, tuple]] = {}
+        previous: dict[tuple[str, str], drift.Kept] = {}
         with self._lock:
             for run, tags in listing.items():
                 for tag, meta in tags.items():
-                    version = _version(meta)
-                    cached = self._summaries.get((experiment, run, tag))
+                    version, key = _version(meta), (experiment, run, tag)
+                    cached = self._summaries.get(key)
+                    if cached is not None:
+                        self._summaries.move_to_end(key)
                     if cached is not None and cached[0] == version:
-                        result[run][tag] = cached[1]
+                        result[run][tag] = cached[2]
                     else:
                         stale.setdefault(run, {})[tag] = version
+                        if cached is not None:
+                            previous[(run, tag)] = cached[1]
         if not stale:
             return result
         data = self._provider.read_tensors(
@@ -92,12 +112,16 @@ class Reader:
                 if points is not None:  # else deleted between listing and reading
                     keys.append((run, tag, version))
                     samples.append(_samples(points))
-        fresh = {}
-        for (run, tag, version), summary in zip(keys, drift.summarise_all(samples)):
-            result[run][tag] = summary
-            fresh[(experiment, run, tag)] = (version, summary)
+        kept = drift.update_all([previous.get(k[:2]) for k in keys], samples)
+        summaries = [k.summary() for k in kept]
         with self._lock:
-            self._summaries.update(fresh)
+            for (run, tag, version), k, summary in zip(keys, kept, summaries):
+                result[run][tag] = summary
+                self._summaries[(experiment, run, tag)] = (version, k, summary)
+                self._summaries.move_to_end((experiment, run, tag))
+                self.pairs_analysed += k.pairs_analysed
+            while len(self._summaries) > self._cache_size:
+                self._summaries.popitem(last=False)
         return result
 
     def series(self, ctx, experiment: str, run: str, tag: str, meta) -> drift.Series:

@@ -3,6 +3,9 @@
 - ``reading.Reader`` over a real ``MultiplexerDataProvider``, wrapped in a
   counting subclass (instrumentation: every call goes to the real provider):
   after a reload that adds steps to one tag, only that (run, tag) is re-read.
+- The same over a loader keeping 8 samples a tag, so reloads drop old ones:
+  each reload measures only the pairs it must (``Reader.pairs_analysed``),
+  and the summaries equal a from-scratch analysis of what is served.
 - A real ``tensorboard --reload_interval 1`` on a log the test keeps writing
   to: the ranking is right before and after, and matches the CLI's reading.
 - Content types of every route, and the load test (``bench/load_test.py``)
@@ -26,7 +29,8 @@ from tensorboard.backend.event_processing import plugin_event_accumulator as acc
 from tensorboard.backend.event_processing import plugin_event_multiplexer as mux
 
 from conftest import QUIET_ENV
-from tb_stagnation import reading
+from tb_stagnation import drift, reading
+from test_incremental import assert_same_summary
 
 ROOT = Path(__file__).resolve().parent.parent
 TAGS = {"conv1/kernel": 0.02, "conv1/bias": 0.01, "dense/kernel": 0.03}
@@ -96,6 +100,7 @@ def test_reload_rereads_only_the_tag_that_changed(tmp_path) -> None:
 
     first = summaries()
     assert len(provider.reads) == 1 and len(provider.reads[0]) == 6
+    assert reader.pairs_analysed == 6 * 9
     assert all(s.samples == 10 for tags in first.values() for s in tags.values())
 
     assert summaries() == first and len(provider.reads) == 1  # nothing new: nothing read
@@ -106,6 +111,7 @@ def test_reload_rereads_only_the_tag_that_changed(tmp_path) -> None:
     # One read, and the only (run, tag) whose data it uses is the changed one.
     # (RunTagFilter is a cross product of runs and tags; here it is exactly one pair.)
     assert provider.reads[1:] == [{("b", "dense/kernel")}]
+    assert reader.pairs_analysed == 6 * 9 + 2  # the two new samples' pairs, nothing else
     assert second["b"]["dense/kernel"].samples == 12 and second["b"]["dense/kernel"].last_step == 55
     for run, tags in first.items():
         for tag, summary in tags.items():
@@ -117,6 +123,39 @@ def test_reload_rereads_only_the_tag_that_changed(tmp_path) -> None:
     series = reader.series(ctx, "", "b", "dense/kernel", meta)
     assert reader.series(ctx, "", "b", "dense/kernel", meta) is series and len(provider.reads) == 3
     assert list(series.steps) == list(range(0, 60, 5))
+
+
+def test_pairs_per_reload_through_the_reservoir(tmp_path) -> None:
+    """A loader keeping 8 samples a tag drops old ones: each reload measures only new pairs and gaps.
+
+    The summaries after every reload equal a from-scratch analysis of what
+    the provider then serves.
+    """
+    logdir = tmp_path / "logs"
+    writer = LogWriter(logdir, "train")
+    multiplexer = mux.EventMultiplexer(size_guidance={**acc.DEFAULT_SIZE_GUIDANCE, acc.TENSORS: 8})
+    multiplexer.AddRunsFromDirectory(str(logdir))
+    provider = mdp.MultiplexerDataProvider(multiplexer, str(logdir))
+    reader = reading.Reader(provider, downsample=10**9)
+    ctx = context.RequestContext()
+    kept: dict[str, set] = dict.fromkeys(TAGS, set())
+    for start in range(0, 120, 20):
+        writer.write(range(start, start + 20, 2))
+        multiplexer.Reload()
+        before = reader.pairs_analysed
+        summaries = reader.summaries(ctx, "", reader.histogram_tags(ctx, ""))["train"]
+        data = provider.read_tensors(ctx, experiment_id="", plugin_name="histograms", downsample=10**9,
+                                     run_tag_filter=None)["train"]
+        expected_pairs = 0
+        for tag, points in data.items():
+            sample = reading._samples(points)
+            assert_same_summary(summaries[tag], drift.summarise_all([sample])[0])
+            ids = [(d.step, d.wall_time) for d in points]
+            pairs = set(zip(ids, ids[1:]))
+            expected_pairs += len(pairs - kept[tag])
+            kept[tag] = pairs
+        assert 0 < reader.pairs_analysed - before == expected_pairs <= 3 * 8
+        assert all(s.samples <= 8 and s.last_step == start + 18 for s in summaries.values())
 
 
 def _rows(tb, run: str) -> dict[str, dict]:
