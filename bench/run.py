@@ -120,15 +120,15 @@ def _tf1_proto(values: np.ndarray, limits: np.ndarray):
 
 
 def _frame(payloads: list[bytes]) -> bytes:
-    """TFRecord framing, checksums from the vectorised tb_stagnation.crc32c."""
+    """TFRecord framing, checksums from tb_stagnation.crc32c (google-crc32c or numpy, all records at once)."""
     from tb_stagnation import crc32c
 
     lengths = np.array([len(p) for p in payloads], dtype=np.int64)
     body = b"".join(payloads)
     offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]])
     len_bytes = lengths.astype("<u8").tobytes()
-    len_crc = crc32c.masked(crc32c.crc32c(np.frombuffer(len_bytes, np.uint8), np.arange(len(lengths)) * 8, np.full(len(lengths), 8)))
-    data_crc = crc32c.masked(crc32c.crc32c(np.frombuffer(body, np.uint8), offsets, lengths))
+    len_crc = crc32c.masked_crc32c(len_bytes, np.arange(len(lengths)) * 8, np.full(len(lengths), 8))
+    data_crc = crc32c.masked_crc32c(body, offsets, lengths)
     out = []
     lc, dc = len_crc.astype("<u4").tolist(), data_crc.astype("<u4").tolist()
     pack = struct.pack
