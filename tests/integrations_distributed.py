@@ -80,6 +80,12 @@ def hf_ddp(logdir: str) -> None:
     )
     trainer.train()
     assert trainer.args.world_size == 2, trainer.args.world_size
+    import torch.distributed as dist
+
+    # A gloo group left for interpreter exit to tear down can abort a rank ("terminate called
+    # without an active exception") after a successful run, as the Trainer does not destroy it.
+    dist.barrier()
+    dist.destroy_process_group()
 
 
 if __name__ == "__main__":
