@@ -12,6 +12,7 @@ metadata, never by guessing from tag names.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 
 from tensorboard.compat.proto import summary_pb2
@@ -116,9 +117,15 @@ def scalar_value(
     """One exact-movement value as every writer stores it: a rank-0 float32 tensor with our metadata."""
     return summary_pb2.Summary.Value(
         tag=tag_for(param, quantity, source),
-        metadata=create_summary_metadata(param, quantity, source, axis),
+        metadata=_cached_metadata(param, quantity, source, axis),
         tensor=_float32_scalar(value),
     )
+
+
+@functools.lru_cache(maxsize=4096)
+def _cached_metadata(param: str, quantity: str, source: str, axis: str) -> summary_pb2.SummaryMetadata:
+    """The same few protos are written at every snapshot (each Value copies it)."""
+    return create_summary_metadata(param, quantity, source, axis)
 
 
 def _float32_scalar(value: float):

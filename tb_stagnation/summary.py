@@ -215,29 +215,13 @@ def _unique_names(names: Sequence[str]) -> list[str]:
 
 
 def _summary_proto(scalars: Iterable[ExactScalar]) -> summary_pb2.Summary:
-    """A ``Summary`` holding ``scalars`` as rank-0 float32 tensors with our metadata.
+    """A ``Summary`` holding ``scalars`` in the one storage format of every writer.
 
-    The one storage format of all front doors: TF2 writes it with
-    ``write_raw_pb``, PyTorch through the ``SummaryWriter``'s file writer.
+    TF2 writes it with ``write_raw_pb``, PyTorch through the ``SummaryWriter``'s
+    file writer; :func:`tb_stagnation.metadata.scalar_value` builds each value,
+    as it does for imported checkpoints.
     """
-    from tensorboard.util import tensor_util
-
-    return summary_pb2.Summary(
-        value=[
-            summary_pb2.Summary.Value(
-                tag=metadata.tag_for(s.param, s.quantity),
-                metadata=_metadata(s.param, s.quantity),
-                tensor=tensor_util.make_tensor_proto(np.float32(s.value)),
-            )
-            for s in scalars
-        ]
-    )
-
-
-@functools.lru_cache(maxsize=4096)
-def _metadata(param: str, quantity: str) -> summary_pb2.SummaryMetadata:
-    """Cached: the same few protos are written at every snapshot (copied into each Value)."""
-    return metadata.create_summary_metadata(param, quantity)
+    return summary_pb2.Summary(value=[metadata.scalar_value(s.param, s.quantity, s.value) for s in scalars])
 
 
 # --------------------------------------------------------------------------- TF2
