@@ -27,6 +27,9 @@ FIELDS = (
     "last_step", "source", "axis", "histogram_score", "exact_score", "floor", "threshold",
 )
 EXIT_STUCK, EXIT_USAGE = 1, 2
+# Histograms the CLI holds before summarising the runs read so far and dropping them:
+# memory follows the largest run (and the file being read), not the log directory.
+HELD_HISTOGRAM_BYTES = 256 << 20
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -73,7 +76,9 @@ def load(logdir: str, ratio: float) -> tuple[ranking.Ranking, list[str]]:
         return load_through_tensorboard(logdir, ratio), []
     from tb_stagnation import eventfile
 
-    data = eventfile.read_logdir(logdir, progress=_progress if sys.stderr.isatty() else None)
+    data = eventfile.read_logdir(
+        logdir, progress=_progress if sys.stderr.isatty() else None, summarise_past=HELD_HISTOGRAM_BYTES
+    )
     skipped = [f"skipped {skip}" for skip in data.skipped]
     return ranking.rank(data.summaries(), data.exact(), ratio), skipped
 
@@ -135,10 +140,6 @@ def _findings_text(found: Sequence[findings.Finding], runs: Sequence[str]) -> st
     return "\n".join(lines)
 
 
-def _json_value(value):
-    return None if isinstance(value, float) and not math.isfinite(value) else value
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["checkpoints"]:
@@ -152,7 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         tag_filter = tagfilter.compile_tag_filter(args.tag)
     except tagfilter.TagFilterError as e:
-        print(f"tb-stagnation: {e}", file=sys.stderr)
+        print(f"tb-stagnation: --tag: {e.reason}", file=sys.stderr)
         return EXIT_USAGE
     if "://" not in args.logdir and not os.path.isdir(args.logdir):
         print(f"tb-stagnation: {args.logdir}: no such directory", file=sys.stderr)
@@ -177,7 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.csv:
             writer = csv.writer(sys.stdout)
             writer.writerow(FIELDS)
-            writer.writerows([[_json_value(getattr(r, f)) for f in FIELDS] for r in rows])
+            writer.writerows([[findings.json_number(getattr(r, f)) for f in FIELDS] for r in rows])
         else:
             shown = [run for run in all_runs if not args.run or run in args.run]
             print(_findings_text(findings.find(result), shown))

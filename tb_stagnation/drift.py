@@ -79,6 +79,14 @@ class Series:
         """Samples that hold a usable distribution (finite, non-empty)."""
         return self.finite & (self.histograms.total > 0)
 
+    @property
+    def nbytes(self) -> int:
+        """What its arrays hold, for cache budgets (its histograms are most of it)."""
+        h = self.histograms
+        arrays = (self.steps, self.wall_times, h.left, h.right, h.count, self.finite, self.rms,
+                  self.drift, self.rate, self.floor, self.same)
+        return sum(a.nbytes for a in arrays)
+
 
 @dataclasses.dataclass(frozen=True)
 class Tail:
@@ -170,7 +178,7 @@ def _order(steps: np.ndarray, wall_times: np.ndarray) -> np.ndarray:
 Sample = tuple[Sequence[int], Sequence[float], Sequence[np.ndarray]]
 """One series' raw samples: steps, wall times and ``[k, 3]`` histograms (or one ``(n, k, 3)`` array)."""
 
-# Buckets (samples x bucket count) analysed together in `summarise_all`:
+# Buckets (samples x bucket count) analysed together in `update_all`:
 # enough to amortise numpy's per-call cost over many small series, few
 # enough to bound memory whatever the bucket count.
 _GROUP_BUCKETS = 1 << 18
@@ -185,15 +193,14 @@ def analyse(steps: Sequence[int], wall_times: Sequence[float], raw: Sequence[np.
 
 
 def summarise_all(samples: Sequence[Sample]) -> list[Summary]:
-    """Summaries of many series, computed in vectorised groups of similar width.
+    """Summaries of many series from scratch: :func:`update_all` with nothing kept.
 
-    A log with a thousand small series would otherwise pay numpy's
-    per-call overhead a thousand times; grouping pays it once per group.
-    Groups run on a thread per core: numpy releases the GIL inside its
-    array operations, where nearly all the time goes.
+    One engine for every source, so the CLI's figures and the plugin's
+    (which keeps pairs between reloads) cannot drift apart; it equals
+    :func:`summarise` of :func:`analyse` on each series, the per-series
+    reference (tested).
     """
-    groups = _groups([len(s) for s, _, _ in samples], [_width(raw) for _, _, raw in samples])
-    return _in_parallel(lambda g: _summarise_group(samples, g), groups, len(samples))
+    return [kept.summary() for kept in update_all([None] * len(samples), samples)]
 
 
 def _in_parallel(work, groups: list[list[int]], n: int) -> list:
@@ -205,11 +212,6 @@ def _in_parallel(work, groups: list[list[int]], n: int) -> list:
             for i, result in zip(group, results):
                 out[i] = result
     return out
-
-
-def _summarise_group(samples: Sequence[Sample], group: list[int]) -> list[Summary]:
-    """Summaries of one group; its series (and their histograms) are dropped right after."""
-    return [summarise(series) for series in analyse_many([samples[i] for i in group])]
 
 
 def _groups(lengths: Sequence[int], widths: Sequence[int]) -> list[list[int]]:
@@ -317,8 +319,10 @@ def _pair_figures(hists, finite, rms, quantum, step, i, j, w1) -> tuple[np.ndarr
 
 
 def _block(raw, order: np.ndarray) -> np.ndarray:
-    """One series' raw samples in ``order`` as an ``(n, k, 3)`` array."""
+    """One series' raw samples in ``order`` as an ``(n, k, 3)`` array (maybe ``raw`` itself: callers copy)."""
     if isinstance(raw, np.ndarray) and raw.ndim == 3:
+        if len(order) == len(raw) and (order == np.arange(len(raw))).all():  # read in order: no gather
+            return raw
         return raw[order]
     return histogram.stack([raw[j] for j in order])
 
@@ -360,15 +364,24 @@ def _summary(steps, wall_times, finite, valid, rate, floor, same, net: float) ->
         first_step=int(steps[idx[0]]) if len(idx) else None,
         first_wall_time=float(wall_times[idx[0]]) if len(idx) else float("inf"),
         last_step=int(steps[idx[-1]]) if len(idx) else None,
-        score=float(np.median(rates)) if len(rates) else float("nan"),
+        score=_median(rates),
         net=net,
-        floor=float(np.median(floors)) if len(floors) else float("nan"),
+        floor=_median(floors),
         frozen=bool(len(idx) >= 2 and pairs_valid.all() and same[1:].all()),
         nonfinite=bool((~finite).any()),
         sparkline=sparkline(rate),
         first_nonfinite_step=int(steps[~finite][0]) if (~finite).any() else None,
         **_tail_fields(tail(steps, rate)),
     )
+
+
+def _median(values: np.ndarray) -> float:
+    """``np.median`` of finite values (NaN for none), by one sort: np.median's checks cost more than it."""
+    n = len(values)
+    if not n:
+        return float("nan")
+    ordered = np.sort(values)
+    return float((ordered[(n - 1) // 2] + ordered[n // 2]) / 2)
 
 
 def _tail_fields(t: Tail) -> dict:
@@ -421,8 +434,18 @@ class Kept:
     net_between: tuple = ()  # ((step, wall time), (step, wall time)) of the net drift's samples
     pairs_analysed: int = 0  # consecutive pairs this update measured (W1 computed)
 
+    @property
+    def nbytes(self) -> int:
+        """About what keeping it and its summary costs, for cache budgets.
+
+        Its arrays, plus the Python objects around them and its
+        :class:`Summary` (sparkline, tail): ~4 KB, measured with tracemalloc.
+        """
+        arrays = (self.steps, self.wall_times, self.finite, self.valid, self.rate, self.floor, self.same)
+        return sum(a.nbytes for a in arrays) + 4096
+
     def summary(self) -> Summary:
-        """The :class:`Summary` of the series; equal to :func:`summarise_all` on its samples."""
+        """The :class:`Summary` of the series; equal to :func:`summarise` of :func:`analyse` on its samples."""
         return _summary(self.steps, self.wall_times, self.finite, self.valid, self.rate, self.floor, self.same, self.net)
 
 
@@ -448,7 +471,11 @@ def _plan(old: Kept | None, sample: Sample) -> _Plan:
     s, w = np.asarray(s, dtype=np.int64), np.asarray(w, dtype=np.float64)
     order = _order(s, w)
     steps, walls = s[order], w[order]
-    old = _NOTHING_KEPT if old is None else old
+    if old is None:  # nothing kept: every sample and pair is new
+        n = len(steps)
+        nothing = np.zeros(n, dtype=bool)
+        return _Plan(_NOTHING_KEPT, steps, walls, np.zeros(n, dtype=np.int64), nothing, nothing,
+                     np.arange(n), _block(raw, order))
     pos = np.minimum(np.searchsorted(old.steps, steps), max(len(old.steps) - 1, 0))
     found = np.zeros(len(steps), dtype=bool)
     if len(old.steps):
@@ -469,10 +496,13 @@ def update_all(kept: Sequence[Kept | None], samples: Sequence[Sample]) -> list[K
     Only pairs that involve a new sample, or that close a gap left by a
     sample the loader's reservoir dropped, are measured; every other pair's
     figures are carried over, and the summary is recomputed from the kept
-    figures, equal to :func:`summarise_all` on the same samples (to rounding:
-    a batch padded to another width sums in another order). A sample is
-    known by its step and wall time, which a restart that rewrites a step
-    changes. Batched and threaded as :func:`summarise_all`.
+    figures, equal to :func:`summarise` of :func:`analyse` on the same samples
+    (to rounding: a batch padded to another width sums in another order). A
+    sample is known by its step and wall time, which a restart that rewrites a
+    step changes. Series are measured in vectorised groups of similar width
+    (a log with a thousand small series would otherwise pay numpy's per-call
+    overhead a thousand times), on a thread per core: numpy releases the GIL
+    inside its array operations, where nearly all the time goes.
     """
     plans = [_plan(old, sample) for old, sample in zip(kept, samples)]
     groups = _groups([len(p.needed) for p in plans], [p.raw.shape[1] for p in plans])

@@ -44,8 +44,18 @@ from tb_stagnation.tfrecord import Skip, intact_records, records
 __all__ = ["LogData", "Skip", "event_files", "histogram_from_proto", "read_logdir", "records"]
 
 
-def read_logdir(logdir: str, progress: Callable[[int, int], None] | None = None) -> LogData:
-    """Read every histogram and exact-movement scalar under ``logdir``."""
+def read_logdir(
+    logdir: str,
+    progress: Callable[[int, int], None] | None = None,
+    summarise_past: int | None = None,
+) -> LogData:
+    """Read every histogram and exact-movement scalar under ``logdir``.
+
+    With ``summarise_past`` (bytes), runs' histograms are summarised and
+    dropped whenever more than that many are held, so memory follows the
+    largest run, not the log; ``LogData.histograms`` then holds only what
+    is not summarised yet.
+    """
     data = LogData(histograms={}, exact_content={}, exact_data={}, skipped=[], files=0, records=0)
     runs = event_files(logdir)
     total = sum(len(files) for files in runs.values())
@@ -56,6 +66,9 @@ def read_logdir(logdir: str, progress: Callable[[int, int], None] | None = None)
             if progress is not None:
                 progress(data.files, total)
         tags.store(run, data)
+        del tags
+        if summarise_past is not None and data.histogram_bytes() > summarise_past:
+            data.summarise_held()
     return data
 
 
@@ -69,14 +82,24 @@ class LogData:
     skipped: list[Skip]
     files: int
     records: int
+    summarised: dict[str, dict[str, drift.Summary]] = dataclasses.field(default_factory=dict)
 
     def summaries(self) -> dict[str, dict[str, drift.Summary]]:
+        """Drift summaries of every series read (summarising what is still held)."""
+        self.summarise_held()
+        return self.summarised
+
+    def summarise_held(self) -> None:
+        """Summarise the held histograms (:func:`drift.summarise_all`, batched over runs) and drop them."""
         keys = [(run, tag) for run, tags in self.histograms.items() for tag in tags]
-        series = [self.histograms[run][tag] for run, tag in keys]
-        result: dict[str, dict[str, drift.Summary]] = {run: {} for run in self.histograms}
-        for (run, tag), summary in zip(keys, drift.summarise_all([(s.steps, s.wall_times, s.values) for s in series])):
-            result[run][tag] = summary
-        return result
+        samples = [(s.steps, s.wall_times, s.values) for s in (self.histograms[r][t] for r, t in keys)]
+        self.histograms = {}
+        for (run, tag), summary in zip(keys, drift.summarise_all(samples)):
+            self.summarised.setdefault(run, {})[tag] = summary
+
+    def histogram_bytes(self) -> int:
+        """What the held histograms take, about."""
+        return sum(_nbytes(s.values) for tags in self.histograms.values() for s in tags.values())
 
     def exact(self) -> exact.ExactData:
         listing = {
@@ -349,6 +372,10 @@ def _tensor(proto) -> np.ndarray:
     from tensorboard.util import tensor_util  # 0.1 s to import; TF2 histograms never need it
 
     return np.asarray(tensor_util.make_ndarray(proto), dtype=np.float64).reshape(-1)
+
+
+def _nbytes(values: np.ndarray | list[np.ndarray]) -> int:
+    return values.nbytes if isinstance(values, np.ndarray) else sum(v.nbytes for v in values)
 
 
 def _values(raw: list) -> np.ndarray | list[np.ndarray]:

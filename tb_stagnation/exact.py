@@ -99,6 +99,16 @@ def collect_exact(
     }
 
 
+def nbytes(data: ExactData) -> int:
+    """About what ``data`` holds, for cache budgets: its arrays plus ~1 KB of objects per series."""
+    return sum(
+        1024 + sum(a.nbytes for a in (s.steps, s.update_ratio, s.rms, s.grad_norm, s.change, s.cosine))
+        for sources in data.values()
+        for params in sources.values()
+        for s in params.values()
+    )
+
+
 def _series(source: str, axis: str, quantities: Mapping[str, Mapping[int, float]]) -> ExactSeries:
     """Align each quantity's ``{step: value}`` on the union of steps."""
     steps = np.array(sorted(set().union(*quantities.values())), dtype=np.int64)

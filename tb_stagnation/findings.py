@@ -340,16 +340,16 @@ def _layer_span(chosen: Sequence[ranking.Layer], stretch: Sequence[ranking.Layer
 # ------------------------------------------------------------------ JSON
 
 
-def _number(value):
+def json_number(value):
     """JSON-friendly number: NaN (nothing measured) and other non-finite values become null."""
     return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
 def record(obj) -> dict:
     """A ranking row or layer as JSON: NaN (nothing measured) becomes null."""
-    out = {k: _number(v) for k, v in vars(obj).items()}
+    out = {k: json_number(v) for k, v in vars(obj).items()}
     if "sparkline" in out:  # a 48-point chart: four significant digits halve the payload
-        out["sparkline"] = [_number(float(f"{v:.4g}")) for v in out["sparkline"]]
+        out["sparkline"] = [json_number(float(f"{v:.4g}")) for v in out["sparkline"]]
     return out
 
 
@@ -386,7 +386,7 @@ def ranking_json(
         "rows": [record(r) for r in rows],
         "layers": [record(layer) for layer in result.layers if shown(layer.run)],
         "thresholds": {
-            run: {src: _number(t) for src, t in th.items()} for run, th in result.thresholds.items() if shown(run)
+            run: {src: json_number(t) for src, t in th.items()} for run, th in result.thresholds.items() if shown(run)
         },
         "findings": [finding_json(f) for f in find(result) if shown(f.run)],
         "definitions": definitions.as_json(),

@@ -1,21 +1,21 @@
-"""The Stagnation plugin: TensorBoard routes over the drift engine.
+"""The Stagnation plugin: TensorBoard routes over the ranking pipeline.
 
-Shaped like TensorBoard's own plugins: this module only turns requests into
-calls on :mod:`tb_stagnation.reading` and :mod:`tb_stagnation.ranking` and
-their results into JSON. Every failure a request can cause is answered with
-a JSON error and a 4xx status; nothing from a request is ever used as a path.
+Shaped like TensorBoard's own plugins (its histograms plugin): each route
+only reads its query and hands it to a ``*_impl`` method, which reads
+through :mod:`tb_stagnation.reading` (the data provider, cached), ranks with
+:mod:`tb_stagnation.ranking` and shapes JSON with :mod:`tb_stagnation.findings`.
+Refusals are raised as TensorBoard's own ``errors`` types, whose HTTP codes
+the routes answer with a JSON error; nothing from a request is ever used as
+a path, and anything else is a logged 500 with no stack trace in the body.
 """
 
 from __future__ import annotations
 
-import collections
 import gzip
 import hashlib
 import importlib.resources
 import json
 import logging
-import math
-import threading
 import time
 from collections.abc import Callable
 from typing import NamedTuple
@@ -26,20 +26,14 @@ from tensorboard.backend import http_util
 from tensorboard.plugins import base_plugin
 from werkzeug import wrappers
 
-from tb_stagnation import drift, exact, findings, histogram, metadata, naming, ranking, reading, tagfilter
+from tb_stagnation import caches, drift, exact, findings, histogram, metadata, naming, ranking, reading, tagfilter
 
 logger = logging.getLogger(__name__)
-_RESPONSE_CACHE_SIZE = 16  # distinct ranking queries kept as encoded answers
+# Encoded ranking answers kept, by bytes (body plus gzip): ~2 MB at 1,000 tags,
+# so a few dozen queries of a large log, or a handful of a 10,000-tag one.
+ANSWER_CACHE_BYTES = 64 << 20
 # Seconds a listing stands for the data; see StagnationPlugin._listings.
 LISTING_TTL = 1.0
-
-
-class RequestError(Exception):
-    """A request the plugin refuses, with the HTTP status to answer."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 class Answer:
@@ -56,6 +50,11 @@ class Answer:
         self.body = text.encode("utf-8")
         self.etag = hashlib.blake2b(self.body, digest_size=16).hexdigest()
         self._gzipped: bytes | None = None
+
+    @property
+    def nbytes(self) -> int:
+        """What keeping it costs, for the cache: the body, and a gzip of JSON at most a quarter of it."""
+        return len(self.body) + len(self.body) // 4
 
     def gzipped(self) -> bytes:
         """The body gzipped as ``http_util.Respond`` does it (level 3, mtime 0: deterministic)."""
@@ -81,22 +80,21 @@ class Answer:
 
 
 def _json_route(handler: Callable[[wrappers.Request], object]):
-    """Wrap a handler so that every answer, error or not, is JSON."""
+    """Wrap a route so that every answer, error or not, is JSON.
+
+    TensorBoard's own error handler would answer its ``errors`` types as
+    plain text; the tab reads every answer as JSON, so they are answered
+    here, with the same HTTP codes.
+    """
 
     @wrappers.Request.application
     def app(request: wrappers.Request) -> wrappers.Response:
         try:
             body, status = handler(request), 200
-        except RequestError as e:
-            body, status = {"error": str(e)}, e.status
-        except tagfilter.TagFilterError as e:
-            body, status = {"error": str(e)}, 400
-        except errors.NotFoundError as e:
-            body, status = {"error": str(e)}, 404
         except errors.PublicError as e:
             body, status = {"error": str(e)}, e.http_code
         except UnicodeDecodeError:  # raw non-UTF-8 bytes in the query string
-            body, status = {"error": "query string is not valid UTF-8"}, 400
+            body, status = {"error": "Invalid argument: query string is not valid UTF-8"}, 400
         except Exception:  # the engine must never leak a stack trace
             logger.exception("tb-stagnation failed on %s", request.path)
             body, status = {"error": "internal error; see the TensorBoard log"}, 500
@@ -107,12 +105,33 @@ def _json_route(handler: Callable[[wrappers.Request], object]):
     return app
 
 
-def _choices(request: wrappers.Request, name: str, allowed: tuple[str, ...]) -> set[str] | None:
+class Query(NamedTuple):
+    """What a ranking request asks for; hashable, so it keys the answer cache."""
+
+    runs: tuple[str, ...] = ()  # empty: every run
+    roles: frozenset[str] = frozenset()  # empty: every role
+    statuses: frozenset[str] = frozenset()  # empty: every status
+    tag: str = ""  # a regex (tagfilter), empty: every tag
+    ratio: float = ranking.DEFAULT_RATIO
+
+    @classmethod
+    def from_request(cls, request: wrappers.Request) -> Query:
+        """The query of a request; a malformed one raises ``errors.InvalidArgumentError``."""
+        return cls(
+            runs=tuple(dict.fromkeys(request.args.getlist("run"))),
+            roles=_choices(request, "role", naming.ROLES),
+            statuses=_choices(request, "status", ranking.STATUSES),
+            tag=request.args.get("tag") or "",
+            ratio=_ratio(request),
+        )
+
+
+def _choices(request: wrappers.Request, name: str, allowed: tuple[str, ...]) -> frozenset[str]:
     values = request.args.getlist(name)
     unknown = [v for v in values if v not in allowed]
     if unknown:
-        raise RequestError(400, f"unknown {name} {unknown[0]!r}; expected one of {list(allowed)}")
-    return set(values) or None
+        raise errors.InvalidArgumentError(f"unknown {name} {unknown[0]!r}; expected one of {list(allowed)}")
+    return frozenset(values)
 
 
 def _ratio(request: wrappers.Request) -> float:
@@ -122,27 +141,20 @@ def _ratio(request: wrappers.Request) -> float:
     try:
         value = float(raw)
     except ValueError:
-        raise RequestError(400, f"ratio must be a number, got {raw[:40]!r}") from None
+        raise errors.InvalidArgumentError(f"ratio must be a number, got {raw[:40]!r}") from None
     if not (0 < value <= 1):
-        raise RequestError(400, "ratio must be in (0, 1]")
+        raise errors.InvalidArgumentError("ratio must be in (0, 1]")
     return value
 
 
-def _number(value):
-    """JSON-friendly number: NaN (nothing measured) and other non-finite values become null."""
-    return None if isinstance(value, float) and not math.isfinite(value) else value
-
-
 def _dumps(body: dict) -> str:
-    """JSON text; every number is finite or null by construction (see _number, _list)."""
+    """JSON text; every number is finite or null by construction (see findings.json_number, _list)."""
     return json.dumps(body, allow_nan=False)
 
 
 class _Listings(NamedTuple):
-    """What one request reads first: the request context and both listings."""
+    """Both listings of an experiment, as one request reads them first."""
 
-    ctx: object
-    experiment: str
     histograms: dict
     exact: dict
     version: tuple  # both listings' reading.snapshot: identifies the data they list
@@ -153,7 +165,7 @@ def _list(values: np.ndarray) -> list:
 
 
 class StagnationPlugin(base_plugin.TBPlugin):
-    """Ranks layers by how much their histograms move."""
+    """Ranks layers by how much they move: histogram drift, exact writers, imported checkpoints."""
 
     plugin_name = metadata.PLUGIN_NAME
 
@@ -161,15 +173,14 @@ class StagnationPlugin(base_plugin.TBPlugin):
         self._reader = reading.Reader(
             context.data_provider, reading.downsample_from_hints(context.sampling_hints)
         )
-        self._lock = threading.Lock()
-        self._responses: collections.OrderedDict[tuple, Answer] = collections.OrderedDict()
-        self._listed: dict[str, tuple[float, _Listings]] = {}  # experiment -> (listed at, listings)
+        self._listed: caches.Recent[_Listings] = caches.Recent(LISTING_TTL)  # experiment -> listings
+        self._answers: caches.LRU[Answer] = caches.LRU(ANSWER_CACHE_BYTES, lambda a: a.nbytes)
 
     def get_plugin_apps(self):
         return {
             "/index.js": self._serve_index,
-            "/ranking": _json_route(self._ranking),
-            "/series": _json_route(self._series),
+            "/ranking": _json_route(self._serve_ranking),
+            "/series": _json_route(self._serve_series),
         }
 
     def is_active(self) -> bool:
@@ -186,8 +197,65 @@ class StagnationPlugin(base_plugin.TBPlugin):
         body = importlib.resources.files("tb_stagnation").joinpath("static/index.js").read_bytes()
         return http_util.Respond(request, body, "text/javascript")
 
-    def _listings(self, request: wrappers.Request) -> _Listings:
-        """Both listings of the request's experiment, read at most once per LISTING_TTL.
+    def _serve_ranking(self, request: wrappers.Request) -> Answer:
+        return self.ranking_impl(
+            plugin_util.context(request.environ),
+            plugin_util.experiment_id(request.environ),
+            Query.from_request(request),
+        )
+
+    def _serve_series(self, request: wrappers.Request) -> dict:
+        run, tag = request.args.get("run"), request.args.get("tag")
+        if not run or not tag:
+            raise errors.InvalidArgumentError("series needs both run and tag")
+        return self.series_impl(
+            plugin_util.context(request.environ),
+            plugin_util.experiment_id(request.environ),
+            run,
+            tag,
+            _ratio(request),
+        )
+
+    def ranking_impl(self, ctx, experiment: str, query: Query) -> Answer:
+        """The ranking JSON (:func:`findings.ranking_json`), encoded once per query and data version."""
+        tag_filter = tagfilter.compile_tag_filter(query.tag)
+        listings = self._listings(ctx, experiment)
+        key = (experiment, query, listings.version)
+        answer = self._answers.get(key)
+        if answer is None:
+            result, all_runs = self._rank(ctx, experiment, listings, query.runs, query.ratio)
+            rows = ranking.select(
+                result.rows, roles=query.roles or None, statuses=query.statuses or None, tag_filter=tag_filter
+            )
+            answer = Answer(_dumps(findings.ranking_json(result, rows, all_runs)))
+            self._answers.put(key, answer)
+        return answer
+
+    def series_impl(self, ctx, experiment: str, run: str, tag: str, ratio: float) -> dict:
+        """One row with everything the detail view charts: drift per sample and its matched exact series."""
+        listings = self._listings(ctx, experiment)
+        result, _ = self._rank(ctx, experiment, listings, (run,), ratio)
+        row = next((r for r in result.rows if r.tag == tag), None)
+        if row is None:
+            raise errors.NotFoundError(f"unknown tag {tag!r} in run {run!r}")
+        thresholds = result.thresholds[run]
+        body = {
+            **findings.record(row),
+            "thresholds": {src: findings.json_number(t) for src, t in thresholds.items()},
+        }
+        matched = result.exact.get((run, tag), {})
+        for source in (ranking.EXACT, ranking.CHECKPOINT):
+            body[source] = _exact_json(matched.get(source))
+        meta = listings.histograms.get(run, {}).get(tag)
+        if meta is None:  # a parameter with exact data only
+            series = drift.analyse([], [], [])
+        else:
+            series = self._reader.series(ctx, experiment, run, tag, meta)
+        body.update(series_json(series, thresholds[ranking.HISTOGRAM]))
+        return body
+
+    def _listings(self, ctx, experiment: str) -> _Listings:
+        """Both listings of an experiment, read at most once per LISTING_TTL.
 
         Listing is most of what a warm request costs: the Python loader's
         ``list_tensors`` walks every stored event for each tag's newest step
@@ -198,91 +266,33 @@ class StagnationPlugin(base_plugin.TBPlugin):
         by at most that second, and requests in a burst (``/ranking`` then
         ``/series``, several clients or tabs) share one listing.
         """
-        ctx = plugin_util.context(request.environ)
-        experiment = plugin_util.experiment_id(request.environ)
-        now = time.monotonic()
-        with self._lock:
-            listed = self._listed.get(experiment)
-        if listed is not None and now - listed[0] < LISTING_TTL:
-            return listed[1]._replace(ctx=ctx)
+        listed = self._listed.get(experiment)
+        if listed is not None:
+            return listed
+        made_at = time.monotonic()  # before listing: the data can only be newer
         histograms = self._reader.histogram_tags(ctx, experiment)
         exact_listing = self._reader.exact_tags(ctx, experiment)
-        data = _Listings(
-            ctx,
-            experiment,
-            histograms,
-            exact_listing,
-            (reading.snapshot(histograms), reading.snapshot(exact_listing)),
+        listed = _Listings(
+            histograms, exact_listing, (reading.snapshot(histograms), reading.snapshot(exact_listing))
         )
-        with self._lock:  # stamped with the time before listing: data can only be newer
-            self._listed = {e: v for e, v in self._listed.items() if now - v[0] < LISTING_TTL}
-            self._listed[experiment] = (now, data)
-        return data
+        self._listed.put(experiment, listed, made_at)
+        return listed
 
     def _rank(
-        self, data: _Listings, runs: list[str] | None, ratio: float
+        self, ctx, experiment: str, listings: _Listings, runs: tuple[str, ...], ratio: float
     ) -> tuple[ranking.Ranking, list[str]]:
-        """Ranking of the chosen runs (all if None), and all runs."""
-        listing, exact_listing = data.histograms, data.exact
-        all_runs = sorted(set(listing) | set(exact_listing))
+        """Ranking of the chosen runs (all if none), and all runs."""
+        histograms, exact_listing = listings.histograms, listings.exact
+        all_runs = sorted(set(histograms) | set(exact_listing))
         if runs:
             missing = [r for r in runs if r not in all_runs]
             if missing:
-                raise RequestError(404, f"unknown run {missing[0]!r}")
-            listing = {r: t for r, t in listing.items() if r in runs}
+                raise errors.NotFoundError(f"unknown run {missing[0]!r}")
+            histograms = {r: t for r, t in histograms.items() if r in runs}
             exact_listing = {r: t for r, t in exact_listing.items() if r in runs}
-        summaries = self._reader.summaries(data.ctx, data.experiment, listing)
-        exact_data = self._reader.exact(data.ctx, data.experiment, exact_listing)
+        summaries = self._reader.summaries(ctx, experiment, histograms)
+        exact_data = self._reader.exact(ctx, experiment, exact_listing)
         return ranking.rank(summaries, exact_data, ratio), all_runs
-
-    def _ranking(self, request: wrappers.Request) -> Answer:
-        """The ranking, served from cache while the data and query are unchanged."""
-        runs = request.args.getlist("run") or None
-        roles = _choices(request, "role", naming.ROLES)
-        statuses = _choices(request, "status", ranking.STATUSES)
-        tag_filter = tagfilter.compile_tag_filter(request.args.get("tag"))
-        ratio = _ratio(request)
-        data = self._listings(request)
-        key = (data.experiment, tuple(sorted(request.args.items(multi=True))), data.version)
-        with self._lock:
-            if key in self._responses:
-                self._responses.move_to_end(key)
-                return self._responses[key]
-        result, all_runs = self._rank(data, runs, ratio)
-        rows = ranking.select(result.rows, roles=roles, statuses=statuses, tag_filter=tag_filter)
-        body = findings.ranking_json(result, rows, all_runs)
-        answer = Answer(_dumps(body))
-        with self._lock:
-            self._responses[key] = answer
-            while len(self._responses) > _RESPONSE_CACHE_SIZE:
-                self._responses.popitem(last=False)
-        return answer
-
-    def _series(self, request: wrappers.Request) -> dict:
-        run, tag = request.args.get("run"), request.args.get("tag")
-        if not run or not tag:
-            raise RequestError(400, "series needs both run and tag")
-        ratio = _ratio(request)
-        data = self._listings(request)
-        result, _ = self._rank(data, [run], ratio)
-        row = next((r for r in result.rows if r.tag == tag), None)
-        if row is None:
-            raise RequestError(404, f"unknown tag {tag!r} in run {run!r}")
-        thresholds = result.thresholds[run]
-        body = {
-            **findings.record(row),
-            "thresholds": {src: _number(t) for src, t in thresholds.items()},
-        }
-        matched = result.exact.get((run, tag), {})
-        for source in (ranking.EXACT, ranking.CHECKPOINT):
-            body[source] = _exact_json(matched.get(source))
-        meta = data.histograms.get(run, {}).get(tag)
-        if meta is None:  # a parameter with exact data only
-            series = drift.analyse([], [], [])
-        else:
-            series = self._reader.series(data.ctx, data.experiment, run, tag, meta)
-        body.update(series_json(series, thresholds[ranking.HISTOGRAM]))
-        return body
 
 
 def series_json(series: drift.Series, threshold: float) -> dict:

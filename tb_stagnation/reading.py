@@ -13,22 +13,25 @@ left, are measured again (``drift.update_all``).
 
 from __future__ import annotations
 
-import collections
-import threading
 from collections.abc import Iterable, Mapping
 
+import numpy as np
 from tensorboard.data import provider
 
-from tb_stagnation import drift, exact, metadata
+from tb_stagnation import caches, drift, exact, metadata
 
 # Histograms read per time series when TensorBoard gives no sampling hint;
 # above both loaders' default reservoir sizes, so every kept sample is read.
 DEFAULT_DOWNSAMPLE = 10_000
-_SERIES_CACHE_SIZE = 32
-# (run, tag)s whose analysed pairs are kept, least recently used evicted:
-# ~20 KB each at the Python loader's 500 samples/tag (drift.Kept), so
-# ~80 MB when full; room for a few runs of a 1,000-layer model.
-SUMMARY_CACHE_SIZE = 4096
+# Cache budgets (caches.LRU, least recently used evicted past them):
+# - each (run, tag)'s analysed pairs and summary, ~20 KB at the Python
+#   loader's 500 samples a tag (drift.Kept.nbytes): 256 MiB holds a
+#   10,000-tag log directory, so a ranking of it stays incremental;
+SUMMARY_CACHE_BYTES = 256 << 20
+# - whole drift series with their histograms for the detail view, ~1 MB each at 500 samples;
+SERIES_CACHE_BYTES = 64 << 20
+# - the exact-movement data of the newest exact listing read.
+EXACT_CACHE_BYTES = 64 << 20
 
 _CacheKey = tuple[str, str, str]  # experiment, run, tag
 
@@ -39,36 +42,33 @@ def downsample_from_hints(hints: Mapping[str, int] | None) -> int:
     return DEFAULT_DOWNSAMPLE if hint is None else (hint or 10**9)
 
 
-def _samples(data: Iterable[provider.TensorDatum]) -> drift.Sample:
+def samples_of(data: Iterable[provider.TensorDatum]) -> drift.Sample:
     """One time series as the data provider returns it, as the drift engine takes it."""
     data = list(data)
     return [d.step for d in data], [d.wall_time for d in data], [d.numpy for d in data]
-
-
-def series_from_data(data: Iterable[provider.TensorDatum]) -> drift.Series:
-    """Drift of one time series as the data provider returns it."""
-    return drift.analyse(*_samples(data))
 
 
 class Reader:
     """Reads and caches what the routes need from one data provider."""
 
     def __init__(
-        self, data_provider: provider.DataProvider, downsample: int, cache_size: int = SUMMARY_CACHE_SIZE
+        self,
+        data_provider: provider.DataProvider,
+        downsample: int,
+        summary_cache_bytes: int | None = None,
     ) -> None:
         self._provider = data_provider
         self._downsample = downsample
-        self._cache_size = cache_size
-        self._lock = threading.Lock()
-        self._summaries: collections.OrderedDict[_CacheKey, tuple[tuple, drift.Kept, drift.Summary]] = (
-            collections.OrderedDict()
+        # (experiment, run, tag) -> (version, analysed pairs, summary)
+        self.summary_cache: caches.LRU[tuple[tuple, drift.Kept, drift.Summary]] = caches.LRU(
+            SUMMARY_CACHE_BYTES if summary_cache_bytes is None else summary_cache_bytes, lambda entry: entry[1].nbytes
         )
+        self._series: caches.LRU[tuple[tuple, drift.Series]] = caches.LRU(
+            SERIES_CACHE_BYTES, lambda entry: entry[1].nbytes
+        )
+        self._exact: caches.LRU[exact.ExactData] = caches.LRU(EXACT_CACHE_BYTES, exact.nbytes)
         # Consecutive pairs measured (W1 computed) by ``summaries`` since creation, for tests and benches.
         self.pairs_analysed = 0
-        self._series: collections.OrderedDict[_CacheKey, tuple[tuple, drift.Series]] = (
-            collections.OrderedDict()
-        )
-        self._exact: tuple[tuple, exact.ExactData] | None = None
 
     def histogram_tags(self, ctx, experiment: str) -> dict[str, dict[str, provider.TensorTimeSeries]]:
         """run -> tag -> metadata of every histogram time series."""
@@ -83,19 +83,15 @@ class Reader:
         result: dict[str, dict[str, drift.Summary]] = {run: {} for run in listing}
         stale: dict[str, dict[str, tuple]] = {}
         previous: dict[tuple[str, str], drift.Kept] = {}
-        with self._lock:
-            for run, tags in listing.items():
-                for tag, meta in tags.items():
-                    version, key = _version(meta), (experiment, run, tag)
-                    cached = self._summaries.get(key)
-                    if cached is not None:
-                        self._summaries.move_to_end(key)
-                    if cached is not None and cached[0] == version:
-                        result[run][tag] = cached[2]
-                    else:
-                        stale.setdefault(run, {})[tag] = version
-                        if cached is not None:
-                            previous[(run, tag)] = cached[1]
+        for run, tags in listing.items():
+            for tag, meta in tags.items():
+                version, cached = _version(meta), self.summary_cache.get((experiment, run, tag))
+                if cached is not None and cached[0] == version:
+                    result[run][tag] = cached[2]
+                    continue
+                stale.setdefault(run, {})[tag] = version
+                if cached is not None:
+                    previous[(run, tag)] = cached[1]
         if not stale:
             return result
         data = self._provider.read_tensors(
@@ -111,27 +107,21 @@ class Reader:
                 points = data.get(run, {}).get(tag)
                 if points is not None:  # else deleted between listing and reading
                     keys.append((run, tag, version))
-                    samples.append(_samples(points))
-        kept = drift.update_all([previous.get(k[:2]) for k in keys], samples)
-        summaries = [k.summary() for k in kept]
-        with self._lock:
-            for (run, tag, version), k, summary in zip(keys, kept, summaries):
-                result[run][tag] = summary
-                self._summaries[(experiment, run, tag)] = (version, k, summary)
-                self._summaries.move_to_end((experiment, run, tag))
-                self.pairs_analysed += k.pairs_analysed
-            while len(self._summaries) > self._cache_size:
-                self._summaries.popitem(last=False)
+                    samples.append(samples_of(points))
+        del data  # the histograms: only the needed samples' copies live on, per group
+        for (run, tag, version), kept in zip(keys, drift.update_all([previous.get(k[:2]) for k in keys], samples)):
+            summary = kept.summary()
+            result[run][tag] = summary
+            self.summary_cache.put((experiment, run, tag), (version, kept, summary))
+            self.pairs_analysed += kept.pairs_analysed
         return result
 
     def series(self, ctx, experiment: str, run: str, tag: str, meta) -> drift.Series:
-        """Full drift series of one (run, tag); the newest few are cached."""
+        """Full drift series of one (run, tag), for the detail view; the newest few are cached."""
         key, version = (experiment, run, tag), _version(meta)
-        with self._lock:
-            cached = self._series.get(key)
-            if cached is not None and cached[0] == version:
-                self._series.move_to_end(key)
-                return cached[1]
+        cached = self._series.get(key)
+        if cached is not None and cached[0] == version:
+            return cached[1]
         data = self._provider.read_tensors(
             ctx,
             experiment_id=experiment,
@@ -139,11 +129,8 @@ class Reader:
             downsample=self._downsample,
             run_tag_filter=provider.RunTagFilter(runs=[run], tags=[tag]),
         )
-        series = series_from_data(data.get(run, {}).get(tag, []))
-        with self._lock:
-            self._series[key] = (version, series)
-            while len(self._series) > _SERIES_CACHE_SIZE:
-                self._series.popitem(last=False)
+        series = drift.analyse(*samples_of(data.get(run, {}).get(tag, [])))
+        self._series.put(key, (version, series))
         return series
 
     def exact_tags(self, ctx, experiment: str) -> dict[str, dict[str, provider.ScalarTimeSeries]]:
@@ -159,9 +146,9 @@ class Reader:
         if not any(listing.values()):
             return {}
         key = (experiment, snapshot(listing))
-        with self._lock:
-            if self._exact is not None and self._exact[0] == key:
-                return self._exact[1]
+        cached = self._exact.get(key)
+        if cached is not None:
+            return cached
         data = self._provider.read_scalars(
             ctx,
             experiment_id=experiment,
@@ -170,8 +157,7 @@ class Reader:
             run_tag_filter=_covering(listing),
         )
         result = exact.collect_exact(listing, data)
-        with self._lock:
-            self._exact = (key, result)
+        self._exact.put(key, result)
         return result
 
 

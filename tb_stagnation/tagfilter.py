@@ -11,13 +11,19 @@ from __future__ import annotations
 
 import re
 
+from tensorboard import errors
+
 MAX_LENGTH = 256
 _NESTED_QUANTIFIER = re.compile(r"\((?:[^()\\]|\\.)*[*+?}|](?:[^()\\]|\\.)*\)\s*[*+?{]")
 _BACKREFERENCE = re.compile(r"\\[1-9]|\(\?P=")
 
 
-class TagFilterError(ValueError):
-    """A pattern refused, with a message fit to show the user."""
+class TagFilterError(errors.InvalidArgumentError):
+    """A pattern refused, with a message fit to show the user (a 400 when a route raises it)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason  # without TensorBoard's "Invalid argument: " prefix, for the CLI
 
 
 def compile_tag_filter(pattern: str | None) -> re.Pattern | None:

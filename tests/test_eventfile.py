@@ -87,6 +87,21 @@ def test_parity_with_tensorboards_data_provider(writer_logs, writer: str) -> Non
         assert other.net == pytest.approx(row.net, rel=1e-5, abs=1e-12), key
 
 
+def test_summarising_run_by_run_ranks_as_reading_everything_first(writer_logs) -> None:
+    """The CLI drops each run's histograms once summarised; its ranking is the one of the whole log."""
+    logdir = str(next(iter(writer_logs.values())).parent)  # every writer's log, one run each
+    whole = eventfile.read_logdir(logdir)
+    assert len(whole.histograms) >= len(writer_logs) and whole.histogram_bytes() > 0
+    by_run = eventfile.read_logdir(logdir, summarise_past=0)
+    assert by_run.histograms == {} and by_run.histogram_bytes() == 0
+    expected = {(r.run, r.tag): r for r in ranking.rank(whole.summaries(), whole.exact()).rows}
+    got = {(r.run, r.tag): r for r in ranking.rank(by_run.summaries(), by_run.exact()).rows}
+    assert got.keys() == expected.keys()
+    for key, row in expected.items():
+        assert (got[key].status, got[key].samples, got[key].last_step) == (row.status, row.samples, row.last_step)
+        assert got[key].score == pytest.approx(row.score, rel=1e-12, abs=1e-300), key
+
+
 @pytest.mark.parametrize(
     "damage, kept, reason",
     [

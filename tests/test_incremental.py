@@ -2,10 +2,10 @@
 
 - Property: random appends (fresh, frozen, empty and non-finite samples,
   rewrites of a step by a restart) and reservoir drops, the incremental
-  :class:`drift.Summary` after each one equal to ``drift.summarise_all`` on the
+  :class:`drift.Summary` after each one equal to ``drift.summarise(drift.analyse(...))`` on the
   same samples, field by field (exact, or 1e-12 relative for floats), and
   only pairs involving a new sample or closing a gap measured.
-- The reader's cache: bounded, least recently used evicted, an evicted tag
+- The reader's cache: bounded in bytes, least recently used evicted, an evicted tag
   analysed from scratch again.
 """
 
@@ -82,7 +82,7 @@ def test_incremental_equals_from_scratch(operations, seed) -> None:
         sample = ([int(s) for s in order], [samples[s][0] for s in order], [samples[s][1] for s in order])
         before = kept
         kept = drift.update_all([kept], [sample])[0]
-        assert_same_summary(kept.summary(), drift.summarise_all([sample])[0])
+        assert_same_summary(kept.summary(), drift.summarise(drift.analyse(*sample)))
         # Measured: exactly the pairs not already kept (new samples, or a gap closed).
         old_pairs = set() if before is None else set(_pairs(before))
         assert kept.pairs_analysed == len(set(_pairs(kept)) - old_pairs)
@@ -126,10 +126,15 @@ class _Provider(mdp.MultiplexerDataProvider):
                         for tag, steps in self.series.items() if tag in run_tag_filter.tags}}
 
 
-def test_reader_cache_is_bounded_and_evicts_least_recently_used() -> None:
+def test_reader_cache_is_bounded_in_bytes_and_evicts_least_recently_used() -> None:
     data = _Provider()
-    reader = reading.Reader(data, downsample=10**9, cache_size=2)
     ctx = context.RequestContext()
+    data.series = {"a": list(range(6))}
+    probe = reading.Reader(data, downsample=10**9)
+    probe.summaries(ctx, "", probe.histogram_tags(ctx, ""))
+    one = probe.summary_cache.nbytes  # a 6-sample tag's entry; 5-sample ones are smaller
+    assert one > 0
+    reader = reading.Reader(data, downsample=10**9, summary_cache_bytes=int(2.5 * one))
 
     def rank(*tags):
         listing = {"run": {t: m for t, m in reader.histogram_tags(ctx, "")["run"].items() if t in tags}}
@@ -146,4 +151,4 @@ def test_reader_cache_is_bounded_and_evicts_least_recently_used() -> None:
     assert reader.pairs_analysed == 14
     rank("b")  # evicted: analysed from scratch
     assert reader.pairs_analysed == 19
-    assert len(reader._summaries) == 2
+    assert len(reader.summary_cache) == 2 and reader.summary_cache.nbytes <= 2.5 * one

@@ -148,8 +148,8 @@ def test_pairs_per_reload_through_the_reservoir(tmp_path) -> None:
                                      run_tag_filter=None)["train"]
         expected_pairs = 0
         for tag, points in data.items():
-            sample = reading._samples(points)
-            assert_same_summary(summaries[tag], drift.summarise_all([sample])[0])
+            sample = reading.samples_of(points)
+            assert_same_summary(summaries[tag], drift.summarise(drift.analyse(*sample)))
             ids = [(d.step, d.wall_time) for d in points]
             pairs = set(zip(ids, ids[1:]))
             expected_pairs += len(pairs - kept[tag])
