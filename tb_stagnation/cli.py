@@ -29,7 +29,7 @@ FIELDS = (
 EXIT_STUCK, EXIT_USAGE = 1, 2
 # Histograms the CLI holds before summarising the runs read so far and dropping them:
 # memory follows the largest run (and the file being read), not the log directory.
-HELD_HISTOGRAM_BYTES = 256 << 20
+HELD_HISTOGRAM_BYTES = 64 << 20
 
 
 def _parser() -> argparse.ArgumentParser:

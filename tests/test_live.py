@@ -99,18 +99,18 @@ def test_reload_rereads_only_the_tag_that_changed(tmp_path) -> None:
         return reader.summaries(ctx, "", reader.histogram_tags(ctx, ""))
 
     first = summaries()
-    assert len(provider.reads) == 1 and len(provider.reads[0]) == 6
+    # One read per run (a run's tags in chunks of reading.READ_CHUNK_TAGS), each exactly its tags.
+    assert sorted(map(sorted, provider.reads)) == [sorted((run, t) for t in TAGS) for run in ("a", "b")]
     assert reader.pairs_analysed == 6 * 9
     assert all(s.samples == 10 for tags in first.values() for s in tags.values())
 
-    assert summaries() == first and len(provider.reads) == 1  # nothing new: nothing read
+    assert summaries() == first and len(provider.reads) == 2  # nothing new: nothing read
 
     writers["b"].write([50, 55], tags=["dense/kernel"], speed=5.0)
     multiplexer.Reload()
     second = summaries()
-    # One read, and the only (run, tag) whose data it uses is the changed one.
-    # (RunTagFilter is a cross product of runs and tags; here it is exactly one pair.)
-    assert provider.reads[1:] == [{("b", "dense/kernel")}]
+    # One read, of the changed (run, tag) alone.
+    assert provider.reads[2:] == [{("b", "dense/kernel")}]
     assert reader.pairs_analysed == 6 * 9 + 2  # the two new samples' pairs, nothing else
     assert second["b"]["dense/kernel"].samples == 12 and second["b"]["dense/kernel"].last_step == 55
     for run, tags in first.items():
@@ -121,7 +121,7 @@ def test_reload_rereads_only_the_tag_that_changed(tmp_path) -> None:
     # The per-series cache follows the same version.
     meta = reader.histogram_tags(ctx, "")["b"]["dense/kernel"]
     series = reader.series(ctx, "", "b", "dense/kernel", meta)
-    assert reader.series(ctx, "", "b", "dense/kernel", meta) is series and len(provider.reads) == 3
+    assert reader.series(ctx, "", "b", "dense/kernel", meta) is series and len(provider.reads) == 4
     assert list(series.steps) == list(range(0, 60, 5))
 
 
@@ -233,3 +233,21 @@ def test_load_test_runs_clean() -> None:
     print(proc.stdout)
     assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
     assert "errors 0," in proc.stdout
+
+
+def test_a_ranking_reads_a_run_in_chunks_of_tags_and_ranks_as_one_read(tmp_path, monkeypatch) -> None:
+    """What a ranking holds beyond its caches is one chunk's histograms, not the log's; the figures are the same."""
+    LogWriter(tmp_path / "logs", "a", seed=0).write(range(0, 50, 5))
+    multiplexer = mux.EventMultiplexer(size_guidance=acc.STORE_EVERYTHING_SIZE_GUIDANCE)
+    multiplexer.AddRunsFromDirectory(str(tmp_path / "logs"))
+    multiplexer.Reload()
+    provider = CountingProvider(multiplexer, str(tmp_path / "logs"))
+    ctx = context.RequestContext()
+    whole = reading.Reader(provider, downsample=10**9)
+    expected = whole.summaries(ctx, "", whole.histogram_tags(ctx, ""))
+    monkeypatch.setattr(reading, "READ_CHUNK_TAGS", 2)
+    provider.reads.clear()
+    chunked = reading.Reader(provider, downsample=10**9)
+    assert chunked.summaries(ctx, "", chunked.histogram_tags(ctx, "")) == expected
+    assert sorted(map(len, provider.reads)) == [1, 2]
+    assert set().union(*provider.reads) == {("a", t) for t in TAGS}
