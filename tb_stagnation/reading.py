@@ -13,6 +13,7 @@ left, are measured again (``drift.update_all``).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Mapping
 
 import numpy as np
@@ -70,6 +71,8 @@ class Reader:
             SERIES_CACHE_BYTES, lambda entry: entry[1].nbytes
         )
         self._exact: caches.LRU[exact.ExactData] = caches.LRU(EXACT_CACHE_BYTES, exact.nbytes)
+        self._guard = threading.Lock()
+        self._read_locks: dict[str, threading.Lock] = {}  # experiment -> held while reading it
         # Consecutive pairs measured (W1 computed) by ``summaries`` since creation, for tests and benches.
         self.pairs_analysed = 0
 
@@ -82,7 +85,26 @@ class Reader:
     def summaries(
         self, ctx, experiment: str, listing: Mapping[str, Mapping[str, provider.TensorTimeSeries]]
     ) -> dict[str, dict[str, drift.Summary]]:
-        """Drift summaries of every listed (run, tag), reading only what changed."""
+        """Drift summaries of every listed (run, tag), reading only what changed.
+
+        Requests that arrive together after a reload (several clients, a
+        ranking and a series) would each read every changed tag; the first
+        reads, the others wait for it and then find it cached.
+        """
+        result, stale, previous = self._cached(experiment, listing)
+        if not stale:
+            return result
+        with self._reading(experiment):
+            result, stale, previous = self._cached(experiment, listing)
+            for run, tags in stale.items():
+                names = list(tags)
+                for start in range(0, len(names), READ_CHUNK_TAGS):
+                    chunk = {tag: tags[tag] for tag in names[start : start + READ_CHUNK_TAGS]}
+                    result[run].update(self._summarise(ctx, experiment, run, chunk, previous))
+        return result
+
+    def _cached(self, experiment: str, listing: Mapping[str, Mapping[str, provider.TensorTimeSeries]]):
+        """What the cache answers of a listing: summaries, the stale (run, tag)s' versions, their kept pairs."""
         result: dict[str, dict[str, drift.Summary]] = {run: {} for run in listing}
         stale: dict[str, dict[str, tuple]] = {}
         previous: dict[tuple[str, str], drift.Kept] = {}
@@ -95,12 +117,12 @@ class Reader:
                 stale.setdefault(run, {})[tag] = version
                 if cached is not None:
                     previous[(run, tag)] = cached[1]
-        for run, tags in stale.items():
-            names = list(tags)
-            for start in range(0, len(names), READ_CHUNK_TAGS):
-                chunk = {tag: tags[tag] for tag in names[start : start + READ_CHUNK_TAGS]}
-                result[run].update(self._summarise(ctx, experiment, run, chunk, previous))
-        return result
+        return result, stale, previous
+
+    def _reading(self, experiment: str) -> threading.Lock:
+        """The lock held while an experiment's changed tags are read and analysed."""
+        with self._guard:
+            return self._read_locks.setdefault(experiment, threading.Lock())
 
     def _summarise(
         self, ctx, experiment: str, run: str, tags: Mapping[str, tuple], previous: Mapping[tuple[str, str], drift.Kept]

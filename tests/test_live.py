@@ -251,3 +251,40 @@ def test_a_ranking_reads_a_run_in_chunks_of_tags_and_ranks_as_one_read(tmp_path,
     assert chunked.summaries(ctx, "", chunked.histogram_tags(ctx, "")) == expected
     assert sorted(map(len, provider.reads)) == [1, 2]
     assert set().union(*provider.reads) == {("a", t) for t in TAGS}
+
+
+def test_rankings_arriving_together_after_a_reload_read_the_changes_once(tmp_path) -> None:
+    """Several clients polling a live run: the first reads the changed tags, the others wait and share it."""
+    import threading
+
+    logdir = tmp_path / "logs"
+    writers = {run: LogWriter(logdir, run, seed=i) for i, run in enumerate(("a", "b"))}
+    for w in writers.values():
+        w.write(range(0, 50, 5))
+    multiplexer = mux.EventMultiplexer(size_guidance=acc.STORE_EVERYTHING_SIZE_GUIDANCE)
+    multiplexer.AddRunsFromDirectory(str(logdir))
+    multiplexer.Reload()
+
+    class SlowProvider(CountingProvider):
+        def read_tensors(self, ctx, **kwargs):
+            time.sleep(0.3)  # long enough for every client to arrive while the first reads
+            return super().read_tensors(ctx, **kwargs)
+
+    provider = SlowProvider(multiplexer, str(logdir))
+    reader = reading.Reader(provider, downsample=10**9)
+    ctx = context.RequestContext()
+    listing = reader.histogram_tags(ctx, "")
+    start, answers = threading.Barrier(4), []
+
+    def client() -> None:
+        start.wait()
+        answers.append(reader.summaries(ctx, "", listing))
+
+    threads = [threading.Thread(target=client) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert len(answers) == 4 and all(a == answers[0] for a in answers)
+    assert len(provider.reads) == 2  # one per run, not one per run and client
+    assert reader.pairs_analysed == 6 * 9
