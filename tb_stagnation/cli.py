@@ -102,8 +102,7 @@ def load_through_tensorboard(logdir: str, ratio: float) -> ranking.Ranking:
     multiplexer.Reload()
     reader = reading.Reader(mdp.MultiplexerDataProvider(multiplexer, logdir), downsample=10**9)
     ctx = context.RequestContext()
-    summaries = reader.summaries(ctx, "", reader.histogram_tags(ctx, ""))
-    return ranking.rank(summaries, reader.exact(ctx, "", reader.exact_tags(ctx, "")), ratio)
+    return reader.rank(ctx, "", reader.histogram_tags(ctx, ""), reader.exact_tags(ctx, ""), ratio)
 
 
 def _progress(done: int, total: int) -> None:

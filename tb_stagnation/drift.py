@@ -463,7 +463,12 @@ class _Plan:
     found: np.ndarray  # bool: the sample is in old (same step and wall time)
     kept_pair: np.ndarray  # bool per sample: the pair it closes was measured in old
     needed: np.ndarray  # samples to clean: new ones, ends of new pairs, old first/last usable
-    raw: np.ndarray  # (len(needed), k, 3)
+    raw: Sequence[np.ndarray] | np.ndarray  # the series' raw samples, as given
+    reads: np.ndarray  # which of them to clean and measure: the needed ones, in step order
+
+    def block(self) -> np.ndarray:
+        """The needed samples as an ``(len(needed), k, 3)`` array; gathered on the group's worker thread."""
+        return _block(self.raw, self.reads)
 
 
 def _plan(old: Kept | None, sample: Sample) -> _Plan:
@@ -475,7 +480,7 @@ def _plan(old: Kept | None, sample: Sample) -> _Plan:
         n = len(steps)
         nothing = np.zeros(n, dtype=bool)
         return _Plan(_NOTHING_KEPT, steps, walls, np.zeros(n, dtype=np.int64), nothing, nothing,
-                     np.arange(n), _block(raw, order))
+                     np.arange(n), raw, order)
     pos = np.minimum(np.searchsorted(old.steps, steps), max(len(old.steps) - 1, 0))
     found = np.zeros(len(steps), dtype=bool)
     if len(old.steps):
@@ -487,7 +492,7 @@ def _plan(old: Kept | None, sample: Sample) -> _Plan:
     needed = np.unique(np.concatenate([
         np.flatnonzero(~found), new_pair - 1, new_pair, old_usable[:1], old_usable[-1:],
     ]))
-    return _Plan(old, steps, walls, pos, found, kept_pair, needed, _block(raw, order[needed]))
+    return _Plan(old, steps, walls, pos, found, kept_pair, needed, raw, order[needed])
 
 
 def update_all(kept: Sequence[Kept | None], samples: Sequence[Sample]) -> list[Kept]:
@@ -505,13 +510,13 @@ def update_all(kept: Sequence[Kept | None], samples: Sequence[Sample]) -> list[K
     inside its array operations, where nearly all the time goes.
     """
     plans = [_plan(old, sample) for old, sample in zip(kept, samples)]
-    groups = _groups([len(p.needed) for p in plans], [p.raw.shape[1] for p in plans])
+    groups = _groups([len(p.needed) for p in plans], [_width(p.raw) for p in plans])
     return _in_parallel(lambda g: _update_group([plans[i] for i in g]), groups, len(plans))
 
 
 def _update_group(plans: list[_Plan]) -> list[Kept]:
     """Measure the new pairs (and net drifts) of a group of plans in one batch."""
-    hists, finite_b, rms, quantum = _prepare(histogram.concatenate([p.raw for p in plans]))
+    hists, finite_b, rms, quantum = _prepare(histogram.concatenate([p.block() for p in plans]))
     usable_b = finite_b & (hists.total > 0)
     starts = np.cumsum([0] + [len(p.needed) for p in plans])
     step_b = np.concatenate([p.steps[p.needed] for p in plans] + [np.zeros(0, dtype=np.int64)])

@@ -290,9 +290,7 @@ class StagnationPlugin(base_plugin.TBPlugin):
                 raise errors.NotFoundError(f"unknown run {missing[0]!r}")
             histograms = {r: t for r, t in histograms.items() if r in runs}
             exact_listing = {r: t for r, t in exact_listing.items() if r in runs}
-        summaries = self._reader.summaries(ctx, experiment, histograms)
-        exact_data = self._reader.exact(ctx, experiment, exact_listing)
-        return ranking.rank(summaries, exact_data, ratio), all_runs
+        return self._reader.rank(ctx, experiment, histograms, exact_listing, ratio), all_runs
 
 
 def series_json(series: drift.Series, threshold: float) -> dict:

@@ -8,7 +8,10 @@ steps to one tag re-reads exactly that tag. Its re-read returns the whole
 kept series (the data provider has no "since" query), so the saving is in
 the drift work: each (run, tag) keeps its analysed pairs (``drift.Kept``)
 and only pairs involving new samples, or closing a gap a dropped sample
-left, are measured again (``drift.update_all``).
+left, are measured again (``drift.update_all``). Changed tags are read a
+run and ``READ_CHUNK_TAGS`` at a time, so a ranking holds one chunk's
+histograms beyond its caches (:mod:`tb_stagnation.caches`), whose budgets
+are stated below.
 """
 
 from __future__ import annotations
@@ -16,10 +19,9 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Mapping
 
-import numpy as np
 from tensorboard.data import provider
 
-from tb_stagnation import caches, drift, exact, metadata
+from tb_stagnation import caches, drift, exact, metadata, ranking
 
 # Histograms read per time series when TensorBoard gives no sampling hint;
 # above both loaders' default reservoir sizes, so every kept sample is read.
@@ -36,8 +38,6 @@ EXACT_CACHE_BYTES = 64 << 20
 # Tags of a run read and analysed at once: what a ranking holds beyond its caches is
 # their histograms (~40 MB at 500 samples of 30 buckets, ~10x for TF1's ~400), not the log's.
 READ_CHUNK_TAGS = 100
-
-_CacheKey = tuple[str, str, str]  # experiment, run, tag
 
 
 def downsample_from_hints(hints: Mapping[str, int] | None) -> int:
@@ -80,6 +80,23 @@ class Reader:
         """run -> tag -> metadata of every histogram time series."""
         return self._provider.list_tensors(
             ctx, experiment_id=experiment, plugin_name=metadata.HISTOGRAMS_PLUGIN_NAME
+        )
+
+    def rank(
+        self,
+        ctx,
+        experiment: str,
+        histograms: Mapping[str, Mapping[str, provider.TensorTimeSeries]],
+        exact_listing: Mapping[str, Mapping[str, provider.ScalarTimeSeries]],
+        ratio: float,
+    ) -> ranking.Ranking:
+        """The pipeline over a data provider: the listed tags' drift summaries, their exact series, ranked.
+
+        What the plugin's routes and the CLI's TensorBoard path both call;
+        the CLI's own event-file reader feeds the same ``ranking.rank``.
+        """
+        return ranking.rank(
+            self.summaries(ctx, experiment, histograms), self.exact(ctx, experiment, exact_listing), ratio
         )
 
     def summaries(
