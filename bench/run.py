@@ -495,14 +495,18 @@ def bench_size(name: str, logdir: str, info: dict, repeat: int, timeout: float) 
 
 def summary(results: dict) -> None:
     print("\n## Targets")
+    # Cold ranking against read_tensors two ways: in one process over one provider, back to back
+    # (the target), and the live server's route against that same in-process read (the route's
+    # HTTP, listing and JSON, and the server's own reload thread competing for the two cores).
     print(f"{'size':<12} {'CLI/floor':>10} {'<=2x':>8} {'tbparse/CLI':>12} {'>=5x':>8} "
-          f"{'cold/read_tensors':>18} {'<=1.5x':>8} {'rank warm':>10}")
+          f"{'cold/read_tensors':>18} {'<=1.5x':>8} {'route/read':>11} {'rank warm':>10}")
     for name, r in results.items():
         a = _ratio(r["cli"]["wall"], r["floor"]["wall"])
         b = _ratio(r["tbparse"]["wall"], r["cli"]["wall"])
-        c = _ratio(r["live"].get("rank_cold"), r["inproc"].get("read"))
+        c = _ratio(r["inproc"].get("rank"), r["inproc"].get("read"))
+        d = _ratio(r["live"].get("rank_cold"), r["inproc"].get("read"))
         print(f"{name:<12} {a:>9.2f}x {_mark(a <= 2):>8} {b:>11.2f}x {_mark(b >= 5):>8} "
-              f"{c:>17.2f}x {_mark(c <= 1.5):>8} {_s(r['live'].get('rank_warm')):>10}")
+              f"{c:>17.2f}x {_mark(c <= 1.5):>8} {d:>10.2f}x {_s(r['live'].get('rank_warm')):>10}")
     if "tf2_wide" in results:
         warm = results["tf2_wide"]["live"].get("rank_warm", float("nan"))
         print(f"ranking warm at tf2_wide: {_s(warm)} (target < 20 ms): {_mark(warm < 0.020)}")
