@@ -83,14 +83,20 @@ class CountingProvider(mdp.MultiplexerDataProvider):
                                     downsample=downsample, run_tag_filter=run_tag_filter)
 
 
-def test_reload_rereads_only_the_tag_that_changed(tmp_path) -> None:
-    logdir = tmp_path / "logs"
+def _two_runs_loaded(logdir: Path) -> tuple[dict[str, LogWriter], mux.EventMultiplexer]:
+    """Runs a and b, steps 0-45 of every tag, loaded by a multiplexer that keeps every sample."""
     writers = {run: LogWriter(logdir, run, seed=i) for i, run in enumerate(("a", "b"))}
     for w in writers.values():
         w.write(range(0, 50, 5))
     multiplexer = mux.EventMultiplexer(size_guidance=acc.STORE_EVERYTHING_SIZE_GUIDANCE)
     multiplexer.AddRunsFromDirectory(str(logdir))
     multiplexer.Reload()
+    return writers, multiplexer
+
+
+def test_reload_rereads_only_the_tag_that_changed(tmp_path) -> None:
+    logdir = tmp_path / "logs"
+    writers, multiplexer = _two_runs_loaded(logdir)
     provider = CountingProvider(multiplexer, str(logdir))
     reader = reading.Reader(provider, downsample=10**9)
     ctx = context.RequestContext()
@@ -258,12 +264,7 @@ def test_rankings_arriving_together_after_a_reload_read_the_changes_once(tmp_pat
     import threading
 
     logdir = tmp_path / "logs"
-    writers = {run: LogWriter(logdir, run, seed=i) for i, run in enumerate(("a", "b"))}
-    for w in writers.values():
-        w.write(range(0, 50, 5))
-    multiplexer = mux.EventMultiplexer(size_guidance=acc.STORE_EVERYTHING_SIZE_GUIDANCE)
-    multiplexer.AddRunsFromDirectory(str(logdir))
-    multiplexer.Reload()
+    _, multiplexer = _two_runs_loaded(logdir)
 
     class SlowProvider(CountingProvider):
         def read_tensors(self, ctx, **kwargs):
