@@ -60,17 +60,23 @@ TARGET_SECONDS = 1.0
 
 
 class Log:
-    """One run's event file that a random-walk "training" appends steps to, every tag at each step."""
+    """One run's event file that a random-walk "training" appends steps to, every tag at each step.
 
-    def __init__(self, logdir: str, tags: int) -> None:
-        self.path = os.path.join(logdir, gen.RUN, f"events.out.tfevents.{int(gen.WALL0)}.live")
-        os.makedirs(os.path.dirname(self.path))
+    The walk is fixed by ``seed``, so a Log made again over the same file
+    and passed over the steps it holds (``append(n, write=False)``) goes on
+    where the first left off, in another process too.
+    """
+
+    def __init__(self, logdir: str, tags: int, run: str = gen.RUN, seed: int = 13, values: int = 1024) -> None:
+        self.path = os.path.join(logdir, run, f"events.out.tfevents.{int(gen.WALL0)}.live")
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
         self.names = gen._tag_names(tags)
-        self.walk = gen._walk(tags, 10**9, 1024, seed=13)
+        self.walk = gen._walk(tags, 10**9, values, seed=seed)
         self.templates: list = []  # per tag, its event without the metadata only the first write carries
         self.last_step = -1
 
-    def append(self, steps: int) -> None:
+    def append(self, steps: int, write: bool = True) -> int:
+        """Write the next ``steps`` steps, or with ``write=False`` pass over them; the bytes written."""
         from tensorboard.compat.proto import event_pb2
         from tensorboard.plugins.histogram import summary_v2
 
@@ -87,12 +93,18 @@ class Log:
                     event.summary.value[0].ClearField("metadata")
                     self.templates.append(event)
                 continue
+            if not write:
+                continue
             for t, (event, buckets) in enumerate(zip(self.templates, gen._tf2_buckets(w))):
                 event.step, event.wall_time = step, gen.WALL0 + step + t * 1e-4
                 event.summary.value[0].tensor.tensor_content = buckets.tobytes()
                 payloads.append(event.SerializeToString())
+        if not write:
+            return 0
+        framed = gen._frame(payloads)
         with open(self.path, "ab") as f:
-            f.write(gen._frame(payloads))
+            f.write(framed)
+        return len(framed)
 
 
 def timed(base: type) -> type:
@@ -236,12 +248,6 @@ def _read(path: str) -> str | None:
         return None
 
 
-def _samples(data) -> tuple[list, list, list]:
-    """One time series as the data provider returns it, as the drift engine takes it."""
-    data = list(data)
-    return [d.step for d in data], [d.wall_time for d in data], [d.numpy for d in data]
-
-
 class Bench:
     """One loader's reader and its figures."""
 
@@ -258,8 +264,7 @@ class Bench:
     def rank(self, ctx):
         from tb_stagnation import ranking
 
-        summaries = self.reader.summaries(ctx, "", self.reader.histogram_tags(ctx, ""))
-        return ranking.rank(summaries, {}, ranking.DEFAULT_RATIO)
+        return self.reader.rank(ctx, "", self.reader.histogram_tags(ctx, ""), {}, ranking.DEFAULT_RATIO)
 
     def first(self, ctx, last_step: int) -> None:
         t = time.perf_counter()
@@ -291,7 +296,7 @@ class Bench:
         f["rest"].append(f["ranking"][-1] - (provider.seconds - read_before))
         f["pairs"].append(self.reader.pairs_analysed - before)
         tags = list(listing[gen.RUN])
-        samples = [_samples(data[gen.RUN][tag]) for tag in tags]
+        samples = [reading.samples_of(data[gen.RUN][tag]) for tag in tags]
         f["kept"].append(statistics.median(len(s[0]) for s in samples))
         t = time.perf_counter()
         scratch = drift.summarise_all(samples)

@@ -2,8 +2,8 @@
 
     .venv/bin/python bench/memory.py [--runs 10] [--tags 1000] [--steps 50]
 
-Writes ``--runs`` runs of ``--tags`` TF2 histograms (30 buckets, ``bench/run.py``'s
-random walks) for ``--steps`` steps, then, each in a fresh process:
+Writes ``--runs`` runs of ``--tags`` TF2 histograms (30 buckets, ``bench/live.py``'s
+``Log``: ``bench/run.py``'s random walks) for ``--steps`` steps, then, each in a fresh process:
 
   CLI by run     ``tb-stagnation LOGDIR --json``: histograms summarised and dropped
                  once ``cli.HELD_HISTOGRAM_BYTES`` are held (the default)
@@ -33,41 +33,16 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
-import run as gen  # noqa: E402  (bench/run.py: the log generator)
+import live  # noqa: E402  (bench/live.py: a log a random-walk "training" appends to)
 
 
 def write(logdir: str, runs: int, tags: int, steps: int, first: int = 0) -> int:
     """Append steps ``first .. first+steps-1`` of every tag to each run's event file; bytes written."""
-    from tensorboard.compat.proto import event_pb2
-    from tensorboard.plugins.histogram import summary_v2
-
-    names, written = gen._tag_names(tags), 0
+    written = 0
     for r in range(runs):
-        path = os.path.join(logdir, f"run{r:02d}", f"events.out.tfevents.{int(gen.WALL0)}.memory")
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        payloads = [] if first else [event_pb2.Event(wall_time=gen.WALL0, file_version="brain.Event:2").SerializeToString()]
-        templates = []
-        for step, w in gen._walk(tags, first + steps, 256, seed=r):
-            if step < first and step:
-                continue
-            buckets = gen._tf2_buckets(w)
-            if not templates:  # metadata on each tag's first write only, as TF2 writers do
-                for t, tag in enumerate(names):
-                    event = event_pb2.Event(wall_time=gen.WALL0, step=0, summary=summary_v2.histogram_pb(tag, w[t], buckets=30))
-                    if not first:
-                        payloads.append(event.SerializeToString())
-                    event.summary.value[0].ClearField("metadata")
-                    templates.append(event)
-                if step == 0:
-                    continue
-            for t, event in enumerate(templates):
-                event.step, event.wall_time = step, gen.WALL0 + step + t * 1e-4
-                event.summary.value[0].tensor.tensor_content = buckets[t].tobytes()
-                payloads.append(event.SerializeToString())
-        framed = gen._frame(payloads)
-        with open(path, "ab") as f:
-            f.write(framed)
-        written += len(framed)
+        log = live.Log(logdir, tags, run=f"run{r:02d}", seed=r, values=256)
+        log.append(first, write=False)  # the steps the file holds already
+        written += log.append(steps)
     return written
 
 

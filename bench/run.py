@@ -285,8 +285,7 @@ if verify:
 from tb_stagnation import ranking, reading
 reader = reading.Reader(dp, reading.DEFAULT_DOWNSAMPLE)
 t = time.perf_counter()
-summ = reader.summaries(ctx, "", reader.histogram_tags(ctx, ""))
-r = ranking.rank(summ, reader.exact(ctx, "", reader.exact_tags(ctx, "")), ranking.DEFAULT_RATIO)
+r = reader.rank(ctx, "", reader.histogram_tags(ctx, ""), reader.exact_tags(ctx, ""), ranking.DEFAULT_RATIO)
 out["rank"] = time.perf_counter() - t
 out["rows"] = len(r.rows)
 print(json.dumps(out), flush=True)
