@@ -108,7 +108,7 @@ def _json_route(handler: Callable[[wrappers.Request], object]):
 class Query(NamedTuple):
     """What a ranking request asks for; hashable, so it keys the answer cache."""
 
-    runs: tuple[str, ...] = ()  # empty: every run
+    runs: tuple[str, ...] = ()  # sorted; empty: every run
     roles: frozenset[str] = frozenset()  # empty: every role
     statuses: frozenset[str] = frozenset()  # empty: every status
     tag: str = ""  # a regex (tagfilter), empty: every tag
@@ -118,7 +118,7 @@ class Query(NamedTuple):
     def from_request(cls, request: wrappers.Request) -> Query:
         """The query of a request; a malformed one raises ``errors.InvalidArgumentError``."""
         return cls(
-            runs=tuple(dict.fromkeys(request.args.getlist("run"))),
+            runs=tuple(sorted(set(request.args.getlist("run")))),  # one key whatever their order
             roles=_choices(request, "role", naming.ROLES),
             statuses=_choices(request, "status", ranking.STATUSES),
             tag=request.args.get("tag") or "",
