@@ -25,6 +25,7 @@ from tensorboard import errors, plugin_util
 from tensorboard.backend import http_util
 from tensorboard.plugins import base_plugin
 from werkzeug import wrappers
+from werkzeug.datastructures import Headers
 
 from tb_stagnation import caches, drift, exact, findings, histogram, metadata, naming, ranking, reading, tagfilter
 
@@ -76,7 +77,22 @@ class Answer:
         )
         # Weak: the gzipped and the plain body are the same JSON, so they share a tag.
         response.set_etag(self.etag, weak=True)
-        return response.make_conditional(request)
+        response = response.make_conditional(request)
+        return _NotModified(status=304, headers=response.headers) if response.status_code == 304 else response
+
+
+class _NotModified(wrappers.Response):
+    """A bodiless 304 that keeps its Content-Type.
+
+    werkzeug sends a 304 without entity headers, Content-Type among them, and
+    TensorBoard's security middleware then prints a warning in the user's terminal
+    for every revalidated request ("Content-Type is required on a Response").
+    """
+
+    def get_wsgi_headers(self, environ) -> Headers:
+        headers = super().get_wsgi_headers(environ)
+        headers.setdefault("Content-Type", self.content_type)
+        return headers
 
 
 def _json_route(handler: Callable[[wrappers.Request], object]):

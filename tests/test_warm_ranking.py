@@ -121,6 +121,7 @@ def test_revalidation_gets_304_while_nothing_changed(served) -> None:
     etag = first.headers["ETag"]
     again = served.get("ranking", "status=moving&status=stagnant", **{"If-None-Match": etag})
     assert again.status_code == 304 and again.data == b"" and again.headers["ETag"] == etag
+    assert again.headers["Content-Type"] == "application/json"  # TensorBoard warns on a response without one
     other = served.get("ranking", "status=moving&status=stagnant", **{"If-None-Match": 'W/"other"'})
     assert other.status_code == 200 and other.data == first.data
     # Another query is another answer with its own tag; errors stay plain, untagged JSON.
@@ -178,7 +179,10 @@ def test_real_tensorboard_serves_gzip_304_and_new_data(tmp_path, start_tensorboa
     etag = headers["ETag"]
     zipped = _get(url, **{"Accept-Encoding": "gzip"})
     assert zipped[2]["Content-Encoding"] == "gzip" and gzip.decompress(zipped[1]) == body
-    assert _get(url, **{"If-None-Match": etag})[:2] == (304, b"")
+    status, body, headers = _get(url, **{"If-None-Match": etag})
+    assert (status, body, headers["Content-Type"]) == (304, b"", "application/json")
+    # TensorBoard's security middleware would print "Content-Type is required" for a 304 without one.
+    assert "Content-Type is required" not in Path(tb.log.name).read_text()
 
     _append(logdir, [50, 55], tags=["dense/kernel"])
     deadline = time.monotonic() + 60
