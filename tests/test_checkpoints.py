@@ -129,12 +129,19 @@ def reference(name: str, directory: Path, steps: list[int]) -> list[dict[str, np
 
 
 def expected_quantities(states: list[np.ndarray], steps: list[int]) -> tuple[list[float], list[float], list[float]]:
-    """(rms at every step, ratio per pair, cosine per pair of pairs), by plain numpy in float64."""
+    """(rms at every step, ratio per pair, cosine per pair of pairs), by plain numpy in float64.
+
+    A ratio from a zero tensor and a cosine involving a zero update are undefined: NaN.
+    """
+
+    def over(num: float, den: float) -> float:
+        return float(num / den) if den else float("nan")
+
     w = [s.astype(np.float64) for s in states]
     rms = [np.sqrt(np.mean(x**2)) for x in w]
-    ratio = [np.linalg.norm(b - a) / np.linalg.norm(a) / (t1 - t0) for a, b, t0, t1 in zip(w, w[1:], steps, steps[1:])]
+    ratio = [over(np.linalg.norm(b - a), np.linalg.norm(a) * (t1 - t0)) for a, b, t0, t1 in zip(w, w[1:], steps, steps[1:])]
     d = [b - a for a, b in zip(w, w[1:])]
-    cosine = [float(p.ravel() @ q.ravel() / (np.linalg.norm(p) * np.linalg.norm(q))) for p, q in zip(d, d[1:])]
+    cosine = [over(p.ravel() @ q.ravel(), np.linalg.norm(p) * np.linalg.norm(q)) for p, q in zip(d, d[1:])]
     return rms, ratio, cosine
 
 
