@@ -80,18 +80,20 @@ def find(result: ranking.Ranking) -> list[Finding]:
     out = []
     for run in sorted(by_run):
         rows = sorted(by_run[run], key=lambda r: r.order)
-        out.extend(_run_findings(run, rows, layers.get(run, []), result.ratio))
+        out.extend(_run_findings(run, rows, layers.get(run, []), result.ratio, result.exact))
     return out
 
 
-def _run_findings(run: str, rows: list[ranking.Row], layers: list[ranking.Layer], ratio: float) -> list[Finding]:
+def _run_findings(
+    run: str, rows: list[ranking.Row], layers: list[ranking.Layer], ratio: float, exact: ranking.MatchedExact
+) -> list[Finding]:
     found: list[Finding] = []
     nonfinite = _nonfinite(run, rows)
     if nonfinite:
         found.append(nonfinite)
     stuck = [r for r in rows if r.role in _STUCK_ROLES]
     for group in _by_layer([r for r in stuck if r.status == ranking.FROZEN]):
-        found.append(_frozen(run, group))
+        found.append(_frozen(run, group, exact))
     vanishing = _vanishing(run, layers)
     found.extend(vanishing)
     in_profile = {name for f in vanishing for name in f.layers}
@@ -124,13 +126,21 @@ def _finding(run: str, kind: str, rows: Sequence, since: int | None, message: st
 # ------------------------------------------------------------------ kinds
 
 
-def _frozen(run: str, rows: list[ranking.Row]) -> Finding:
+def _frozen(run: str, rows: list[ranking.Row], exact: ranking.MatchedExact) -> Finding:
+    """Names the evidence of the scoring source, and of any other exact source that agrees."""
     first = min((r.first_step for r in rows if r.first_step is not None), default=None)
     last = max((r.last_step for r in rows if r.last_step is not None), default=None)
     samples = max(r.samples for r in rows)
     unit = _UNITS.get(rows[0].source, "samples")
     span = f" ({_axis(rows[0])}s {first}-{last})" if first is not None else ""
-    message = f"{_names([r.tag for r in rows])} never changed over {samples} {unit}{span}"
+    evidence = [f"{samples} {unit}{span}"]
+    for source, series in exact.get((run, rows[0].tag), {}).items():
+        if source != rows[0].source and series.frozen and len(series.steps):
+            words = _AXIS_WORDS.get(series.axis, "step")
+            evidence.append(
+                f"{len(series.steps)} {_UNITS[source]} ({words}s {series.steps[0]}-{series.steps[-1]})"
+            )
+    message = f"{_names([r.tag for r in rows])} never changed over {' and '.join(evidence)}"
     return _finding(run, FROZEN, rows, first, message)
 
 

@@ -267,7 +267,7 @@ class StagnationPlugin(base_plugin.TBPlugin):
             series = drift.analyse([], [], [])
         else:
             series = self._reader.series(ctx, experiment, run, tag, meta)
-        body.update(series_json(series, thresholds[ranking.HISTOGRAM]))
+        body.update(series_json(series))
         return body
 
     def _listings(self, ctx, experiment: str) -> _Listings:
@@ -309,11 +309,15 @@ class StagnationPlugin(base_plugin.TBPlugin):
         return self._reader.rank(ctx, experiment, histograms, exact_listing, ratio), all_runs
 
 
-def series_json(series: drift.Series, threshold: float) -> dict:
-    """The per-sample arrays the tab charts."""
+def series_json(series: drift.Series) -> dict:
+    """The per-sample arrays the tab charts.
+
+    No verdict here: ``stagnant_since`` is the row's, measured on the source that scored it
+    against that source's threshold, and a second figure from the histograms alone could
+    only contradict it.
+    """
     values = histogram.quantiles(series.histograms)
     return {
-        "stagnant_since": drift.stagnant_since(series, threshold),
         "steps": [int(s) for s in series.steps],
         "wall_times": [float(w) for w in series.wall_times],
         "drift": _list(series.drift),

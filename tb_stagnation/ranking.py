@@ -48,8 +48,8 @@ class Row:
     status: str
     score: float
     net: float
-    samples: int
-    first_step: int | None
+    samples: int  # samples, snapshots or checkpoints of the scoring source
+    first_step: int | None  # ... and the steps they span
     last_step: int | None
     floor: float
     threshold: float
@@ -81,13 +81,16 @@ class Layer:
     source: str
 
 
+# (run, tag) -> source -> the exact series matched to that row
+MatchedExact = dict[tuple[str, str], dict[str, ExactSeries]]
+
+
 @dataclasses.dataclass(frozen=True)
 class Ranking:
     rows: list[Row]
     layers: list[Layer]
     thresholds: dict[str, dict[str, float]]  # run -> source -> threshold
-    # (run, tag) -> source -> the exact series matched to that row, for the detail views
-    exact: dict[tuple[str, str], dict[str, ExactSeries]]
+    exact: MatchedExact  # for the detail views and the findings' evidence
     ratio: float = DEFAULT_RATIO  # the fraction of typical movement the thresholds are
 
 
@@ -128,9 +131,14 @@ def _status(
 
 
 def _typical(scores: list[tuple[str, float]]) -> float:
-    """Median score of the trainable tags, or of all measured tags if none is trainable."""
+    """Median score of the trainable parameters; of the tags whose name does not say, if none is.
+
+    Never of gradients, activations or moving statistics: they change with the data, so a
+    run whose histograms are mostly gradients would otherwise set its parameters' bar at
+    1% of a gradient's drift and call healthy layers stagnant.
+    """
     trainable = [s for role, s in scores if role in naming.TRAINABLE_ROLES]
-    return _median(trainable) if trainable else _median([s for _, s in scores])
+    return _median(trainable) if trainable else _median([s for role, s in scores if role == naming.OTHER])
 
 
 def rank(
@@ -149,7 +157,7 @@ def rank(
     rows: list[Row] = []
     layers: list[Layer] = []
     thresholds: dict[str, dict[str, float]] = {}
-    matched: dict[tuple[str, str], dict[str, ExactSeries]] = {}
+    matched: MatchedExact = {}
     for run in sorted(set(summaries) | set(exact)):
         run_rows, run_thresholds, by_source = _rank_run(summaries.get(run, {}), exact.get(run, {}), run, ratio)
         rows.extend(run_rows)
@@ -228,15 +236,17 @@ def _rank_run(
             if len(series.steps):
                 stored_at[tag] = (int(series.steps[0]), i)
     tags = sorted(names, key=lambda t: _appearance(summaries.get(t), stored_at.get(t), t))
-    scores: dict[str, float] = {}
-    for tag, source in scorer.items():
-        if source == HISTOGRAM:
-            scores[tag] = summaries[tag].score if tag in summaries else float("nan")
-        else:
-            scores[tag] = _exact_score(by_source[source][tag])
+    scores = {tag: _source_score(tag, source, summaries, by_source) for tag, source in scorer.items()}
+    # Each source's threshold is measured on every parameter that source measured, whichever
+    # source scores it: a run scored by exact ratios still draws the stagnant line on its
+    # histogram and checkpoint charts, at its parameters' typical figure for each.
     thresholds = {}
     for source in SOURCE_PREFERENCE:
-        measured = [(names[t].role, scores[t]) for t in names if scorer[t] == source and not _is_frozen(t, source, summaries, by_source)]
+        measured = [
+            (names[t].role, _source_score(t, source, summaries, by_source))
+            for t in names
+            if _measures(t, source, summaries, by_source) and not _is_frozen(t, source, summaries, by_source)
+        ]
         thresholds[source] = ratio * _typical(measured)
     rows = []
     for order, tag in enumerate(tags):
@@ -260,9 +270,11 @@ def _rank_run(
                 status=_status(summary, ex, name.role, scores[tag], thresholds[source]),
                 score=scores[tag],
                 net=summary.net if summary is not None else float("nan"),
-                samples=summary.samples if summary is not None else len(ex.steps),
-                first_step=summary.first_step if summary is not None else _int(ex.steps, 0),
-                last_step=summary.last_step if summary is not None else _int(ex.steps, -1),
+                # The span and count of what scored the row, so that a finding's "over N
+                # snapshots (steps a-b)" describes the evidence it names.
+                samples=len(ex.steps) if ex is not None else summary.samples,
+                first_step=_int(ex.steps, 0) if ex is not None else summary.first_step,
+                last_step=_int(ex.steps, -1) if ex is not None else summary.last_step,
                 floor=summary.floor if summary is not None else float("nan"),
                 threshold=thresholds[source],
                 source=source,
@@ -284,11 +296,8 @@ def _nonfinite_since(summary: Summary | None, exact: ExactSeries | None) -> int 
     steps = []
     if summary is not None and summary.first_nonfinite_step is not None:
         steps.append(summary.first_nonfinite_step)
-    if exact is not None and exact.nonfinite:
-        bad = ~np.isfinite(exact.rms) if len(exact.rms) else np.zeros(len(exact.steps), dtype=bool)
-        if len(exact.update_ratio):
-            bad = bad | np.isinf(exact.update_ratio)
-        steps.extend(int(s) for s in exact.steps[bad][:1])
+    if exact is not None and exact.first_nonfinite_step is not None:
+        steps.append(exact.first_nonfinite_step)
     return min(steps) if steps else None
 
 
@@ -304,6 +313,18 @@ def _scoring_source(tag: str, summaries: Mapping[str, Summary], by_source) -> st
         if len(series.ratios) or series.frozen:
             return source
     return HISTOGRAM if tag in summaries or not present else present[0]
+
+
+def _measures(tag: str, source: str, summaries: Mapping[str, Summary], by_source) -> bool:
+    """Whether ``source`` holds a series of ``tag``."""
+    return tag in summaries if source == HISTOGRAM else tag in by_source.get(source, {})
+
+
+def _source_score(tag: str, source: str, summaries: Mapping[str, Summary], by_source) -> float:
+    """The tag's score as ``source`` measures it (NaN where it has no series there)."""
+    if not _measures(tag, source, summaries, by_source):
+        return float("nan")
+    return summaries[tag].score if source == HISTOGRAM else _exact_score(by_source[source][tag])
 
 
 def _is_frozen(tag: str, source: str, summaries: Mapping[str, Summary], by_source) -> bool:

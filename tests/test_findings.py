@@ -109,6 +109,21 @@ def test_a_frozen_layer_is_one_finding_naming_its_tags_and_the_evidence() -> Non
     )
 
 
+def test_a_frozen_finding_spans_the_evidence_of_every_source_that_saw_it() -> None:
+    # Histograms to step 1000, exact ratios (scoring) and checkpoints further: each says how far it saw.
+    tags = _network({"conv1": TYPICAL, "conv2": TYPICAL, "conv3": FROZEN}, gradients=False)
+    exact_steps, checkpoint_steps = np.arange(0, 1101, 100), np.arange(0, 1201, 200)
+    exact = {"run": {
+        "exact": {t: _exact(0.0 if t.startswith("conv3") else TYPICAL, exact_steps) for t in tags},
+        "checkpoint": {t: _exact(0.0 if t.startswith("conv3") else TYPICAL, checkpoint_steps, "checkpoint") for t in tags},
+    }}
+    [finding] = _find({"run": tags}, exact)
+    assert finding.message == (
+        "conv3/kernel and conv3/bias never changed over 12 snapshots (steps 0-1100)"
+        " and 7 checkpoints (steps 0-1200)"
+    )
+
+
 def test_a_stagnant_parameter_is_named_with_its_figures() -> None:
     tags = _network({"a": TYPICAL, "b": TYPICAL, "c": TYPICAL, "slow": 1e-7})
     [finding] = _find({"run": tags})
@@ -183,11 +198,11 @@ def test_nonfinite_names_the_first_step_and_its_tags() -> None:
     assert finding.message == "NaN or Inf first at step 300, in b/kernel/gradient; 2 tags hold NaN or Inf in all"
 
 
-def _exact(ratio: float) -> ExactSeries:
-    steps = STEPS.copy()
+def _exact(ratio: float, steps: np.ndarray = STEPS, source: str = "exact") -> ExactSeries:
+    """An exact series of ``ratio`` per step at every interval of ``steps``."""
     ratios = np.full(len(steps), ratio)
     ratios[0] = np.nan
-    return ExactSeries("exact", "step", steps, ratios, np.ones(len(steps)), np.empty(0), np.empty(0), np.empty(0))
+    return ExactSeries(source, "step", steps.copy(), ratios, np.ones(len(steps)), np.empty(0), np.empty(0), np.empty(0))
 
 
 def test_histograms_that_see_nothing_of_exact_movement_are_blind() -> None:
@@ -198,6 +213,35 @@ def test_histograms_that_see_nothing_of_exact_movement_are_blind() -> None:
     assert finding.kind == "histogram_blind"
     assert finding.message.startswith("the histograms show none of the exact movement (median over 3 parameters)")
     assert "tb_stagnation.summary" in finding.message and "tb-stagnation checkpoints SRC" in finding.message
+
+
+def test_every_threshold_comes_from_the_runs_parameters_whichever_source_scores_them() -> None:
+    # Every parameter is scored by exact ratios; the histograms hold the parameters at TYPICAL
+    # and gradients 100x livelier. The histogram threshold is 1% of the parameters' drift,
+    # never of the gradients', so no parameter is stagnant by its histogram either.
+    tags = _network({f"dense{i}": TYPICAL for i in range(1, 5)}, gradients=False)
+    for i in range(1, 5):
+        tags[f"dense{i}/kernel/gradient"] = _summary(100 * TYPICAL)
+    exact = {"run": {"exact": {t: _exact(1e-3) for t in tags if not t.endswith("gradient")}}}
+    result = ranking.rank({"run": tags}, exact)
+    assert result.thresholds["run"]["histogram"] == pytest.approx(0.01 * TYPICAL, rel=0.05)
+    assert result.thresholds["run"]["exact"] == pytest.approx(1e-5)
+    params = [r for r in result.rows if r.role in naming.PARAMETER_ROLES]
+    assert {r.source for r in params} == {"exact"} and len(params) == 8
+    assert all(r.status == "moving" and r.stagnant_since is None for r in params)
+
+
+def test_a_source_that_scores_no_parameter_still_has_a_threshold_for_its_chart() -> None:
+    # Checkpoints are outranked by the writers' exact ratios, yet their chart needs its line.
+    tags = _network({f"dense{i}": TYPICAL for i in range(1, 4)}, gradients=False)
+    exact = {"run": {"exact": {t: _exact(1e-3) for t in tags}, "checkpoint": {t: _exact(2e-3) for t in tags}}}
+    thresholds = ranking.rank({"run": tags}, exact).thresholds["run"]
+    assert thresholds["checkpoint"] == pytest.approx(2e-5) and thresholds["exact"] == pytest.approx(1e-5)
+
+
+def test_a_run_of_gradients_only_has_no_stagnant_threshold() -> None:
+    tags = {f"dense{i}/kernel/gradient": _summary(TYPICAL) for i in range(1, 4)}
+    assert np.isnan(ranking.rank({"run": tags}).thresholds["run"]["histogram"])
 
 
 def _measured(score: float, floor: float) -> drift.Summary:
