@@ -7,7 +7,7 @@ the same wherever it is shown.
 
 from __future__ import annotations
 
-from tb_stagnation import naming, ranking
+from tb_stagnation import metadata, naming, ranking
 
 # Finding kinds (see tb_stagnation.findings for how each is found).
 FROZEN, STAGNANT, STALLED = "frozen", "stagnant", "stalled"
@@ -58,6 +58,12 @@ FINDING_MEANINGS = {
     "exact figures come from the writers in tb_stagnation.summary or `tb-stagnation checkpoints SRC`",
 }
 
+THINNED_MEANING = (
+    "TensorBoard kept fewer of the plugin's exact-movement records than were written (its Python loader keeps 10 "
+    "a tag by default, the Rust one 100): scores, statuses and findings come from the records it kept; start "
+    f"TensorBoard with {metadata.KEEP_ALL_FLAG} to keep them all"
+)
+
 assert set(STATUS_MEANINGS) == set(ranking.STATUSES)
 assert set(ROLE_MEANINGS) == set(naming.ROLES)
 assert set(SOURCE_MEANINGS) == set(ranking.SOURCE_PREFERENCE)
@@ -88,4 +94,6 @@ def as_json() -> dict:
         "parameter_roles": parameter_roles(),
         "stuck_statuses": stuck_statuses(),
         "default_ratio": ranking.DEFAULT_RATIO,
+        "thinned": THINNED_MEANING,
+        "keep_all_flag": metadata.KEEP_ALL_FLAG,
     }

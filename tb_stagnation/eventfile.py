@@ -41,7 +41,7 @@ from tb_stagnation import drift, exact, metadata, tf1_histograms, tf2_layout
 from tb_stagnation.tf1_histograms import histogram_from_proto
 from tb_stagnation.tfrecord import Skip, intact_records, records
 
-__all__ = ["LogData", "Skip", "event_files", "histogram_from_proto", "read_logdir", "records"]
+__all__ = ["LogData", "Skip", "event_files", "histogram_from_proto", "read_logdir", "records", "tensor_values"]
 
 
 def read_logdir(
@@ -49,7 +49,7 @@ def read_logdir(
     progress: Callable[[int, int], None] | None = None,
     summarise_past: int | None = None,
 ) -> LogData:
-    """Read every histogram and exact-movement scalar under ``logdir``.
+    """Read every histogram and exact-movement record (or version-1 scalar) under ``logdir``.
 
     With ``summarise_past`` (bytes), runs' histograms are summarised and
     dropped whenever more than that many are held, so memory follows the
@@ -230,16 +230,18 @@ class _Run:
                 raw = content
             else:
                 try:
-                    raw = _tensor(tensor).reshape(-1, 3)
+                    raw = tensor_values(tensor).reshape(-1, 3)
                 except ValueError:  # not [k, 3] or not numeric
                     return 1
             samples.append(event.step, event.wall_time, raw, self._position)
         elif plugin == metadata.PLUGIN_NAME:
-            datum = self.exact_data.setdefault(tag, [])
             try:
-                datum.append(_Datum(event.step, float(_tensor(value.tensor)[0])))
-            except (ValueError, IndexError):  # not numeric, or empty
+                values = tensor_values(value.tensor)
+            except ValueError:  # not numeric
                 return 1
+            if not values.size:
+                return 1
+            self.exact_data.setdefault(tag, []).append(_Datum(event.step, values))
         return 0
 
     def _learn(self, tag: str, value) -> str | None:
@@ -354,10 +356,15 @@ class _Series:
 
 @dataclasses.dataclass(frozen=True)
 class _Datum:
-    """The shape of a data-provider datum, for :func:`exact.collect_exact`."""
+    """The shape of a data provider's ``TensorDatum``, for :func:`exact.collect_exact`.
+
+    ``numpy`` is flat: a version-2 record's ``(2, columns)`` values, or a
+    version-1 scalar as one element; ``collect_exact`` shapes it by the
+    tag's content.
+    """
 
     step: int
-    value: float
+    numpy: np.ndarray
 
 
 @dataclasses.dataclass(frozen=True)
@@ -365,8 +372,8 @@ class _Listing:
     plugin_content: bytes
 
 
-def _tensor(proto) -> np.ndarray:
-    """A tensor's values as float64, read-only."""
+def tensor_values(proto) -> np.ndarray:
+    """A ``TensorProto``'s values as a flat float64 array, read-only."""
     if proto.dtype == types_pb2.DT_DOUBLE and proto.tensor_content:
         return np.frombuffer(proto.tensor_content, dtype=np.float64)
     from tensorboard.util import tensor_util  # 0.1 s to import; TF2 histograms never need it

@@ -1,13 +1,23 @@
-"""Turn the exact-movement scalars a data provider returns into per-parameter series.
+"""Turn the exact-movement records a data provider returns into per-parameter series.
 
-Pure functions over what ``DataProvider.list_scalars`` / ``read_scalars``
-return for ``plugin_name="stagnation"``, so the backend can test them without
-a server. Series are found by their plugin content (parsed with
-:func:`tb_stagnation.metadata.parse_plugin_metadata`), never by tag name;
-content this version cannot parse is skipped. Both sources of exact movement
-arrive here the same way: the training-time writers (``source`` ``exact``)
-and checkpoints imported afterwards (``checkpoint``); they stay apart, since
-a run may hold both for one parameter.
+Pure functions over what ``DataProvider.list_tensors`` / ``read_tensors``
+return for ``plugin_name="stagnation"`` (version-2 records: every quantity
+of a tensor at a step in one record) and ``list_scalars`` /
+``read_scalars`` (version-1 files: one scalar tag per quantity), so the
+backend can test them without a server. Series are found by their plugin
+content (parsed with :func:`tb_stagnation.metadata.parse_plugin_metadata`),
+never by tag name; content this version cannot parse is skipped. Both
+sources of exact movement arrive here the same way: the training-time
+writers (``source`` ``exact``) and checkpoints imported afterwards
+(``checkpoint``); they stay apart, since a run may hold both for one
+parameter.
+
+A loader keeps a sample of each tag's points (:mod:`tb_stagnation.metadata`
+says how many). Nothing here depends on which it kept: a quantity is
+aligned with the others of its tensor by step where present, a quantity
+absent at a step is absent (NaN in the arrays, never taken for a NaN the
+weights held), and the records' sequence numbers tell how many were written,
+so a thinned series says so (:attr:`ExactSeries.written`).
 """
 
 from __future__ import annotations
@@ -24,19 +34,27 @@ from tb_stagnation import metadata
 # run -> source -> parameter -> series
 ExactData = dict[str, dict[str, dict[str, "ExactSeries"]]]
 
+# Quantities derived from the weights themselves: NaN or Inf in one means the weights hold it.
+_WEIGHT_QUANTITIES = (metadata.PARAM_RMS, metadata.UPDATE_RATIO, metadata.CHANGE)
+
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class ExactSeries:
     """The exact-movement series of one parameter in one run, from one source.
 
-    ``steps`` is the sorted union of the steps of all logged quantities; each
-    quantity array is aligned with it (NaN where that quantity has no value at
-    a step: the first snapshot has no ratio, a tensor at norm 0 no ratio but a
-    ``change``), or empty when the quantity was never logged (``grad_norm``
-    without gradients, ``change`` and ``update_cosine`` from the writers).
-    ``axis`` says what the steps count (:data:`metadata.AXES`). Arrays are
-    read-only. Compared by identity (``eq=False``): element-wise array
-    equality has no single truth value.
+    ``steps`` is the sorted union of the steps of the kept records (of all
+    logged quantities, for version-1 files); each quantity array is aligned
+    with it, NaN where that quantity was not measured at a step (the first
+    snapshot has no ratio, a tensor at norm 0 no ratio but a ``change``) or
+    not kept by the loader (version 1 only), or empty when the quantity was
+    never logged (``grad_norm`` without gradients, ``change`` and
+    ``update_cosine`` from the writers). ``nonfinite_at`` marks the steps
+    where a measured weight quantity (RMS, ratio, change) is NaN or Inf.
+    ``written``: how many records were written for the tensor, as their
+    sequence numbers tell; at least ``kept``, and equal to it where the data
+    carries no numbers (version 1). ``axis`` says what the steps count
+    (:data:`metadata.AXES`). Arrays are read-only. Compared by identity
+    (``eq=False``): element-wise array equality has no single truth value.
     """
 
     source: str
@@ -47,6 +65,18 @@ class ExactSeries:
     grad_norm: np.ndarray  # float64
     change: np.ndarray  # float64, ||dW|| per step
     cosine: np.ndarray  # float64, between consecutive updates
+    nonfinite_at: np.ndarray  # bool, per step
+    written: int
+
+    @property
+    def kept(self) -> int:
+        """Records the loader kept (one per step)."""
+        return len(self.steps)
+
+    @property
+    def thinned(self) -> bool:
+        """Whether the loader kept fewer records than were written."""
+        return self.written > self.kept
 
     @property
     def ratios(self) -> np.ndarray:
@@ -61,22 +91,34 @@ class ExactSeries:
 
     @property
     def nonfinite(self) -> bool:
-        """Weights gone NaN/Inf show in the logged RMS; an infinite ratio too."""
-        return bool((~np.isfinite(self.rms)).any() or np.isinf(self.update_ratio).any())
+        """Weights gone NaN/Inf show in a measured RMS, ratio or change."""
+        return bool(self.nonfinite_at.any())
+
+    @property
+    def first_nonfinite_step(self) -> int | None:
+        """The first step where :attr:`nonfinite` shows, or ``None``."""
+        bad = self.steps[self.nonfinite_at]
+        return int(bad[0]) if len(bad) else None
 
 
 def collect_exact(
     list_result: Mapping[str, Mapping[str, Any]],
     read_result: Mapping[str, Mapping[str, Sequence[Any]]],
 ) -> ExactData:
-    """``{run: {source: {param: ExactSeries}}}`` from ``list_scalars`` and ``read_scalars`` results.
+    """``{run: {source: {param: ExactSeries}}}`` from a listing and what was read of it.
 
     ``list_result[run][tag]`` needs ``.plugin_content``; ``read_result[run][tag]``
-    is a list of data with ``.step`` and ``.value``. Tags listed but not read
-    (or read but not listed) are ignored. If a step appears twice (a restarted
-    run), the later datum wins.
+    is a list of data with ``.step`` and either ``.numpy`` (a version-2
+    record, as ``read_tensors`` returns it) or ``.value`` (a version-1
+    scalar, as ``read_scalars`` returns it; a one-element ``.numpy`` is
+    taken too). Tags listed but not read (or read but not listed) are
+    ignored. If a step appears twice (a restarted run), the later datum
+    wins. One parameter's version-1 and version-2 tags (an import re-run
+    after an upgrade) are merged by step.
     """
-    values: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(lambda: defaultdict(dict))))
+    # run -> source -> param -> step -> {quantity: value}; and step -> seq of version-2 records
+    values: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(dict)))
+    seqs: dict = defaultdict(dict)
     axes: dict[tuple[str, str, str], str] = {}
     for run, tags in list_result.items():
         for tag, meta in tags.items():
@@ -84,14 +126,24 @@ def collect_exact(
             data = read_result.get(run, {}).get(tag)
             if content is None or not data:
                 continue
-            axes[(run, content.source, content.param)] = content.axis
-            by_step = values[run][content.source][content.param][content.quantity]
-            by_step.update((int(d.step), float(d.value)) for d in data)
+            key = (run, content.source, content.param)
+            axes[key] = content.axis
+            by_step = values[run][content.source][content.param]
+            if content.version == metadata.VERSION_1:
+                for d in data:
+                    by_step.setdefault(int(d.step), {})[content.quantity] = _scalar(d)
+                continue
+            for d in data:
+                record = metadata.read_record(content, d.numpy)
+                if record is not None:
+                    by_step[int(d.step)] = record[1]
+                    seqs[key][int(d.step)] = record[0]
     return {
         run: {
             source: {
-                param: _series(source, axes[(run, source, param)], quantities)
-                for param, quantities in params.items()
+                param: _series(source, axes[(run, source, param)], by_step, seqs.get((run, source, param), {}))
+                for param, by_step in params.items()
+                if by_step
             }
             for source, params in sources.items()
         }
@@ -99,37 +151,79 @@ def collect_exact(
     }
 
 
+def thinned(series: Sequence[ExactSeries]) -> dict[str, int] | None:
+    """``{kept, written, series}`` over the thinned ones among ``series``; ``None`` if none is."""
+    short = [s for s in series if s.thinned]
+    if not short:
+        return None
+    return {"kept": sum(s.kept for s in short), "written": sum(s.written for s in short), "series": len(short)}
+
+
 def nbytes(data: ExactData) -> int:
     """About what ``data`` holds, for cache budgets: its arrays plus ~1 KB of objects per series."""
     return sum(
-        1024 + sum(a.nbytes for a in (s.steps, s.update_ratio, s.rms, s.grad_norm, s.change, s.cosine))
+        1024
+        + sum(a.nbytes for a in (s.steps, s.update_ratio, s.rms, s.grad_norm, s.change, s.cosine, s.nonfinite_at))
         for sources in data.values()
         for params in sources.values()
         for s in params.values()
     )
 
 
-def _series(source: str, axis: str, quantities: Mapping[str, Mapping[int, float]]) -> ExactSeries:
-    """Align each quantity's ``{step: value}`` on the union of steps."""
-    steps = np.array(sorted(set().union(*quantities.values())), dtype=np.int64)
-    steps.setflags(write=False)
+def _scalar(datum: Any) -> float:
+    """A version-1 datum's value: ``read_scalars`` gives ``.value``, the CLI's reader a one-element array."""
+    value = getattr(datum, "value", None)
+    return float(value) if value is not None else float(np.asarray(datum.numpy).reshape(-1)[0])
+
+
+def _series(
+    source: str, axis: str, by_step: Mapping[int, Mapping[str, float]], seqs: Mapping[int, int]
+) -> ExactSeries:
+    """Align each quantity on the steps of the records; count what was written."""
+    steps = np.array(sorted(by_step), dtype=np.int64)
+    records = [by_step[int(s)] for s in steps]
+    nonfinite_at = np.array(
+        [any(not np.isfinite(r[q]) for q in _WEIGHT_QUANTITIES if q in r) for r in records], dtype=bool
+    )
+    for array in (steps, nonfinite_at):
+        array.setflags(write=False)
     return ExactSeries(
         source=source,
         axis=axis,
         steps=steps,
-        update_ratio=_aligned(steps, quantities.get(metadata.UPDATE_RATIO)),
-        rms=_aligned(steps, quantities.get(metadata.PARAM_RMS)),
-        grad_norm=_aligned(steps, quantities.get(metadata.GRAD_NORM)),
-        change=_aligned(steps, quantities.get(metadata.CHANGE)),
-        cosine=_aligned(steps, quantities.get(metadata.UPDATE_COSINE)),
+        update_ratio=_aligned(records, metadata.UPDATE_RATIO),
+        rms=_aligned(records, metadata.PARAM_RMS),
+        grad_norm=_aligned(records, metadata.GRAD_NORM),
+        change=_aligned(records, metadata.CHANGE),
+        cosine=_aligned(records, metadata.UPDATE_COSINE),
+        nonfinite_at=nonfinite_at,
+        written=max(len(steps), _written(steps, seqs)),
     )
 
 
-def _aligned(steps: np.ndarray, by_step: Mapping[int, float] | None) -> np.ndarray:
-    """Values at ``steps`` (NaN where missing); empty if the quantity was not logged."""
-    if not by_step:
-        out = np.empty(0, dtype=np.float64)
+def _written(steps: np.ndarray, seqs: Mapping[int, int]) -> int:
+    """Records written, from the sequence numbers of those kept (0 without any).
+
+    The newest record of a tag is always kept by both loaders, so its number
+    + 1 counts what was written. A writer that started again (a resumed run
+    in a new process) numbers from 0 again: each such segment, where the
+    numbers stop increasing in step order, counts by its last kept number
+    (its own last record may have been dropped: then this is a lower bound).
+    """
+    numbers = [seqs[int(s)] for s in steps if int(s) in seqs]
+    total, last = 0, -1
+    for seq in numbers:
+        if seq <= last:
+            total += last + 1
+        last = seq
+    return total + last + 1
+
+
+def _aligned(records: Sequence[Mapping[str, float]], quantity: str) -> np.ndarray:
+    """``quantity`` of each record (NaN where not measured); empty if no record has it."""
+    if any(quantity in r for r in records):
+        out = np.array([r.get(quantity, np.nan) for r in records], dtype=np.float64)
     else:
-        out = np.array([by_step.get(int(s), np.nan) for s in steps], dtype=np.float64)
+        out = np.empty(0, dtype=np.float64)
     out.setflags(write=False)
     return out

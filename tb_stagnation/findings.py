@@ -27,7 +27,7 @@ from collections.abc import Collection, Sequence
 
 import numpy as np
 
-from tb_stagnation import definitions, metadata, naming, ranking
+from tb_stagnation import definitions, exact, metadata, naming, ranking
 from tb_stagnation.definitions import (
     FROZEN,
     HISTOGRAM_BLIND,
@@ -399,5 +399,15 @@ def ranking_json(
             run: {src: json_number(t) for src, t in th.items()} for run, th in result.thresholds.items() if shown(run)
         },
         "findings": [finding_json(f) for f in find(result) if shown(f.run)],
+        "thinned": _thinned(result, shown),
         "definitions": definitions.as_json(),
     }
+
+
+def _thinned(result: ranking.Ranking, shown) -> dict[str, dict[str, int]]:
+    """run -> ``{kept, written, series}`` of the exact series a loader kept fewer records of than were written."""
+    by_run: dict[str, list[exact.ExactSeries]] = {}
+    for (run, _), sources in result.exact.items():
+        if shown(run):
+            by_run.setdefault(run, []).extend(sources.values())
+    return {run: short for run, series in sorted(by_run.items()) if (short := exact.thinned(series))}

@@ -1,41 +1,86 @@
 """What tb-stagnation's own summaries look like on disk.
 
 Shaped like ``tensorboard/plugins/*/metadata.py``: the plugin name and the
-``SummaryMetadata`` that marks the exact movement scalars written by
-:mod:`tb_stagnation.summary` (during training) and by
+``SummaryMetadata`` that marks the exact movement written by
+:mod:`tb_stagnation.summary` and the integrations (during training) and by
 :mod:`tb_stagnation.checkpoints` (afterwards, from saved checkpoints). The
-content is a small JSON object naming the parameter, the quantity, where it
-was measured and what its steps count, so the plugin finds the data by its
-metadata, never by guessing from tag names.
+content is a small JSON object naming the parameter, where it was measured,
+what its steps count and what each record holds, so the plugin finds the
+data by its metadata, never by guessing from tag names.
+
+**Version 2** (written now): one tag per tensor and source
+(:func:`tag_for`), one record per step holding every quantity measured
+there: a float64 tensor of shape ``(2, len(columns))``, row :data:`VALUES`
+the values and row :data:`PRESENT` 1 where that column was measured, 0
+where not (a checkpoint's first record has no ratio yet; a tensor at norm 0
+has no ratio but a change), so "not measured" never reads as a NaN the
+weights really held. The content's ``columns`` names them; a reader takes
+the columns it knows by name and ignores the rest, so quantities can be
+added without a new version. Column :data:`SEQ` numbers the records
+written for the tensor (0 first; the checkpoint import continues across
+re-runs), so a reader can tell how many a loader dropped.
+
+Data class TENSOR: a record is not a scalar. What the loaders keep of it by
+default, per tag (measured on TensorBoard 2.21 / data server 0.7.2, for
+this data class and for version 1's scalars alike where not noted):
+
+* the Python loader (``--load_fast=false``; also ``s3://`` and other
+  non-``gs://`` log directories, ``--logdir_spec``): **10**, its default for
+  any plugin it does not know, whatever the data class;
+* the Rust data server (``--load_fast=true``, the default where it runs):
+  **100** for tensors (version 1's scalars: 1,000).
+
+``--samples_per_plugin stagnation=0`` (:data:`KEEP_ALL_FLAG`) keeps every
+record on both; TensorBoard 2.21 parses the value as an integer, so ``all``
+is refused, and passes 0 to the data server as its ``all``.
+
+**Version 1** (written before): one rank-0 float32 scalar per quantity, tag
+``stagnation/<param>/<quantity>`` (``stagnation/checkpoint/...``), data class
+SCALAR, content naming the one quantity. Still read; a loader samples each
+of its tags on its own, so readers align them by step where present.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
+from collections.abc import Mapping, Sequence
 
-from tensorboard.compat.proto import summary_pb2
+import numpy as np
+from tensorboard.compat.proto import summary_pb2, tensor_pb2, tensor_shape_pb2, types_pb2
 
 PLUGIN_NAME = "stagnation"
 
 # Histogram data is read from TensorBoard's own histograms plugin.
 HISTOGRAMS_PLUGIN_NAME = "histograms"
 
-# Bumped whenever the content format changes incompatibly.
-CONTENT_VERSION = 1
+# The content versions this code reads; it writes the newest.
+CONTENT_VERSION = 2
+VERSION_1 = 1
 
-# The quantities an exact-movement writer logs per parameter tensor.
+# The flag that makes TensorBoard keep every record of this plugin, on both loaders.
+KEEP_ALL_FLAG = f"--samples_per_plugin {PLUGIN_NAME}=0"
+
+# The quantities measured per parameter tensor.
 UPDATE_RATIO = "update_ratio"  # ||W_t - W_{t-k}|| / ||W_{t-k}|| / k
 PARAM_RMS = "rms"  # sqrt(mean(W_t ** 2))
 GRAD_NORM = "grad_norm"  # ||dL/dW||, only where the caller passes gradients
 CHANGE = "change"  # ||W_t - W_{t-k}|| / k: absolute, defined where ||W_{t-k}|| == 0 too
 UPDATE_COSINE = "update_cosine"  # cos(W_t - W_{t-k}, W_{t-k} - W_{t-2k}): direction consistency
 QUANTITIES = (UPDATE_RATIO, PARAM_RMS, GRAD_NORM, CHANGE, UPDATE_COSINE)
+SEQ = "seq"  # the record's number among those written for its tensor, 0 first
+
+# Rows of a version-2 record.
+VALUES, PRESENT = 0, 1
 
 # Where a series was measured: by a writer during training, or between checkpoints.
 EXACT, CHECKPOINT = "exact", "checkpoint"
 SOURCES = (EXACT, CHECKPOINT)
+# The columns each source writes.
+COLUMNS = {
+    EXACT: (SEQ, UPDATE_RATIO, PARAM_RMS, GRAD_NORM),
+    CHECKPOINT: (SEQ, UPDATE_RATIO, PARAM_RMS, CHANGE, UPDATE_COSINE),
+}
 # What a series' steps count: optimizer steps, epochs (Keras' checkpoints), or only the
 # order of checkpoints whose real step is unknown (a TF2 save counter, unnumbered files).
 STEP, EPOCH, ORDER = "step", "epoch", "checkpoint"
@@ -44,43 +89,37 @@ AXES = (STEP, EPOCH, ORDER)
 
 @dataclasses.dataclass(frozen=True)
 class ExactContent:
-    """Parsed plugin content of one exact-movement time series."""
+    """Parsed plugin content of one exact-movement time series.
+
+    Version 2: ``columns`` names the columns of every record, ``quantity``
+    is ``None``. Version 1: the tag holds the one scalar ``quantity``.
+    """
 
     param: str
-    quantity: str
     source: str = EXACT
     axis: str = STEP
+    version: int = CONTENT_VERSION
+    columns: tuple[str, ...] = ()
+    quantity: str | None = None
 
 
-def create_summary_metadata(
-    param: str, quantity: str, source: str = EXACT, axis: str = STEP
-) -> summary_pb2.SummaryMetadata:
-    """Metadata for one exact-movement scalar of parameter ``param``.
-
-    ``source`` and ``axis`` are left out of the content at their defaults, so
-    what the training-time writers wrote before they existed reads the same.
-    """
-    if quantity not in QUANTITIES:
-        raise ValueError(f"unknown quantity {quantity!r}; expected one of {QUANTITIES}")
+def create_summary_metadata(param: str, source: str = EXACT, axis: str = STEP) -> summary_pb2.SummaryMetadata:
+    """Metadata of the records of parameter ``param`` from ``source``, steps counting ``axis``."""
     if source not in SOURCES or axis not in AXES:
         raise ValueError(f"unknown source {source!r} or axis {axis!r}")
-    fields = {"version": CONTENT_VERSION, "param": param, "quantity": quantity}
-    if source != EXACT:
-        fields["source"] = source
-    if axis != STEP:
-        fields["axis"] = axis
-    content = json.dumps(fields, sort_keys=True).encode("utf-8")
+    fields = {"version": CONTENT_VERSION, "param": param, "source": source, "axis": axis,
+              "columns": list(COLUMNS[source])}
     return summary_pb2.SummaryMetadata(
-        summary_description=f"tb-stagnation {quantity} of `{param}` ({source})",
+        summary_description=f"tb-stagnation movement of `{param}` ({source})",
         plugin_data=summary_pb2.SummaryMetadata.PluginData(
-            plugin_name=PLUGIN_NAME, content=content
+            plugin_name=PLUGIN_NAME, content=json.dumps(fields, sort_keys=True).encode("utf-8")
         ),
-        data_class=summary_pb2.DATA_CLASS_SCALAR,
+        data_class=summary_pb2.DATA_CLASS_TENSOR,
     )
 
 
 def parse_plugin_metadata(content: bytes) -> ExactContent | None:
-    """Parse plugin content; ``None`` for content this version cannot read.
+    """Parse plugin content of version 1 or 2; ``None`` for content this version cannot read.
 
     Unknown or newer content is skipped rather than raised on, so one odd
     series never takes the whole ranking down.
@@ -89,49 +128,83 @@ def parse_plugin_metadata(content: bytes) -> ExactContent | None:
         data = json.loads(content.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError):
         return None
-    if not isinstance(data, dict) or data.get("version") != CONTENT_VERSION:
+    if not isinstance(data, dict) or data.get("version") not in (VERSION_1, CONTENT_VERSION):
         return None
-    param, quantity = data.get("param"), data.get("quantity")
-    source, axis = data.get("source", EXACT), data.get("axis", STEP)
-    if not isinstance(param, str) or quantity not in QUANTITIES:
+    param, source, axis = data.get("param"), data.get("source", EXACT), data.get("axis", STEP)
+    if not isinstance(param, str) or source not in SOURCES or axis not in AXES:
         return None
-    if source not in SOURCES or axis not in AXES:
+    if data["version"] == VERSION_1:
+        quantity = data.get("quantity")
+        if quantity not in QUANTITIES:
+            return None
+        return ExactContent(param=param, source=source, axis=axis, version=VERSION_1, quantity=quantity)
+    columns = data.get("columns")
+    if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns) or SEQ not in columns:
         return None
-    return ExactContent(param=param, quantity=quantity, source=source, axis=axis)
+    return ExactContent(param=param, source=source, axis=axis, columns=tuple(columns))
 
 
-def tag_for(param: str, quantity: str, source: str = EXACT) -> str:
-    """The tag an exact-movement scalar is written under (readable in any tool).
+def tag_for(param: str, source: str = EXACT) -> str:
+    """The tag of a tensor's records (readable in any tool).
 
     Checkpoint series get a tag space of their own, so a run that has both
     keeps both.
     """
-    if source == CHECKPOINT:
-        return f"stagnation/checkpoint/{param}/{quantity}"
-    return f"stagnation/{param}/{quantity}"
+    return f"stagnation/checkpoint/{param}" if source == CHECKPOINT else f"stagnation/{param}"
 
 
-def scalar_value(
-    param: str, quantity: str, value: float, source: str = EXACT, axis: str = STEP
+def record_value(
+    param: str,
+    quantities: Mapping[str, float],
+    seq: int,
+    source: str = EXACT,
+    axis: str = STEP,
+    describe: bool = True,
 ) -> summary_pb2.Summary.Value:
-    """One exact-movement value as every writer stores it: a rank-0 float32 tensor with our metadata."""
-    return summary_pb2.Summary.Value(
-        tag=tag_for(param, quantity, source),
-        metadata=_cached_metadata(param, quantity, source, axis),
-        tensor=_float32_scalar(value),
+    """One record as every writer stores it: ``quantities`` measured at one step, numbered ``seq``.
+
+    ``describe``: carry the metadata. TensorBoard's loaders and the CLI take
+    a tag's metadata from its first value in a run, so writers put it on the
+    first record of each tag they write (as TF2's own summary writers do),
+    which keeps a record about 100 bytes.
+    """
+    columns = COLUMNS[source]
+    unknown = set(quantities) - set(columns)
+    if unknown:
+        raise ValueError(f"{source} records have no column for {sorted(unknown)}; columns: {columns}")
+    record = np.zeros((2, len(columns)), dtype="<f8")
+    for i, column in enumerate(columns):
+        value = seq if column == SEQ else quantities.get(column)
+        if value is not None:
+            record[VALUES, i], record[PRESENT, i] = value, 1.0
+    value = summary_pb2.Summary.Value(
+        tag=tag_for(param, source),
+        tensor=tensor_pb2.TensorProto(
+            dtype=types_pb2.DT_DOUBLE,
+            tensor_shape=tensor_shape_pb2.TensorShapeProto(
+                dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=n) for n in record.shape]
+            ),
+            tensor_content=record.tobytes(),
+        ),
     )
+    if describe:
+        value.metadata.CopyFrom(create_summary_metadata(param, source, axis))
+    return value
 
 
-@functools.lru_cache(maxsize=4096)
-def _cached_metadata(param: str, quantity: str, source: str, axis: str) -> summary_pb2.SummaryMetadata:
-    """The same few protos are written at every snapshot (each Value copies it)."""
-    return create_summary_metadata(param, quantity, source, axis)
+def read_record(content: ExactContent, values: np.ndarray | Sequence[float]) -> tuple[int, dict[str, float]] | None:
+    """``(seq, {quantity: value})`` of one version-2 record, the measured quantities only.
 
-
-def _float32_scalar(value: float):
-    """A rank-0 float32 ``TensorProto``, as ``tensor_util.make_tensor_proto`` builds it."""
-    from tensorboard.compat.proto import tensor_pb2, tensor_shape_pb2, types_pb2
-
-    return tensor_pb2.TensorProto(
-        dtype=types_pb2.DT_FLOAT, tensor_shape=tensor_shape_pb2.TensorShapeProto(), float_val=[value]
-    )
+    Columns this version does not know are ignored; ``None`` for an array
+    that is not ``(2, len(columns))`` or has no valid sequence number.
+    """
+    array = np.asarray(values, dtype=np.float64)
+    if array.size != 2 * len(content.columns):
+        return None
+    array = array.reshape(2, len(content.columns))
+    present = array[PRESENT] != 0
+    measured = {c: float(v) for c, v, p in zip(content.columns, array[VALUES], present) if p}
+    seq = measured.pop(SEQ, None)
+    if seq is None or not 0 <= seq < 2**53 or seq != int(seq):
+        return None
+    return int(seq), {q: v for q, v in measured.items() if q in QUANTITIES}

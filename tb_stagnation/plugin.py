@@ -186,8 +186,11 @@ class StagnationPlugin(base_plugin.TBPlugin):
     plugin_name = metadata.PLUGIN_NAME
 
     def __init__(self, context: base_plugin.TBContext) -> None:
+        hints = context.sampling_hints
         self._reader = reading.Reader(
-            context.data_provider, reading.downsample_from_hints(context.sampling_hints)
+            context.data_provider,
+            reading.downsample_from_hints(hints),
+            exact_downsample=reading.downsample_from_hints(hints, metadata.PLUGIN_NAME),
         )
         self._listed: caches.Recent[_Listings] = caches.Recent(LISTING_TTL)  # experiment -> listings
         self._answers: caches.LRU[Answer] = caches.LRU(ANSWER_CACHE_BYTES, lambda a: a.nbytes)
@@ -330,11 +333,15 @@ def series_json(series: drift.Series) -> dict:
 
 
 def _exact_json(series: exact.ExactSeries | None) -> dict | None:
-    """One exact-movement series as the tab charts it; ``None`` where the row has none."""
+    """One exact-movement series as the tab charts it; ``None`` where the row has none.
+
+    ``thinned``: ``{kept, written}`` records where the loader kept fewer than were written, else ``None``.
+    """
     if series is None:
         return None
     return {
         "axis": series.axis,
+        "thinned": {"kept": series.kept, "written": series.written} if series.thinned else None,
         "steps": [int(s) for s in series.steps],
         "update_ratio": _list(series.update_ratio),
         "rms": _list(series.rms),

@@ -39,10 +39,13 @@ EXACT_CACHE_BYTES = 64 << 20
 # their histograms (~40 MB at 500 samples of 30 buckets, ~10x for TF1's ~400), not the log's.
 READ_CHUNK_TAGS = 100
 
+# What lists an exact-movement time series: a tensor (records), or a scalar (version-1 files).
+ExactMeta = provider.TensorTimeSeries | provider.ScalarTimeSeries
 
-def downsample_from_hints(hints: Mapping[str, int] | None) -> int:
-    """How many samples to request: TensorBoard's hint for histograms, 0 meaning all."""
-    hint = (hints or {}).get(metadata.HISTOGRAMS_PLUGIN_NAME)
+
+def downsample_from_hints(hints: Mapping[str, int] | None, plugin: str = metadata.HISTOGRAMS_PLUGIN_NAME) -> int:
+    """How many samples of ``plugin`` to request: TensorBoard's hint for it (``--samples_per_plugin``), 0 meaning all."""
+    hint = (hints or {}).get(plugin)
     return DEFAULT_DOWNSAMPLE if hint is None else (hint or 10**9)
 
 
@@ -60,9 +63,11 @@ class Reader:
         data_provider: provider.DataProvider,
         downsample: int,
         summary_cache_bytes: int | None = None,
+        exact_downsample: int | None = None,
     ) -> None:
         self._provider = data_provider
-        self._downsample = downsample
+        self._downsample = downsample  # histograms
+        self._exact_downsample = downsample if exact_downsample is None else exact_downsample  # our records
         # (experiment, run, tag) -> (version, analysed pairs, summary)
         self.summary_cache: caches.LRU[tuple[tuple, drift.Kept, drift.Summary]] = caches.LRU(
             SUMMARY_CACHE_BYTES if summary_cache_bytes is None else summary_cache_bytes, lambda entry: entry[1].nbytes
@@ -179,14 +184,19 @@ class Reader:
         self._series.put(key, (version, series))
         return series
 
-    def exact_tags(self, ctx, experiment: str) -> dict[str, dict[str, provider.ScalarTimeSeries]]:
-        """run -> tag -> metadata of every exact-movement time series."""
-        return self._provider.list_scalars(
-            ctx, experiment_id=experiment, plugin_name=metadata.PLUGIN_NAME
-        )
+    def exact_tags(self, ctx, experiment: str) -> dict[str, dict[str, ExactMeta]]:
+        """run -> tag -> metadata of every exact-movement time series.
+
+        Records (content version 2) are tensors; version-1 files hold
+        scalars, listed too so that they still read. A tag is one time
+        series of a run whichever it is.
+        """
+        found = self._provider.list_tensors(ctx, experiment_id=experiment, plugin_name=metadata.PLUGIN_NAME)
+        old = self._provider.list_scalars(ctx, experiment_id=experiment, plugin_name=metadata.PLUGIN_NAME)
+        return {run: {**old.get(run, {}), **found.get(run, {})} for run in sorted(set(found) | set(old))}
 
     def exact(
-        self, ctx, experiment: str, listing: Mapping[str, Mapping[str, provider.ScalarTimeSeries]]
+        self, ctx, experiment: str, listing: Mapping[str, Mapping[str, ExactMeta]]
     ) -> exact.ExactData:
         """run -> source -> parameter -> exact-movement series, re-read only when the listing changed."""
         if not any(listing.values()):
@@ -195,13 +205,24 @@ class Reader:
         cached = self._exact.get(key)
         if cached is not None:
             return cached
-        data = self._provider.read_scalars(
-            ctx,
-            experiment_id=experiment,
-            plugin_name=metadata.PLUGIN_NAME,
-            downsample=self._downsample,
-            run_tag_filter=_covering(listing),
-        )
+        data: dict[str, dict[str, list]] = {}
+        for kind, read in (
+            (provider.TensorTimeSeries, self._provider.read_tensors),
+            (provider.ScalarTimeSeries, self._provider.read_scalars),
+        ):
+            wanted = {run: {t: m for t, m in tags.items() if isinstance(m, kind)} for run, tags in listing.items()}
+            wanted = {run: tags for run, tags in wanted.items() if tags}
+            if not wanted:
+                continue
+            got = read(
+                ctx,
+                experiment_id=experiment,
+                plugin_name=metadata.PLUGIN_NAME,
+                downsample=self._exact_downsample,
+                run_tag_filter=_covering(wanted),
+            )
+            for run, tags in got.items():
+                data.setdefault(run, {}).update({t: d for t, d in tags.items() if t in wanted.get(run, {})})
         result = exact.collect_exact(listing, data)
         self._exact.put(key, result)
         return result

@@ -34,13 +34,14 @@ Front doors, all thin wrappers around :class:`UpdateRatioCore`:
 * :class:`TorchUpdateRatioTracker` for PyTorch (writes through a
   ``torch.utils.tensorboard`` or ``tensorboardX`` ``SummaryWriter``).
 
-Storage: each value is a rank-0 float32 tensor summary under the tag
-:func:`tb_stagnation.metadata.tag_for` with the metadata of
-:func:`tb_stagnation.metadata.create_summary_metadata` (plugin ``stagnation``,
-data class SCALAR). A summary carries exactly one plugin name and
-TensorBoard's Scalars tab only reads summaries of the ``scalars`` plugin, so
-these values do not show in the Scalars tab; the Stagnation tab finds them by
-their plugin name and plots them next to the histogram drift.
+Storage: one record per parameter and snapshot holding all its quantities
+and its sequence number, under the tag :func:`tb_stagnation.metadata.tag_for`
+(:func:`tb_stagnation.metadata.record_value`: plugin ``stagnation``, data class
+TENSOR, metadata on each tag's first record). A summary carries exactly one
+plugin name and TensorBoard's Scalars tab only reads summaries of the
+``scalars`` plugin, so these values do not show in the Scalars tab; the
+Stagnation tab finds them by their plugin name and plots them next to the
+histogram drift.
 
 Importing this module imports neither TensorFlow, Keras nor PyTorch: each
 front door imports its framework on first use. ``KerasUpdateRatioCallback`` is
@@ -63,7 +64,7 @@ from tb_stagnation import metadata
 
 __all__ = [
     "ArrayOps",
-    "ExactScalar",
+    "ExactRecord",
     "KerasUpdateRatioCallback",
     "NUMPY_OPS",
     "TF2UpdateRatioTracker",
@@ -73,12 +74,16 @@ __all__ = [
 ]
 
 
-class ExactScalar(NamedTuple):
-    """One value to log: ``quantity`` of parameter ``param``."""
+class ExactRecord(NamedTuple):
+    """What one snapshot measured of parameter ``param``: ``{quantity: value}``.
+
+    ``seq`` numbers the records of ``param`` this writer wrote, 0 first, so a
+    reader can tell how many a loader dropped.
+    """
 
     param: str
-    quantity: str
-    value: float
+    seq: int
+    values: dict[str, float]
 
 
 # (name, current value, gradient or None) of one parameter at a snapshot. The gradient may
@@ -154,7 +159,7 @@ class UpdateRatioCore:
     """Framework-free snapshot bookkeeping shared by the front doors.
 
     Holds one copy of each parameter from the last snapshot and turns the next
-    snapshot into :class:`ExactScalar` values. It never reads parameters
+    snapshot into :class:`ExactRecord` values. It never reads parameters
     itself: a front door asks :meth:`due` (integers only, so non-snapshot
     steps cost nothing) and only then hands the values to :meth:`snapshot`.
     ``ops`` says how the snapshot is copied and measured (host numpy arrays
@@ -168,6 +173,7 @@ class UpdateRatioCore:
         self._ops = ops
         self._step: int | None = None
         self._values: dict[str, Any] = {}
+        self._written: dict[str, int] = {}  # records written per parameter
 
     def due(self, step: int) -> bool:
         """Whether ``step`` takes a snapshot.
@@ -179,7 +185,7 @@ class UpdateRatioCore:
         last = self._step
         return last is None or step < last or step // self.every > last // self.every
 
-    def snapshot(self, step: int, params: Iterable[ParamState]) -> list[ExactScalar]:
+    def snapshot(self, step: int, params: Iterable[ParamState]) -> list[ExactRecord]:
         """Store the current values and return what moved since the last snapshot.
 
         ``params`` is consumed lazily, one parameter at a time, so a front
@@ -190,7 +196,7 @@ class UpdateRatioCore:
         last, self._step = self._step, step
         steps = None if last is None or step <= last else step - last
         previous, self._values = self._values, {}
-        scalars: list[ExactScalar] = []
+        records: list[ExactRecord] = []
         ops = self._ops
         for name, value, gradient in params:
             current = ops.copy(value)
@@ -198,12 +204,16 @@ class UpdateRatioCore:
             self._values[name] = current
             if steps is None or before is None or before.shape != current.shape:
                 continue
-            scalars.append(ExactScalar(name, metadata.UPDATE_RATIO, update_ratio(before, current, steps, ops)))
-            scalars.append(ExactScalar(name, metadata.PARAM_RMS, rms(current, ops)))
+            values = {
+                metadata.UPDATE_RATIO: update_ratio(before, current, steps, ops),
+                metadata.PARAM_RMS: rms(current, ops),
+            }
             if gradient is not None:
-                grad_norm = gradient if isinstance(gradient, float) else ops.norm(gradient)
-                scalars.append(ExactScalar(name, metadata.GRAD_NORM, grad_norm))
-        return scalars
+                values[metadata.GRAD_NORM] = gradient if isinstance(gradient, float) else ops.norm(gradient)
+            seq = self._written.get(name, 0)
+            self._written[name] = seq + 1
+            records.append(ExactRecord(name, seq, values))
+        return records
 
 
 def _unique_names(names: Sequence[str]) -> list[str]:
@@ -214,14 +224,17 @@ def _unique_names(names: Sequence[str]) -> list[str]:
     return list(names)
 
 
-def _summary_proto(scalars: Iterable[ExactScalar]) -> summary_pb2.Summary:
-    """A ``Summary`` holding ``scalars`` in the one storage format of every writer.
+def _summary_proto(records: Iterable[ExactRecord]) -> summary_pb2.Summary:
+    """A ``Summary`` holding ``records`` in the one storage format of every writer.
 
     TF2 writes it with ``write_raw_pb``, PyTorch through the ``SummaryWriter``'s
-    file writer; :func:`tb_stagnation.metadata.scalar_value` builds each value,
-    as it does for imported checkpoints.
+    file writer; :func:`tb_stagnation.metadata.record_value` builds each value,
+    as it does for imported checkpoints, with the metadata on a parameter's
+    first record only.
     """
-    return summary_pb2.Summary(value=[metadata.scalar_value(s.param, s.quantity, s.value) for s in scalars])
+    return summary_pb2.Summary(
+        value=[metadata.record_value(r.param, r.values, r.seq, describe=r.seq == 0) for r in records]
+    )
 
 
 # --------------------------------------------------------------------------- TF2
@@ -276,7 +289,7 @@ class TF2UpdateRatioTracker:
             yield name, variable.numpy(), dense
 
 
-def _write_tf(step: int, scalars: Sequence[ExactScalar]) -> None:
+def _write_tf(step: int, records: Sequence[ExactRecord]) -> None:
     """Write through the default ``tf.summary`` writer (a no-op without one).
 
     One raw ``Summary`` per snapshot: a single op call, where one
@@ -284,8 +297,8 @@ def _write_tf(step: int, scalars: Sequence[ExactScalar]) -> None:
     """
     import tensorflow as tf
 
-    if scalars:
-        tf.summary.experimental.write_raw_pb(_summary_proto(scalars).SerializeToString(), step=step)
+    if records:
+        tf.summary.experimental.write_raw_pb(_summary_proto(records).SerializeToString(), step=step)
 
 
 # ------------------------------------------------------------------------- Keras
@@ -378,11 +391,11 @@ class TorchUpdateRatioTracker:
             yield name, _torch_numpy(param), None if grad is None else _torch_numpy(grad)
 
 
-def _write_torch(writer: Any, step: int, scalars: Sequence[ExactScalar]) -> None:
-    """Write ``scalars`` through a ``torch.utils.tensorboard`` or ``tensorboardX`` ``SummaryWriter``."""
-    if scalars:
+def _write_torch(writer: Any, step: int, records: Sequence[ExactRecord]) -> None:
+    """Write ``records`` through a ``torch.utils.tensorboard`` or ``tensorboardX`` ``SummaryWriter``."""
+    if records:
         file_writer = writer._get_file_writer()  # both writers' only way to add a raw Summary
-        file_writer.add_summary(_for_writer(writer, _summary_proto(scalars)), step)
+        file_writer.add_summary(_for_writer(writer, _summary_proto(records)), step)
 
 
 class TorchArrayOps:

@@ -13,7 +13,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import copy
 import subprocess
 import sys
-from collections import namedtuple
 from pathlib import Path
 
 import keras
@@ -21,7 +20,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import torch
-from tensorboard.backend.event_processing import data_ingester
 from tensorboard.backend.event_processing.data_provider import MultiplexerDataProvider
 from tensorboard.backend.event_processing.plugin_event_multiplexer import EventMultiplexer
 from tensorboard.context import RequestContext
@@ -45,13 +43,13 @@ def _provider(logdir: Path, tensor_size_guidance: dict | None = None) -> Multipl
 
 
 def read_exact(logdir: Path) -> dict[str, dict[str, ExactSeries]]:
-    """What the backend will do: list + read the `stagnation` scalars, then collect them.
+    """What the backend will do: list + read the `stagnation` records, then collect them.
 
     run -> parameter -> series, of the training-time writers (source ``exact``).
     """
     provider, ctx = _provider(logdir), RequestContext()
-    listed = provider.list_scalars(ctx, experiment_id="", plugin_name=metadata.PLUGIN_NAME)
-    read = provider.read_scalars(ctx, experiment_id="", plugin_name=metadata.PLUGIN_NAME, downsample=1000)
+    listed = provider.list_tensors(ctx, experiment_id="", plugin_name=metadata.PLUGIN_NAME)
+    read = provider.read_tensors(ctx, experiment_id="", plugin_name=metadata.PLUGIN_NAME, downsample=1000)
     return {run: sources[metadata.EXACT] for run, sources in collect_exact(listed, read).items()}
 
 
@@ -360,7 +358,8 @@ def test_core_first_snapshot_stores_and_ratio_is_per_step() -> None:
     out = core.snapshot(
         13, [("w", np.array([3.0, 9.0]), np.array([0.0, 2.0])), ("b", np.array([0.0, 2.0]), None), zeros]
     )
-    values = {(s.param, s.quantity): s.value for s in out}
+    values = {(r.param, quantity): value for r in out for quantity, value in r.values.items()}
+    assert [r.seq for r in out] == [0, 0, 0]  # each parameter's first record
     assert values[("w", metadata.UPDATE_RATIO)] == pytest.approx(5 / 5 / 13)
     assert values[("w", metadata.PARAM_RMS)] == pytest.approx(np.sqrt(45))
     assert values[("w", metadata.GRAD_NORM)] == pytest.approx(2.0)
@@ -375,61 +374,8 @@ def test_core_keeps_its_own_copy() -> None:
     core, w = summary.UpdateRatioCore(every=1), np.ones(3)
     core.snapshot(0, [("w", w, None)])
     w += 1.0  # in place, as an optimizer does to a shared-memory numpy view
-    (ratio, _) = core.snapshot(1, [("w", w, None)])
-    assert ratio.value == pytest.approx(1.0)
-
-
-_Meta = namedtuple("_Meta", "plugin_content")
-_Datum = namedtuple("_Datum", "step value")
-
-
-def test_collect_exact_aligns_quantities_and_skips_unreadable_content() -> None:
-    content = lambda q: metadata.create_summary_metadata("conv1.weight", q).plugin_data.content  # noqa: E731
-    listed = {
-        "run": {
-            "r": _Meta(content(metadata.UPDATE_RATIO)),
-            "s": _Meta(content(metadata.PARAM_RMS)),
-            "bad": _Meta(b"not json"),
-            "unread": _Meta(content(metadata.GRAD_NORM)),
-        }
-    }
-    read = {
-        "run": {
-            "r": [_Datum(200, 2e-3), _Datum(100, 1e-3), _Datum(200, 3e-3)],
-            "s": [_Datum(100, 0.5), _Datum(300, 0.7)],
-            "bad": [_Datum(100, 9.0)],
-        }
-    }
-    (series,) = collect_exact(listed, read)["run"][metadata.EXACT].values()
-    assert series.source == metadata.EXACT and series.axis == metadata.STEP
-    assert series.steps.tolist() == [100, 200, 300]
-    np.testing.assert_array_equal(series.update_ratio, [1e-3, 3e-3, np.nan])
-    np.testing.assert_array_equal(series.rms, [0.5, np.nan, 0.7])
-    assert series.grad_norm.size == 0 and not series.steps.flags.writeable
-
-
-def test_tensorboard_python_loader_keeps_only_10_samples_unless_told(tmp_path: Path) -> None:
-    """TensorBoard's default ingester keeps 10 points per tag for plugins it does not know.
-
-    Users of the Python loader need `--samples_per_plugin stagnation=1000` (the Rust loader
-    samples by data class, SCALAR). This test notices if that default changes.
-    """
-    param = torch.nn.Parameter(torch.ones(3))
-    with TorchSummaryWriter(str(tmp_path / "run")) as writer:
-        tracker = summary.TorchUpdateRatioTracker([("p", param)], writer, every=1)
-        for step in range(16):
-            tracker.step(step)
-    guidance = {**data_ingester.DEFAULT_TENSOR_SIZE_GUIDANCE}
-    for kept, extra in ((10, {}), (15, {metadata.PLUGIN_NAME: 1000})):
-        mux = EventMultiplexer(
-            size_guidance=data_ingester.DEFAULT_SIZE_GUIDANCE, tensor_size_guidance={**guidance, **extra}
-        )
-        mux.AddRunsFromDirectory(str(tmp_path))
-        mux.Reload()
-        data = MultiplexerDataProvider(mux, str(tmp_path)).read_scalars(
-            RequestContext(), experiment_id="", plugin_name=metadata.PLUGIN_NAME, downsample=1000
-        )
-        assert len(data["run"][metadata.tag_for("p", metadata.UPDATE_RATIO)]) == kept
+    (record,) = core.snapshot(1, [("w", w, None)])
+    assert record.values[metadata.UPDATE_RATIO] == pytest.approx(1.0)
 
 
 def test_importing_summary_imports_no_framework() -> None:

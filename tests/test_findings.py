@@ -202,7 +202,10 @@ def _exact(ratio: float, steps: np.ndarray = STEPS, source: str = "exact") -> Ex
     """An exact series of ``ratio`` per step at every interval of ``steps``."""
     ratios = np.full(len(steps), ratio)
     ratios[0] = np.nan
-    return ExactSeries(source, "step", steps.copy(), ratios, np.ones(len(steps)), np.empty(0), np.empty(0), np.empty(0))
+    return ExactSeries(
+        source, "step", steps.copy(), ratios, np.ones(len(steps)), np.empty(0), np.empty(0), np.empty(0),
+        nonfinite_at=np.zeros(len(steps), dtype=bool), written=len(steps),
+    )
 
 
 def test_histograms_that_see_nothing_of_exact_movement_are_blind() -> None:
@@ -286,7 +289,8 @@ def test_ranking_json_carries_findings_and_definitions() -> None:
     tags = _network({"conv1": TYPICAL, "conv2": TYPICAL, "conv3": FROZEN})
     result = ranking.rank({"run": tags})
     body = json.loads(json.dumps(findings.ranking_json(result, result.rows, ["run"]), allow_nan=False))
-    assert list(body) == ["ratio", "runs", "rows", "layers", "thresholds", "findings", "definitions"]
+    assert list(body) == ["ratio", "runs", "rows", "layers", "thresholds", "findings", "thinned", "definitions"]
+    assert body["thinned"] == {}  # every record kept
     assert body["findings"] == [{
         "run": "run", "kind": "frozen", "tags": ["conv3/kernel", "conv3/bias"], "layers": ["conv3"],
         "since_step": 0, "message": "conv3/kernel and conv3/bias never changed over 11 samples (steps 0-1000)",
@@ -347,7 +351,8 @@ def test_cli_prints_findings_by_run_above_the_table_and_the_route_object_as_json
     assert "== run healthy\n  no findings" in head
     assert table.startswith("#")
     body = json.loads(_python(["-m", "tb_stagnation.cli", str(demo), "--json", "--run", "vanishing"], timeout=300))
-    assert list(body) == ["ratio", "runs", "rows", "layers", "thresholds", "findings", "definitions"]
+    assert list(body) == ["ratio", "runs", "rows", "layers", "thresholds", "findings", "thinned", "definitions"]
+    assert body["thinned"] == {}  # every record kept
     assert body["findings"] == [findings.finding_json(f) for f in demo_findings["vanishing"]]
     assert {r["run"] for r in body["rows"]} == {"vanishing"} and set(body["thresholds"]) == {"vanishing"}
 

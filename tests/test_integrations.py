@@ -72,12 +72,16 @@ def read(logdir: Path) -> Logged:
     files = sorted(logdir.rglob("events.out.tfevents.*"))
     logged = Logged(files, collections.defaultdict(list), collections.defaultdict(list), set())
     for path in logged.files:
+        contents = {}  # tag -> its records' content (the metadata is on a tag's first record)
         for event in LegacyEventFileLoader(str(path)).Load():
             for value in event.summary.value:
                 if value.metadata.plugin_data.plugin_name == metadata.PLUGIN_NAME:
-                    content = metadata.parse_plugin_metadata(value.metadata.plugin_data.content)
-                    point = (event.step, float(tensor_util.make_ndarray(value.tensor)))
-                    logged.exact[(content.param, content.quantity)].append(point)
+                    contents[value.tag] = metadata.parse_plugin_metadata(value.metadata.plugin_data.content)
+                if value.tag in contents:
+                    content = contents[value.tag]
+                    _, quantities = metadata.read_record(content, tensor_util.make_ndarray(value.tensor))
+                    for quantity, number in quantities.items():
+                        logged.exact[(content.param, quantity)].append((event.step, number))
                 elif value.HasField("histo"):
                     logged.histograms[value.tag].append(event.step)
                 elif value.HasField("simple_value"):

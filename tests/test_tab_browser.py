@@ -69,21 +69,13 @@ def _histogram_event(step: int, tag: str, values: np.ndarray):
     return event_pb2.Event(step=step, wall_time=_wall_time(step), summary=histogram_pb(tag, values, buckets=30))
 
 
-def _exact_event(step: int, param: str, value: float):
+def _exact_event(step: int, param: str, value: float, seq: int):
+    """The ``seq``-th record of ``param``'s exact update ratio, as the writers store it."""
     from tensorboard.compat.proto import event_pb2, summary_pb2
-    from tensorboard.util import tensor_util
 
     from tb_stagnation import metadata
 
-    summary = summary_pb2.Summary(
-        value=[
-            summary_pb2.Summary.Value(
-                tag=metadata.tag_for(param, metadata.UPDATE_RATIO),
-                metadata=metadata.create_summary_metadata(param, metadata.UPDATE_RATIO),
-                tensor=tensor_util.make_tensor_proto(np.float32(value)),
-            )
-        ]
-    )
+    summary = summary_pb2.Summary(value=[metadata.record_value(param, {metadata.UPDATE_RATIO: value}, seq)])
     return event_pb2.Event(step=step, wall_time=_wall_time(step), summary=summary)
 
 
@@ -133,7 +125,7 @@ def write_fixture_logs(logdir: Path) -> None:
                 if name == "dense" and run == "baseline":
                     if prev_dense is not None:
                         ratio = np.linalg.norm(kernel - prev_dense) / np.linalg.norm(prev_dense) / 10
-                        writer.add_event(_exact_event(step, "dense/kernel", float(ratio)))
+                        writer.add_event(_exact_event(step, "dense/kernel", float(ratio), STEPS.index(step) - 1))
                     prev_dense = kernel
             if run == "baseline":
                 writer.add_event(_histogram_event(step, EVIL_TAG, evil0 * (1 + 0.05 * t)))
@@ -193,7 +185,7 @@ def write_checkpoint_logs(logdir: Path) -> None:
     # Exact update ratios of a parameter without histograms (8 points: the Python loader keeps 10).
     writer = EventWriter(logdir / "exact_only")
     for step in range(10, 90, 10):
-        writer.add_event(_exact_event(step, "fc/kernel", 1e-3 * (1 + 0.1 * np.sin(step))))
+        writer.add_event(_exact_event(step, "fc/kernel", 1e-3 * (1 + 0.1 * np.sin(step)), step // 10 - 1))
     writer.close()
 
 

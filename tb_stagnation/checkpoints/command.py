@@ -116,7 +116,7 @@ def import_series(series: discover.Series, rebuild: bool = False, bar: bool = Fa
         measured = movement.measure(window, progress=advance)
     steps = {p.step for p in new}
     points = {param: [(s, q) for s, q in series_points if s in steps] for param, series_points in measured.points.items()}
-    path = store.write(series.target, points, placement.axis)
+    path = store.write(series.target, points, placement.axis, done.records)
     axis = {metadata.STEP: "steps", metadata.EPOCH: "epochs", metadata.ORDER: "checkpoint order (step unknown)"}
     lines.append(
         f"imported {len(new)} checkpoint(s) of {series.directory} ({axis[placement.axis]} "

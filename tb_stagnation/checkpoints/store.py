@@ -2,17 +2,20 @@
 
 Each import appends one event file named
 ``events.out.tfevents.<time>.<host>.<pid>.<first step>-<last step>`` + :data:`SUFFIX`
-to the run directory, holding the plugin's own summaries
-(:func:`tb_stagnation.metadata.scalar_value`, source ``checkpoint``): both
-TensorBoard loaders, remote log directories, the CLI and the tab read them
-as data, beside the training's own events. Files are written with
+to the run directory, holding the plugin's own records
+(:func:`tb_stagnation.metadata.record_value`, source ``checkpoint``: one per
+tensor and checkpoint, every quantity in it): both TensorBoard loaders,
+remote log directories, the CLI and the tab read them as data, beside the
+training's own events. Files are written with
 TensorBoard's TF-free ``RecordWriter``: ``EventFileWriter`` imports
 TensorFlow when it is installed (about 540 MB before anything is read).
 
 What was imported is read back from those files (:func:`imported`), so a
-re-run writes only checkpoints it has not written before, and never a step
+re-run writes only checkpoints it has not written before, never a step
 below one already written (TensorBoard's Python loader would purge the
-newer points of that tag).
+newer points of that tag), and numbers each tensor's records on from those
+already written, so a reader can tell how many a loader dropped. Files of
+version 1 (one scalar tag per quantity) are read back too.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ class Imported:
     steps: frozenset[int]  # checkpoints imported (each has an RMS point)
     axis: str | None  # what their steps count; None if nothing was imported
     files: tuple[str, ...]
+    records: dict[str, int] = dataclasses.field(default_factory=dict)  # param -> records written
 
 
 def files(run_dir: str) -> list[str]:
@@ -51,6 +55,9 @@ def imported(run_dir: str) -> Imported:
     """The checkpoint steps already in ``run_dir`` (a damaged record costs only its points)."""
     steps: set[int] = set()
     axis = None
+    records: dict[str, int] = {}
+    old_steps: dict[str, set[int]] = {}  # version 1: param -> steps with an RMS point
+    contents: dict[str, metadata.ExactContent | None] = {}  # tag -> content of its first described value
     paths = files(run_dir)
     for path in paths:
         payloads, _ = eventfile.records(path)
@@ -60,29 +67,47 @@ def imported(run_dir: str) -> Imported:
             except DecodeError:
                 continue
             for value in event.summary.value:
-                content = metadata.parse_plugin_metadata(value.metadata.plugin_data.content)
-                if content is not None and content.source == metadata.CHECKPOINT:
-                    axis = content.axis
+                if value.tag not in contents and value.HasField("metadata"):
+                    contents[value.tag] = metadata.parse_plugin_metadata(value.metadata.plugin_data.content)
+                content = contents.get(value.tag)
+                if content is None or content.source != metadata.CHECKPOINT:
+                    continue
+                axis = content.axis
+                if content.version == metadata.VERSION_1:
                     if content.quantity == metadata.PARAM_RMS:
                         steps.add(event.step)
-    return Imported(frozenset(steps), axis, tuple(paths))
+                        old_steps.setdefault(content.param, set()).add(event.step)
+                    continue
+                record = metadata.read_record(content, eventfile.tensor_values(value.tensor))
+                if record is not None:
+                    steps.add(event.step)
+                    records[content.param] = max(records.get(content.param, 0), record[0] + 1)
+    for param, old in old_steps.items():  # an import of version 1, perhaps continued in version 2
+        records[param] = max(records.get(param, 0), len(old))
+    return Imported(frozenset(steps), axis, tuple(paths), records)
 
 
 def write(
-    run_dir: str, points: Mapping[str, Sequence[tuple[int, Mapping[str, float]]]], axis: str
+    run_dir: str,
+    points: Mapping[str, Sequence[tuple[int, Mapping[str, float]]]],
+    axis: str,
+    written: Mapping[str, int],
 ) -> str | None:
     """Write ``points`` (param -> [(step, {quantity: value})]) as one new event file.
 
-    One event per step, every parameter's values in it, steps ascending;
-    the file is written under a temporary name and renamed when complete,
-    so a reader never sees half of it. Returns its path (``None`` if there
-    was nothing to write).
+    One event per step, one record per parameter in it, steps ascending;
+    each parameter's records are numbered on from ``written[param]`` (what
+    earlier imports wrote: :attr:`Imported.records`), and the first of each
+    in the file carries the metadata. The file is written under a temporary
+    name and renamed when complete, so a reader never sees half of it.
+    Returns its path (``None`` if there was nothing to write).
     """
     by_step: dict[int, list[summary_pb2.Summary.Value]] = {}
     for param, series in points.items():
-        for step, quantities in series:
-            by_step.setdefault(step, []).extend(
-                metadata.scalar_value(param, q, v, metadata.CHECKPOINT, axis) for q, v in quantities.items()
+        start = written.get(param, 0)
+        for i, (step, quantities) in enumerate(series):
+            by_step.setdefault(step, []).append(
+                metadata.record_value(param, quantities, start + i, metadata.CHECKPOINT, axis, describe=i == 0)
             )
     if not by_step:
         return None
