@@ -50,6 +50,14 @@ export interface Finding {
   message: string;
 }
 
+/** Records of a series, or of a run's thinned series, that TensorBoard kept, of those written. */
+export interface Thinned {
+  kept: number;
+  written: number;
+  /** How many series were thinned (in a run's total). */
+  series?: number;
+}
+
 export interface Ranking {
   ratio: number | null;
   runs: string[];
@@ -57,6 +65,8 @@ export interface Ranking {
   layers: LayerPoint[];
   /** null when the server sends none (not the same as "no findings"). */
   findings: Finding[] | null;
+  /** run -> what TensorBoard kept of its exact-movement records, for runs where it dropped some. */
+  thinned: Record<string, Thinned>;
   definitions: Definitions;
 }
 
@@ -66,6 +76,7 @@ export interface CheckpointSeries {
   update_ratio: (number | null)[];
   cosine: (number | null)[];
   axis: string;
+  thinned: Thinned | null;
 }
 
 export interface Series {
@@ -80,7 +91,7 @@ export interface Series {
   steps: number[];
   rate: (number | null)[];
   percentiles: { bps: number[]; values: ((number | null)[] | null)[] };
-  exact: { steps: number[]; update_ratio: (number | null)[] } | null;
+  exact: { steps: number[]; update_ratio: (number | null)[]; thinned: Thinned | null } | null;
   checkpoint: CheckpointSeries | null;
 }
 
@@ -143,8 +154,29 @@ export function parseRanking(j: Json): Ranking {
     rows,
     layers: list(j.layers).map(parseLayer),
     findings: Array.isArray(j.findings) ? list(j.findings).map(parseFinding) : null,
+    thinned: parseThinnedRuns(j.thinned),
     definitions: parseDefinitions(j.definitions),
   };
+}
+
+function parseThinned(v: unknown): Thinned | null {
+  if (!isObject(v)) return null;
+  const kept = num(v.kept);
+  const written = num(v.written);
+  if (kept === null || written === null) return null;
+  const series = num(v.series);
+  return series === null ? { kept, written } : { kept, written, series };
+}
+
+function parseThinnedRuns(v: unknown): Record<string, Thinned> {
+  const out: Record<string, Thinned> = {};
+  if (isObject(v)) {
+    for (const [run, t] of Object.entries(v)) {
+      const parsed = parseThinned(t);
+      if (parsed) out[run] = parsed;
+    }
+  }
+  return out;
 }
 
 function parseRow(r: Json, i: number): Row {
@@ -207,6 +239,8 @@ function parseDefinitions(v: unknown): Definitions {
     finding_kinds: terms(d.finding_kinds, FALLBACK.finding_kinds),
     parameter_roles: Array.isArray(d.parameter_roles) ? strings(d.parameter_roles) : FALLBACK.parameter_roles,
     default_ratio: num(d.default_ratio) ?? FALLBACK.default_ratio,
+    thinned: typeof d.thinned === "string" ? d.thinned : FALLBACK.thinned,
+    keep_all_flag: typeof d.keep_all_flag === "string" && d.keep_all_flag ? d.keep_all_flag : FALLBACK.keep_all_flag,
   };
 }
 
@@ -230,12 +264,13 @@ export function parseSeries(j: Json, run: string, tag: string): Series {
       bps: steps(p.bps),
       values: Array.isArray(p.values) ? p.values.map((v) => (Array.isArray(v) ? numArray(v) : null)) : [],
     },
-    exact: e && { steps: steps(e.steps), update_ratio: numArray(e.update_ratio) },
+    exact: e && { steps: steps(e.steps), update_ratio: numArray(e.update_ratio), thinned: parseThinned(e.thinned) },
     checkpoint: c && {
       steps: steps(c.steps),
       update_ratio: numArray(c.update_ratio),
       cosine: numArray(c.cosine),
       axis: str(c.axis, str(j.axis, "step")),
+      thinned: parseThinned(c.thinned),
     },
   };
 }

@@ -223,7 +223,11 @@ export class App {
   }
 
   private noticeProps() {
-    if (this.ranking) return this.ranking.rows.length ? null : { kind: "empty" as const, hostRuns: this.hostRuns };
+    if (this.ranking) {
+      if (!this.ranking.rows.length) return { kind: "empty" as const, hostRuns: this.hostRuns };
+      const thinned = this.ranking.thinned;
+      return Object.keys(thinned).length ? { kind: "thinned" as const, runs: thinned, flag: this.ranking.definitions.keep_all_flag } : null;
+    }
     if (this.loading) return { kind: "loading" as const, since: this.loading.since };
     if (this.rankingError) return { kind: "error" as const, error: this.rankingError, retry: this.on.retry };
     return null;

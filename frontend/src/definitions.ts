@@ -16,6 +16,10 @@ export interface Definitions {
   /** Roles whose stillness means a layer does not learn: what the role filter starts on. */
   parameter_roles: string[];
   default_ratio: number;
+  /** What it means that TensorBoard kept fewer of the plugin's records than were written. */
+  thinned: string;
+  /** The TensorBoard flag that keeps every record of the plugin. */
+  keep_all_flag: string;
 }
 
 /** Names only: what a term means has one source, the server. */
@@ -26,6 +30,8 @@ export const FALLBACK: Definitions = {
   finding_kinds: [],
   parameter_roles: ["weight", "bias", "norm_scale", "norm_offset", "moving_stat"],
   default_ratio: 0.01,
+  thinned: "",
+  keep_all_flag: "--samples_per_plugin stagnation=0",
 };
 
 function terms(...names: string[]): Term[] {

@@ -275,6 +275,7 @@ export function reconcile(prev: Ranking | null, next: Ranking): Ranking {
     rows: reuse(prev.rows, next.rows, (r) => rowKey(r.run, r.tag)),
     layers: reuse(prev.layers, next.layers, (l) => rowKey(l.run, l.layer)),
     findings: prev.findings && next.findings ? reuse(prev.findings, next.findings, (_f, i) => String(i)) : next.findings,
+    thinned: same(prev.thinned, next.thinned) ? prev.thinned : next.thinned,
     definitions: same(prev.definitions, next.definitions) ? prev.definitions : next.definitions,
   };
   const keys = Object.keys(merged) as (keyof Ranking)[];

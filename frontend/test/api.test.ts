@@ -37,7 +37,28 @@ test("a checkpoint-only series: no histograms, checkpoint data with its gaps and
     "r",
     "t",
   );
-  assert.deepEqual(s.checkpoint, { steps: [0, 1, 2], update_ratio: [null, 0.01, 0], cosine: [null, null, -0.5], axis: "checkpoint" });
+  assert.deepEqual(s.checkpoint, { steps: [0, 1, 2], update_ratio: [null, 0.01, 0], cosine: [null, null, -0.5], axis: "checkpoint", thinned: null });
   assert.equal(s.thresholds.checkpoint, 1e-4);
   assert.deepEqual([s.run, s.tag, s.steps.length, s.exact], ["r", "t", 0, null]);
+});
+
+test("thinned data: per run in the ranking, per source in a series, the flag from the definitions", () => {
+  const r = parseRanking({
+    rows: [],
+    thinned: { a: { kept: 80, written: 160, series: 8 }, broken: { kept: "x" } },
+    definitions: { keep_all_flag: "--samples_per_plugin stagnation=0", thinned: "kept fewer" },
+  });
+  assert.deepEqual(r.thinned, { a: { kept: 80, written: 160, series: 8 } });
+  assert.deepEqual([r.definitions.keep_all_flag, r.definitions.thinned], ["--samples_per_plugin stagnation=0", "kept fewer"]);
+  assert.deepEqual(parseRanking({ rows: [] }).thinned, {});
+  const s = parseSeries(
+    {
+      steps: [], rate: [], percentiles: { bps: [0], values: [] },
+      exact: { steps: [2], update_ratio: [1e-3], thinned: null },
+      checkpoint: { steps: [10, 20], update_ratio: [null, 0], cosine: [null, null], thinned: { kept: 10, written: 20 } },
+    },
+    "r",
+    "t",
+  );
+  assert.deepEqual([s.exact?.thinned, s.checkpoint?.thinned], [null, { kept: 10, written: 20 }]);
 });

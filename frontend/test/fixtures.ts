@@ -28,6 +28,7 @@ export function ranking(rows: Partial<Row>[], over: Partial<Ranking> = {}): Rank
     rows: full,
     layers: [],
     findings: null,
+    thinned: {},
     definitions: FALLBACK,
     ...over,
   };

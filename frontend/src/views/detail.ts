@@ -42,6 +42,8 @@ export function detailView(p: DetailProps, scope: Scope): HTMLElement {
     body.append(h("div", { class: "stg-error-text", role: "alert" }, load.message));
   } else {
     const panels = chartPanels(row, load.series, runColour(row.run, p.runs), p.theme, scope);
+    const thinned = thinnedNote(load.series, p.defs);
+    if (thinned) body.append(thinned);
     body.append(panels.length ? h("div", { class: "stg-charts" }, panels) : h("div", { class: "stg-empty" }, "Nothing to chart: this tag has no usable samples."));
   }
   card.append(body);
@@ -142,6 +144,22 @@ function checkpointPanels(
       scope,
     ),
   ];
+}
+
+/** One line when TensorBoard kept fewer of this tensor's exact records than were written. */
+function thinnedNote(s: Series, defs: Definitions): HTMLElement | null {
+  const parts = [
+    s.exact?.thinned && `${s.exact.thinned.kept} of ${s.exact.thinned.written} logged`,
+    s.checkpoint?.thinned && `${s.checkpoint.thinned.kept} of ${s.checkpoint.thinned.written} checkpoint`,
+  ].filter(Boolean);
+  if (!parts.length) return null;
+  return h(
+    "p",
+    { class: "stg-note stg-thinned-note" },
+    `TensorBoard kept ${parts.join(" and ")} records of this tensor; the charts and the score use those. To keep them all, start it with `,
+    h("code", null, defs.keep_all_flag),
+    ".",
+  );
 }
 
 function caption(text: string): HTMLElement {

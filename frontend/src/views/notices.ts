@@ -1,16 +1,43 @@
-// What the tab shows instead of a ranking: loading, an error, or no data at all.
-import { httpStatus } from "../api";
+// What the tab shows instead of a ranking (loading, an error, or no data at all), or above
+// it: that TensorBoard kept only part of the plugin's own records.
+import { httpStatus, type Thinned } from "../api";
 import { h, type Scope } from "../dom";
 
 export type NoticeProps =
   | { kind: "loading"; since: number }
   | { kind: "error"; error: Error; retry: () => void }
-  | { kind: "empty"; hostRuns: readonly string[] | null };
+  | { kind: "empty"; hostRuns: readonly string[] | null }
+  | { kind: "thinned"; runs: Readonly<Record<string, Thinned>>; flag: string };
 
 export function noticeView(p: NoticeProps, scope: Scope): HTMLElement {
   if (p.kind === "loading") return loading(p.since, scope);
   if (p.kind === "error") return error(p.error, p.retry);
+  if (p.kind === "thinned") return thinned(p.runs, p.flag);
   return empty(p.hostRuns);
+}
+
+/**
+ * Said once, above the table: TensorBoard's reservoirs kept fewer of the exact-movement
+ * records than were written (the Python loader keeps 10 a tag unless told otherwise), so
+ * every figure comes from a sample; the flag that keeps them all.
+ */
+function thinned(runs: Readonly<Record<string, Thinned>>, flag: string): HTMLElement {
+  const entries = Object.entries(runs);
+  const total = (key: "kept" | "written" | "series") => entries.reduce((n, [, t]) => n + (t[key] ?? 0), 0);
+  const series = total("series");
+  const where = entries.length === 1 ? `run ${entries[0][0]}` : `${entries.length} runs`;
+  const perRun = entries.length > 1 ? ` (${entries.map(([run, t]) => `${run}: ${t.kept} of ${t.written}`).join("; ")})` : "";
+  return h(
+    "section",
+    { class: "stg-card stg-thinned", role: "note" },
+    h("p", { class: "stg-note" },
+      h("b", null, "TensorBoard kept only part of the exact movement: "),
+      `${total("kept")} of ${total("written")} records written${series ? ` for ${series} tensor${series === 1 ? "" : "s"}` : ""} in ${where}${perRun}. `,
+      "Scores, statuses and findings come from the records it kept. To keep them all, start TensorBoard with ",
+      h("code", null, flag),
+      ".",
+    ),
+  );
 }
 
 /** Counts the seconds itself: a slow first ranking should look alive, not stuck. */
