@@ -8,20 +8,31 @@ reader, whose parity with TensorBoard's data provider (what the plugin
 reads through) is tested on every writer's log. What it could not read is
 listed on stderr; it fails only when nothing was readable.
 ``--fail-on-stagnant`` turns it into a CI gate.
+
+The text output is for a person at a terminal: parameter rows only, as the
+tab shows them first (gradients and activations change with the data, so
+among parameters they only push the rows that matter apart), long lines
+fitted to the terminal. ``--json`` and ``--csv`` are for programs: every
+role unless ``--role`` narrows them, names whole.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import math
 import os
+import shutil
 import sys
+import textwrap
 from collections.abc import Sequence
 
 from tb_stagnation import definitions, findings, naming, ranking, tagfilter
+from tb_stagnation.checkpoints import command
 
+PROG = "tb-stagnation"
 FIELDS = (
     "run", "tag", "layer", "role", "status", "score", "net", "samples", "first_step",
     "last_step", "source", "axis", "histogram_score", "exact_score", "floor", "threshold",
@@ -30,26 +41,50 @@ EXIT_STUCK, EXIT_USAGE = 1, 2
 # Histograms the CLI holds before summarising the runs read so far and dropping them:
 # memory follows the largest run (and the file being read), not the log directory.
 HELD_HISTOGRAM_BYTES = 64 << 20
+# TensorBoard's name for a run whose event files sit at the top of the log directory.
+ROOT_RUN = "."
+# Line width when stdout is not a terminal (a pipe, a file) and COLUMNS is unset.
+PIPED_WIDTH = 100
+# The narrowest the tag and run columns get when a table row is fitted to the terminal.
+LEAST_TAG, LEAST_RUN = 16, 8
+# Runs named in the "no such run" message before the rest is counted.
+RUNS_NAMED = 20
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="tb-stagnation",
-        description="Rank the layers in a TensorBoard log directory by how much they move. "
-        "`tb-stagnation checkpoints SRC` first imports exact movement from saved checkpoints.",
+        prog=PROG,
+        description="Rank the layers in a TensorBoard log directory by how much they move.",
+        epilog=f"`{PROG} checkpoints SRC` first imports exact movement from the checkpoints saved "
+        f"under SRC (`{PROG} checkpoints --help`). To rank a log directory named checkpoints, write ./checkpoints.",
     )
-    p.add_argument("logdir", help="log directory holding event files (searched recursively)")
+    p.add_argument("logdir", metavar="LOGDIR", help="log directory holding event files (searched recursively)")
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument(
         "--json",
         action="store_true",
-        help="print the ranking JSON, the same object as the ranking route: "
-        "ratio, runs, rows, layers, thresholds, findings, definitions",
+        help="print the ranking JSON, the same object as the ranking route: ratio, runs, findings, "
+        "rows, layers, thresholds, thinned, definitions (one line; --indent N to indent)",
     )
     fmt.add_argument("--csv", action="store_true", help="print CSV rows")
-    p.add_argument("--run", action="append", help="only this run (repeatable)")
-    p.add_argument("--role", action="append", choices=naming.ROLES, help="only this role (repeatable)")
-    p.add_argument("--tag", help="only tags matching this regex")
+    p.add_argument("--indent", type=int, metavar="N", help="with --json: indent N spaces per level")
+    p.add_argument(
+        "--run",
+        action="append",
+        help=f"only this run (repeatable); a log directory that is itself a run is named by the "
+        f"directory's name, or {ROOT_RUN!r} as TensorBoard names it",
+    )
+    roles = p.add_mutually_exclusive_group()
+    roles.add_argument(
+        "--role",
+        action="append",
+        choices=naming.ROLES,
+        metavar="ROLE",
+        help=f"only this role (repeatable): {', '.join(naming.ROLES)}; the table shows parameters "
+        f"({', '.join(definitions.parameter_roles())}) by default, --json and --csv every role",
+    )
+    roles.add_argument("--all-roles", action="store_true", help="every role in the table, gradients and activations too")
+    p.add_argument("--tag", metavar="REGEX", help="only tags matching this regex")
     p.add_argument(
         "--ratio",
         type=float,
@@ -62,7 +97,16 @@ def _parser() -> argparse.ArgumentParser:
         help=f"exit 1 when any parameter tag ({', '.join(definitions.parameter_roles())}) is "
         f"{' or '.join(definitions.stuck_statuses())}",
     )
+    p.usage = _usage(p, command.parser())
     return p
+
+
+def _usage(*parsers: argparse.ArgumentParser) -> str:
+    """Each parser's usage, one under the other: the subcommand is not an argparse subparser,
+    since ``tb-stagnation LOGDIR`` would then read every LOGDIR as an unknown subcommand."""
+    prefix = "usage: "
+    lines = [p.format_usage().removeprefix(prefix).rstrip() for p in parsers]
+    return ("\n" + " " * len(prefix)).join(lines)
 
 
 def load(logdir: str, ratio: float) -> tuple[ranking.Ranking, list[str]]:
@@ -70,7 +114,8 @@ def load(logdir: str, ratio: float) -> tuple[ranking.Ranking, list[str]]:
 
     Local directories are read by :mod:`tb_stagnation.eventfile` (every
     sample, fast, every skipped part reported). Other paths (``gs://``,
-    ``s3://``, ...) go through :func:`load_through_tensorboard`.
+    ``s3://``, ...) go through :func:`load_through_tensorboard`. Runs are
+    named as TensorBoard names them (:func:`name_root_run` renames ``.``).
     """
     if "://" in logdir:
         return load_through_tensorboard(logdir, ratio), []
@@ -105,10 +150,39 @@ def load_through_tensorboard(logdir: str, ratio: float) -> ranking.Ranking:
     return reader.rank(ctx, "", reader.histogram_tags(ctx, ""), reader.exact_tags(ctx, ""), ratio)
 
 
+def root_run_name(logdir: str, runs: Sequence[str]) -> str:
+    """What the CLI calls the run at the top of ``logdir``: the directory's own name.
+
+    TensorBoard calls it ``.`` (its runs are paths relative to the log
+    directory), which says nothing once printed; the directory's name is
+    what the user typed. ``.`` stays where that name is taken by a run below
+    it (``exp/exp``) or there is none (``/``).
+    """
+    name = os.path.basename(logdir.rstrip("/\\")) if "://" in logdir else os.path.basename(os.path.abspath(logdir))
+    return name if name and name not in runs else ROOT_RUN
+
+
+def name_root_run(result: ranking.Ranking, name: str) -> ranking.Ranking:
+    """``result`` with its run ``.`` called ``name`` in rows, layers, thresholds and evidence (so in findings too)."""
+    if name == ROOT_RUN or ROOT_RUN not in result.thresholds:
+        return result
+
+    def run(old: str) -> str:
+        return name if old == ROOT_RUN else old
+
+    return dataclasses.replace(
+        result,
+        rows=[dataclasses.replace(r, run=run(r.run)) for r in result.rows],
+        layers=[dataclasses.replace(layer, run=run(layer.run)) for layer in result.layers],
+        thresholds={run(k): v for k, v in result.thresholds.items()},
+        exact={(run(k), tag): v for (k, tag), v in result.exact.items()},
+    )
+
+
 def _progress(done: int, total: int) -> None:
     """One self-overwriting line on a terminal while files are read."""
     end = "\n" if done == total else ""
-    print(f"\rtb-stagnation: read {done}/{total} event files", end=end, file=sys.stderr, flush=True)
+    print(f"\r{PROG}: read {done}/{total} event files", end=end, file=sys.stderr, flush=True)
 
 
 def _cell(value) -> str:
@@ -119,78 +193,160 @@ def _cell(value) -> str:
     return str(value)
 
 
-def _table(rows: Sequence[ranking.Row]) -> str:
+def _shorten(text: str, width: int) -> str:
+    """``text`` cut in the middle to ``width``: a tag's start names the layer, its end the tensor."""
+    if len(text) <= width:
+        return text
+    head = width // 2
+    return text[:head] + "…" + text[len(text) - (width - 1 - head):]
+
+
+_RUN, _TAG = 5, 6  # the run and tag columns, the ones shortened to fit
+
+
+def _table(rows: Sequence[ranking.Row], width: int | None) -> tuple[str, bool]:
+    """The rows as aligned columns; with ``width``, runs and tags shortened so each line fits.
+
+    Also returns whether a name was shortened.
+    """
     header = ("#", "status", "score/step", "net", "source", "run", "tag", "role")
     body = [
         (str(i + 1), r.status, _cell(r.score), _cell(r.net), r.source, r.run, r.tag, r.role)
         for i, r in enumerate(rows)
     ]
     widths = [max(len(line[c]) for line in [header, *body]) for c in range(len(header))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in [header, *body])
+    full = list(widths)
+    if width is not None:
+        excess = sum(widths) + 2 * (len(widths) - 1) - width
+        for column, least in ((_RUN, LEAST_RUN), (_TAG, LEAST_TAG)):  # the tag says more
+            cut = max(0, min(excess, widths[column] - least))
+            widths[column] -= cut
+            excess -= cut
+    lines = [[_shorten(cell, w) for cell, w in zip(line, widths)] for line in [header, *body]]
+    text = "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in lines)
+    return text, widths != full
 
 
-def _findings_text(found: Sequence[findings.Finding], runs: Sequence[str]) -> str:
-    """The findings of each run, under a ``== run NAME`` line; ``no findings`` for a run without."""
+def _findings_text(found: Sequence[findings.Finding], runs: Sequence[str], width: int) -> str:
+    """The findings of each run, under a ``== run NAME`` line; ``no findings`` for a run without.
+
+    Each finding wrapped at ``width``, its continuation lines indented under it.
+    """
     lines = []
     for run in runs:
         lines.append(f"== run {run}")
-        messages = [f"  {f.kind}: {f.message}" for f in found if f.run == run]
+        messages = [
+            textwrap.fill(f"{f.kind}: {f.message}", width, initial_indent="  ", subsequent_indent="    ",
+                          break_on_hyphens=False)
+            for f in found if f.run == run
+        ]
         lines.extend(messages or ["  no findings"])
     return "\n".join(lines)
+
+
+def _hidden_note(hidden: Sequence[ranking.Row]) -> str:
+    """How many rows of each role the table left out, and the flags that show them."""
+    counts = [(role, n) for role in naming.ROLES if (n := sum(r.role == role for r in hidden))]
+    parts = [f"{n} {role}" for role, n in counts]
+    counted = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+    flags = ", ".join(f"--role {role}" for role, _ in counts)
+    rows = "row" if len(hidden) == 1 else "rows"
+    return f"{counted} {rows} not shown (the table shows parameters): {flags} or --all-roles shows them"
+
+
+def _text(result: ranking.Ranking, rows: Sequence[ranking.Row], runs: Sequence[str], parameters_only: bool) -> str:
+    """Findings by run, the table (of parameter rows only if ``parameters_only``), and notes on what it left out."""
+    # COLUMNS if set, else the terminal's width, else (piped) a fixed width for the prose;
+    # the table's names are shortened on a terminal only: in a pipe they are grepped.
+    width = max(40, shutil.get_terminal_size((PIPED_WIDTH, 24)).columns)
+    shown = ranking.select(rows, roles=naming.PARAMETER_ROLES if parameters_only else None)
+    table, shortened = _table(shown, width if sys.stdout.isatty() else None)
+    notes = []
+    if len(shown) < len(rows):
+        notes.append(_hidden_note([r for r in rows if r.role not in naming.PARAMETER_ROLES]))
+    if shortened:
+        notes.append(f"names shortened in the middle (…) to fit {width} columns; --csv prints them whole")
+    parts = [_findings_text(findings.find(result), runs, width), table]
+    if notes:
+        parts.append("\n".join(textwrap.fill(note, width) for note in notes))
+    return "\n\n".join(parts)
+
+
+def _no_such_run(unknown: Sequence[str], runs: Sequence[str], logdir: str) -> str:
+    named = ", ".join(runs[:RUNS_NAMED]) + (f" and {len(runs) - RUNS_NAMED} more" if len(runs) > RUNS_NAMED else "")
+    which = ", ".join(unknown)
+    return f"--run {which}: no such run in {logdir}; its runs: {named}"
+
+
+def _not_a_directory(logdir: str) -> str:
+    if not os.path.exists(logdir):
+        return f"{logdir}: no such directory"
+    if "tfevents" in os.path.basename(logdir):
+        directory = os.path.dirname(logdir) or "."
+        return f"{logdir} is an event file; LOGDIR is the directory holding it: {PROG} {directory}"
+    return f"{logdir} is a file, not a directory; LOGDIR is the directory holding the event files"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["checkpoints"]:
-        from tb_stagnation.checkpoints import command
-
         return command.main(argv[1:])
     args = _parser().parse_args(argv)
     if not 0 < args.ratio <= 1:
-        print("tb-stagnation: --ratio must be in (0, 1]", file=sys.stderr)
-        return EXIT_USAGE
+        return _fail("--ratio must be in (0, 1]")
+    if args.indent is not None and (not args.json or args.indent < 0):
+        return _fail("--indent N takes a number of spaces >= 0 and goes with --json")
     try:
         tag_filter = tagfilter.compile_tag_filter(args.tag)
     except tagfilter.TagFilterError as e:
-        print(f"tb-stagnation: --tag: {e.reason}", file=sys.stderr)
-        return EXIT_USAGE
+        return _fail(f"--tag: {e.reason}")
     if "://" not in args.logdir and not os.path.isdir(args.logdir):
-        print(f"tb-stagnation: {args.logdir}: no such directory", file=sys.stderr)
-        return EXIT_USAGE
+        return _fail(_not_a_directory(args.logdir))
     result, skipped = load(args.logdir, args.ratio)
+    root = root_run_name(args.logdir, sorted(result.thresholds))
+    aliases = {ROOT_RUN: root} if ROOT_RUN in result.thresholds else {}
+    result = name_root_run(result, root)
     if "://" not in args.logdir:
-        from tb_stagnation.checkpoints import command
-
         skipped += command.pending(args.logdir)
     for message in skipped:
-        print(f"tb-stagnation: {message}", file=sys.stderr)
+        _say(message)
     if not result.rows:
-        print(f"tb-stagnation: {args.logdir}: no histograms or exact movement found", file=sys.stderr)
-        return EXIT_USAGE
-    rows = ranking.select(result.rows, runs=args.run, roles=args.role, tag_filter=tag_filter)
+        return _fail(f"{args.logdir}: no histograms or exact movement found")
     all_runs = sorted(result.thresholds)
+    wanted = [aliases.get(run, run) for run in args.run or []]
+    unknown = [run for run, name in zip(args.run or [], wanted) if name not in all_runs]
+    if unknown:
+        return _fail(_no_such_run(unknown, all_runs, args.logdir))
+    rows = ranking.select(result.rows, runs=wanted, roles=args.role, tag_filter=tag_filter)
     try:
         if args.json:
-            body = findings.ranking_json(result, rows, all_runs, only_runs=args.run)
-            sys.stdout.write(json.dumps(body, indent=1, allow_nan=False))
+            body = findings.ranking_json(result, rows, all_runs, only_runs=wanted)
+            compact = (",", ":") if args.indent is None else None
+            sys.stdout.write(json.dumps(body, indent=args.indent, separators=compact, allow_nan=False))
             print()
         elif args.csv:
             writer = csv.writer(sys.stdout)
             writer.writerow(FIELDS)
             writer.writerows([[findings.json_number(getattr(r, f)) for f in FIELDS] for r in rows])
         else:
-            shown = [run for run in all_runs if not args.run or run in args.run]
-            print(_findings_text(findings.find(result), shown))
-            print()
-            print(_table(rows))
+            shown_runs = [run for run in all_runs if not wanted or run in wanted]
+            print(_text(result, rows, shown_runs, parameters_only=not (args.role or args.all_roles)))
         sys.stdout.flush()
     except BrokenPipeError:  # `tb-stagnation LOGDIR | head`: the reader has what it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
     stuck = [r for r in rows if r.role in naming.PARAMETER_ROLES and r.status in ranking.STUCK_STATUSES]
     if args.fail_on_stagnant and stuck:
-        print(f"tb-stagnation: {len(stuck)} parameter tag(s) frozen or stagnant", file=sys.stderr)
-        return EXIT_STUCK
+        return _fail(f"{len(stuck)} parameter tag(s) frozen or stagnant", EXIT_STUCK)
     return 0
+
+
+def _say(message: str) -> None:
+    print(f"{PROG}: {message}", file=sys.stderr)
+
+
+def _fail(message: str, status: int = EXIT_USAGE) -> int:
+    _say(message)
+    return status
 
 
 if __name__ == "__main__":

@@ -393,12 +393,13 @@ def ranking_json(
     return {
         "ratio": result.ratio,
         "runs": list(runs),
+        # Before the rows: what a reader of the object (or of `tb-stagnation --json`) wants first.
+        "findings": [finding_json(f) for f in find(result) if shown(f.run)],
         "rows": [record(r) for r in rows],
         "layers": [record(layer) for layer in result.layers if shown(layer.run)],
         "thresholds": {
             run: {src: json_number(t) for src, t in th.items()} for run, th in result.thresholds.items() if shown(run)
         },
-        "findings": [finding_json(f) for f in find(result) if shown(f.run)],
         "thinned": _thinned(result, shown),
         "definitions": definitions.as_json(),
     }

@@ -28,7 +28,7 @@ class ImportFailed(Exception):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = parser().parse_args(argv)
     if not os.path.isdir(args.src):
         return _fail(f"{args.src}: no such directory")
     found = discover.discover(args.src)
@@ -66,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return status
 
 
-def _parser() -> argparse.ArgumentParser:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="tb-stagnation checkpoints",
         description="Measure exact per-layer movement between the checkpoints under SRC and write it "
