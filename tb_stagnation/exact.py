@@ -52,8 +52,9 @@ class ExactSeries:
     where a measured weight quantity (RMS, ratio, change) is NaN or Inf.
     ``written``: how many records were written for the tensor, as their
     sequence numbers tell; at least ``kept``, and equal to it where the data
-    carries no numbers (version 1). ``axis`` says what the steps count
-    (:data:`metadata.AXES`). Arrays are read-only. Compared by identity
+    carries no numbers (version 1). ``order``: the tensor's position among
+    its writer's (model order), ``None`` where the data does not say
+    (version 1). ``axis`` says what the steps count (:data:`metadata.AXES`). Arrays are read-only. Compared by identity
     (``eq=False``): element-wise array equality has no single truth value.
     """
 
@@ -67,6 +68,7 @@ class ExactSeries:
     cosine: np.ndarray  # float64, between consecutive updates
     nonfinite_at: np.ndarray  # bool, per step
     written: int
+    order: int | None = None
 
     @property
     def kept(self) -> int:
@@ -120,6 +122,7 @@ def collect_exact(
     values: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(dict)))
     seqs: dict = defaultdict(dict)
     axes: dict[tuple[str, str, str], str] = {}
+    orders: dict[tuple[str, str, str], int] = {}
     for run, tags in list_result.items():
         for tag, meta in tags.items():
             content = metadata.parse_plugin_metadata(meta.plugin_content)
@@ -128,6 +131,8 @@ def collect_exact(
                 continue
             key = (run, content.source, content.param)
             axes[key] = content.axis
+            if content.index is not None:
+                orders[key] = content.index
             by_step = values[run][content.source][content.param]
             if content.version == metadata.VERSION_1:
                 for d in data:
@@ -141,8 +146,9 @@ def collect_exact(
     return {
         run: {
             source: {
-                param: _series(source, axes[(run, source, param)], by_step, seqs.get((run, source, param), {}))
+                param: _series(by_step, seqs.get(key, {}), source, axes[key], orders.get(key))
                 for param, by_step in params.items()
+                for key in [(run, source, param)]
                 if by_step
             }
             for source, params in sources.items()
@@ -177,7 +183,7 @@ def _scalar(datum: Any) -> float:
 
 
 def _series(
-    source: str, axis: str, by_step: Mapping[int, Mapping[str, float]], seqs: Mapping[int, int]
+    by_step: Mapping[int, Mapping[str, float]], seqs: Mapping[int, int], source: str, axis: str, order: int | None
 ) -> ExactSeries:
     """Align each quantity on the steps of the records; count what was written."""
     steps = np.array(sorted(by_step), dtype=np.int64)
@@ -198,6 +204,7 @@ def _series(
         cosine=_aligned(records, metadata.UPDATE_COSINE),
         nonfinite_at=nonfinite_at,
         written=max(len(steps), _written(steps, seqs)),
+        order=order,
     )
 
 

@@ -18,7 +18,11 @@ weights really held. The content's ``columns`` names them; a reader takes
 the columns it knows by name and ignores the rest, so quantities can be
 added without a new version. Column :data:`SEQ` numbers the records
 written for the tensor (0 first; the checkpoint import continues across
-re-runs), so a reader can tell how many a loader dropped.
+re-runs), so a reader can tell how many a loader dropped. The content's
+``index`` is the tensor's position in what its writer measures (the model's
+parameter order, a checkpoint's tensor order): the Rust loader lists tags in
+an order of its own and either loader may drop a tensor's first records, so
+model order cannot come from the listing or the first step kept.
 
 Data class TENSOR: a record is not a scalar. What the loaders keep of it by
 default, per tag (measured on TensorBoard 2.21 / data server 0.7.2, for
@@ -101,14 +105,22 @@ class ExactContent:
     version: int = CONTENT_VERSION
     columns: tuple[str, ...] = ()
     quantity: str | None = None
+    index: int | None = None  # the tensor's position among its writer's (version 2)
 
 
-def create_summary_metadata(param: str, source: str = EXACT, axis: str = STEP) -> summary_pb2.SummaryMetadata:
-    """Metadata of the records of parameter ``param`` from ``source``, steps counting ``axis``."""
+def create_summary_metadata(
+    param: str, source: str = EXACT, axis: str = STEP, index: int | None = None
+) -> summary_pb2.SummaryMetadata:
+    """Metadata of the records of parameter ``param`` from ``source``, steps counting ``axis``.
+
+    ``index``: the tensor's position among those its writer measures (model order).
+    """
     if source not in SOURCES or axis not in AXES:
         raise ValueError(f"unknown source {source!r} or axis {axis!r}")
     fields = {"version": CONTENT_VERSION, "param": param, "source": source, "axis": axis,
               "columns": list(COLUMNS[source])}
+    if index is not None:
+        fields["index"] = index
     return summary_pb2.SummaryMetadata(
         summary_description=f"tb-stagnation movement of `{param}` ({source})",
         plugin_data=summary_pb2.SummaryMetadata.PluginData(
@@ -141,7 +153,10 @@ def parse_plugin_metadata(content: bytes) -> ExactContent | None:
     columns = data.get("columns")
     if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns) or SEQ not in columns:
         return None
-    return ExactContent(param=param, source=source, axis=axis, columns=tuple(columns))
+    index = data.get("index")
+    if not (isinstance(index, int) and not isinstance(index, bool) and index >= 0):
+        index = None
+    return ExactContent(param=param, source=source, axis=axis, columns=tuple(columns), index=index)
 
 
 def tag_for(param: str, source: str = EXACT) -> str:
@@ -160,13 +175,15 @@ def record_value(
     source: str = EXACT,
     axis: str = STEP,
     describe: bool = True,
+    index: int | None = None,
 ) -> summary_pb2.Summary.Value:
     """One record as every writer stores it: ``quantities`` measured at one step, numbered ``seq``.
 
-    ``describe``: carry the metadata. TensorBoard's loaders and the CLI take
-    a tag's metadata from its first value in a run, so writers put it on the
-    first record of each tag they write (as TF2's own summary writers do),
-    which keeps a record about 100 bytes.
+    ``describe``: carry the metadata (with ``index``, the tensor's position
+    in model order). TensorBoard's loaders and the CLI take a tag's metadata
+    from its first value in a run, so writers put it on the first record of
+    each tag they write (as TF2's own summary writers do), which keeps a
+    record about 100 bytes.
     """
     columns = COLUMNS[source]
     unknown = set(quantities) - set(columns)
@@ -188,7 +205,7 @@ def record_value(
         ),
     )
     if describe:
-        value.metadata.CopyFrom(create_summary_metadata(param, source, axis))
+        value.metadata.CopyFrom(create_summary_metadata(param, source, axis, index))
     return value
 
 

@@ -230,11 +230,16 @@ def _rank_run(
         for tag in by_source[source].keys() - names.keys():
             names[tag] = naming.parse(tag)
     scorer = {tag: _scoring_source(tag, summaries, by_source) for tag in names}
-    stored_at = {}  # exact-only parameters: their place in what was logged or stored
+    # Exact-only parameters: their place in what was logged or stored, by the source's first
+    # step and the writer's own order (not the listing's, nor each tag's first kept step: a
+    # loader orders and samples tags its own way).
+    stored_at = {}
     for source in reversed(SOURCE_PREFERENCE[:-1]):
-        for i, (tag, series) in enumerate(by_source.get(source, {}).items()):
+        params = by_source.get(source, {})
+        first = min((int(s.steps[0]) for s in params.values() if len(s.steps)), default=0)
+        for i, (tag, series) in enumerate(params.items()):
             if len(series.steps):
-                stored_at[tag] = (int(series.steps[0]), i)
+                stored_at[tag] = (first, i if series.order is None else series.order)
     tags = sorted(names, key=lambda t: _appearance(summaries.get(t), stored_at.get(t), t))
     scores = {tag: _source_score(tag, source, summaries, by_source) for tag, source in scorer.items()}
     # Each source's threshold is measured on every parameter that source measured, whichever

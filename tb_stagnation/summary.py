@@ -78,12 +78,14 @@ class ExactRecord(NamedTuple):
     """What one snapshot measured of parameter ``param``: ``{quantity: value}``.
 
     ``seq`` numbers the records of ``param`` this writer wrote, 0 first, so a
-    reader can tell how many a loader dropped.
+    reader can tell how many a loader dropped; ``index`` is the parameter's
+    position among those the writer was given (model order).
     """
 
     param: str
     seq: int
     values: dict[str, float]
+    index: int = 0
 
 
 # (name, current value, gradient or None) of one parameter at a snapshot. The gradient may
@@ -174,6 +176,7 @@ class UpdateRatioCore:
         self._step: int | None = None
         self._values: dict[str, Any] = {}
         self._written: dict[str, int] = {}  # records written per parameter
+        self._index: dict[str, int] = {}  # parameter -> position, in the order first given
 
     def due(self, step: int) -> bool:
         """Whether ``step`` takes a snapshot.
@@ -202,6 +205,7 @@ class UpdateRatioCore:
             current = ops.copy(value)
             before = previous.pop(name, None)
             self._values[name] = current
+            index = self._index.setdefault(name, len(self._index))
             if steps is None or before is None or before.shape != current.shape:
                 continue
             values = {
@@ -212,7 +216,7 @@ class UpdateRatioCore:
                 values[metadata.GRAD_NORM] = gradient if isinstance(gradient, float) else ops.norm(gradient)
             seq = self._written.get(name, 0)
             self._written[name] = seq + 1
-            records.append(ExactRecord(name, seq, values))
+            records.append(ExactRecord(name, seq, values, index))
         return records
 
 
@@ -233,7 +237,7 @@ def _summary_proto(records: Iterable[ExactRecord]) -> summary_pb2.Summary:
     first record only.
     """
     return summary_pb2.Summary(
-        value=[metadata.record_value(r.param, r.values, r.seq, describe=r.seq == 0) for r in records]
+        value=[metadata.record_value(r.param, r.values, r.seq, describe=r.seq == 0, index=r.index) for r in records]
     )
 
 

@@ -1,7 +1,8 @@
 """Train a small model with each real framework, keeping its checkpoints as users do.
 
-Run as ``python tests/checkpoint_writers.py FRAMEWORK DIR`` (one process per
-framework). Every framework trains the same story with Adam:
+Run as ``python tests/checkpoint_writers.py FRAMEWORK DIR [STEPS]`` (one
+process per framework; STEPS, default 30, trains longer and so keeps more
+checkpoints). Every framework trains the same story with Adam:
 
 - ``dense`` and ``out``: trained normally;
 - ``frozen``: never updated (``requires_grad=False`` / ``trainable=False``);
@@ -366,5 +367,7 @@ FRAMEWORKS = {
 
 if __name__ == "__main__":
     name, root = sys.argv[1], sys.argv[2]
+    if len(sys.argv) > 3:
+        STEPS = int(sys.argv[3])
     os.makedirs(root, exist_ok=True)
     FRAMEWORKS[name](root)

@@ -98,16 +98,19 @@ def write(
     One event per step, one record per parameter in it, steps ascending;
     each parameter's records are numbered on from ``written[param]`` (what
     earlier imports wrote: :attr:`Imported.records`), and the first of each
-    in the file carries the metadata. The file is written under a temporary
+    in the file carries the metadata, with the parameter's position in
+    ``points`` (model order: a checkpoint's own tensor order). The file is written under a temporary
     name and renamed when complete, so a reader never sees half of it.
     Returns its path (``None`` if there was nothing to write).
     """
     by_step: dict[int, list[summary_pb2.Summary.Value]] = {}
-    for param, series in points.items():
+    for index, (param, series) in enumerate(points.items()):
         start = written.get(param, 0)
         for i, (step, quantities) in enumerate(series):
             by_step.setdefault(step, []).append(
-                metadata.record_value(param, quantities, start + i, metadata.CHECKPOINT, axis, describe=i == 0)
+                metadata.record_value(
+                    param, quantities, start + i, metadata.CHECKPOINT, axis, describe=i == 0, index=index
+                )
             )
     if not by_step:
         return None
