@@ -39,6 +39,25 @@ def writer_logs(tmp_path_factory) -> dict[str, Path]:
     return {name: root / name for name in WRITER_NAMES}
 
 
+# The demo at a reduced size: small enough for CI (about a minute of CPU), long enough that
+# tiny_lr's biases have left their starting spike and the vanishing profile has formed.
+DEMO_ARGS = ("--steps", "180", "--log-every", "20", "--exact-every", "20", "--seed", "0")
+
+
+@pytest.fixture(scope="session")
+def demo_logdir(tmp_path_factory) -> Path:
+    """``demo/train.py``'s log directory (every run), trained once per session in a subprocess
+    so that TensorFlow's global state never leaks into other tests."""
+    path = tmp_path_factory.mktemp("demo")
+    result = subprocess.run(
+        [sys.executable, "demo/train.py", "--logdir", str(path), *DEMO_ARGS],
+        cwd=HERE.parent, env={**QUIET_ENV, "PYTHONPATH": str(HERE.parent)},
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, f"demo/train.py failed:\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}"
+    return path
+
+
 def tfrecords(payloads: list[bytes]) -> bytes:
     """TFRecord framing of ``payloads``, by TensorBoard's TF-free RecordWriter."""
     import io

@@ -1,9 +1,9 @@
 """The demo's runs tell the stories its docstring promises, as the plugin's own ranking sees them.
 
-Trains every run of ``demo/train.py`` at a reduced size in a subprocess (so
-TensorFlow's global state never leaks into other tests), then ranks the log
-directory with the ``tb-stagnation --json`` CLI, the stable interface, and
-checks each story on its rows.
+Ranks the log directory of every run of ``demo/train.py``, trained at a reduced
+size once per session (conftest's ``demo_logdir``, which the browser tests share),
+with the ``tb-stagnation --json`` CLI, the stable interface, and checks each story
+on its rows.
 """
 
 from __future__ import annotations
@@ -20,9 +20,6 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-# Small enough for CI (about a minute of CPU), long enough that tiny_lr's
-# biases have left their starting spike and the vanishing profile has formed.
-DEMO_ARGS = ("--steps", "180", "--log-every", "20", "--exact-every", "20", "--seed", "0")
 RUNS = ("tiny_lr", "vanishing", "batchnorm", "frozen_layer", "healthy")
 PARAMETER_ROLES = {"weight", "bias", "norm_scale", "norm_offset", "moving_stat"}
 
@@ -37,16 +34,9 @@ def _run(args: list[str], timeout: float) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def logdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("demo")
-    _run(["demo/train.py", "--logdir", str(path), *DEMO_ARGS], timeout=600)
-    return path
-
-
-@pytest.fixture(scope="module")
-def rows(logdir: Path) -> dict[str, dict[str, dict]]:
+def rows(demo_logdir: Path) -> dict[str, dict[str, dict]]:
     """run -> tag -> CLI row."""
-    out = _run(["-m", "tb_stagnation.cli", str(logdir), "--json"], timeout=300).stdout
+    out = _run(["-m", "tb_stagnation.cli", str(demo_logdir), "--json"], timeout=300).stdout
     by_run: dict[str, dict[str, dict]] = {}
     for row in json.loads(out)["rows"]:
         by_run.setdefault(row["run"], {})[row["tag"]] = row
@@ -130,11 +120,22 @@ def test_healthy_has_no_stuck_parameter(rows: dict[str, dict[str, dict]]) -> Non
     assert statuses and set(statuses.values()) == {"moving"}, statuses
 
 
-def test_frozen_layer_keeps_checkpoints_whose_exact_movement_agrees(logdir: Path) -> None:
+def test_no_moving_row_is_stagnant_since_a_step(rows: dict[str, dict[str, dict]]) -> None:
+    """A row's "stagnant since" is measured on the source that scored it, against that source's
+    threshold: no demo row that moves carries one (healthy's conv2/kernel once read "stagnant
+    since step 560" from its histograms while its exact ratio stayed far above the threshold)."""
+    moving = [r for run in rows.values() for r in run.values() if r["status"] == "moving"]
+    assert len(moving) > 100
+    assert [(r["run"], r["tag"], r["stagnant_since"]) for r in moving if r["stagnant_since"] is not None] == []
+    stuck = [r for run in rows.values() for r in run.values() if r["status"] == "stagnant"]
+    assert stuck and all(r["stagnant_since"] is not None for r in stuck)  # the field is filled where it applies
+
+
+def test_frozen_layer_keeps_checkpoints_whose_exact_movement_agrees(demo_logdir: Path) -> None:
     """The demo imports frozen_layer's TF2 checkpoints: its parameters get checkpoint series too."""
     from tb_stagnation import eventfile
 
-    series = eventfile.read_logdir(str(logdir)).exact()["frozen_layer"]["checkpoint"]
+    series = eventfile.read_logdir(str(demo_logdir)).exact()["frozen_layer"]["checkpoint"]
     assert series["conv3/kernel"].frozen and series["conv3/bias"].frozen
     assert series["conv3/kernel"].steps.tolist() == [0, 100, 180]  # every 100 steps and the last
     moving = [s for p, s in series.items() if p.endswith("/kernel") and not p.startswith("conv3")]

@@ -644,6 +644,133 @@ def test_checkpoint_only_run(checkpoint_tb_url, browser):
         context.close()
 
 
+@pytest.fixture(scope="module")
+def demo_tb(demo_logdir, start_tensorboard):
+    """The demo's logs (conftest's ``demo_logdir``), served as ``make demo`` serves them."""
+    return start_tensorboard(demo_logdir, extra=["--samples_per_plugin", "stagnation=1000"])
+
+
+def _fully_shown(frame, locator) -> bool:
+    """Whether ``locator`` lies wholly in the part of the plugin's iframe the window shows."""
+    view = frame.frame_element().bounding_box()
+    bottom = min(view["y"] + view["height"], frame.page.viewport_size["height"])
+    box = locator.bounding_box()
+    return box is not None and box["y"] >= view["y"] and box["y"] + box["height"] <= bottom
+
+
+def _legend(frame, chart: str) -> dict[str, str]:
+    """A chart's legend: series label -> the value shown beside it."""
+    return dict(frame.eval_on_selector_all(
+        f"[data-chart='{chart}'] .u-legend tr.u-series",
+        "trs => trs.map(tr => [tr.querySelector('.u-label').textContent, tr.querySelector('.u-value').textContent])",
+    ))
+
+
+def _tab_number(v: float) -> str:
+    """A number below 1e-3 as the tab prints it (format.ts fmt: three significant digits)."""
+    assert 0 < v < 1e-3, v
+    mantissa, exponent = f"{v:.2e}".split("e")
+    return f"{float(mantissa):g}e{int(exponent)}"
+
+
+def _shown_ranks(frame) -> list[int]:
+    return frame.eval_on_selector_all("tr[data-run] td:first-child", "tds => tds.map(td => Number(td.textContent))")
+
+
+def test_demo_first_look(demo_tb, browser):
+    """What a newcomer meets after ``make demo`` in a 1400x900 window.
+
+    The # column counts the shown rows; a click brings the row's charts into view with the
+    row still in sight; the detail says which source scored the row against which threshold,
+    and shades "stagnant since" only where the row is stagnant; a frozen tensor's checkpoint
+    chart draws the run's checkpoint threshold and its direction chart says there were no
+    updates; a link that selects a row opens scrolled to it; drift versus depth gives each
+    architecture its own chart.
+    """
+    ARTIFACTS.mkdir(exist_ok=True)
+    context = browser.new_context(viewport={"width": 1400, "height": 900}, device_scale_factor=1)
+    page = context.new_page()
+    console = ConsoleLog(page)
+    try:
+        page.goto(f"{demo_tb.url}/#stagnation", wait_until="domcontentloaded")
+        frame = _plugin_frame(page)
+        frame.wait_for_selector("tr[data-run]", timeout=120_000)
+
+        # Parameters by default, gradients hidden: the numbers still run 1, 2, 3, ...
+        ranks = _shown_ranks(frame)
+        assert ranks == list(range(1, len(ranks) + 1)) and len(ranks) > 50, ranks
+        frame.locator(".stg-chip", has_text="vanishing").click()  # hide a run
+        frame.wait_for_function(f"() => document.querySelectorAll('tr[data-run]').length < {len(ranks)}", timeout=10_000)
+        fewer = _shown_ranks(frame)
+        assert fewer == list(range(1, len(fewer) + 1)), fewer
+        frame.locator(".stg-chip", has_text="vanishing").click()
+        frame.wait_for_function(f"() => document.querySelectorAll('tr[data-run]').length === {len(ranks)}", timeout=10_000)
+
+        # A healthy layer: a click brings its charts into view, the row stays in sight above them.
+        row = frame.locator("tr[data-run='healthy'][data-tag='conv2/kernel']")
+        row.click()
+        frame.wait_for_selector("[data-chart='rate'] .uplot canvas", timeout=60_000)
+        page.wait_for_timeout(500)  # the page scrolls once the charts have their width
+        for chart in ("distribution", "rate"):
+            assert _fully_shown(frame, frame.locator(f"[data-chart='{chart}'] .uplot canvas")), chart
+        assert _fully_shown(frame, row)
+        series = demo_tb.plugin("series?run=healthy&tag=conv2%2Fkernel")[1]
+        assert series["status"] == "moving" and series["stagnant_since"] is None, series["stagnant_since"]
+        head = frame.locator(".stg-detail-head").inner_text()
+        assert "moving" in head and "stagnant since" not in head, head
+        note = frame.locator(".stg-source-note").inner_text()
+        threshold = _tab_number(series["thresholds"][series["source"]])
+        assert f"Scored by source {series['source']}" in note, note
+        assert f"against {threshold}, the run's stagnant threshold for source {series['source']}" in note, note
+        # Each line of the rate chart is drawn with its own source's threshold.
+        legend = _legend(frame, "rate")
+        assert legend["stagnant threshold (histogram)"] == _tab_number(series["thresholds"]["histogram"]), legend
+        assert legend["stagnant threshold (exact)"] == _tab_number(series["thresholds"]["exact"]), legend
+        page.screenshot(path=str(ARTIFACTS / "demo-healthy-conv2-kernel.png"))
+
+        # A frozen tensor: the badge says it all; the checkpoint chart has the checkpoint threshold.
+        frozen = frame.locator("tr[data-run='frozen_layer'][data-tag='conv3/kernel']")
+        frozen.click()
+        frame.wait_for_selector("[data-chart='checkpoint-ratio'] .uplot canvas", timeout=60_000)
+        page.wait_for_timeout(500)
+        assert frame.locator(".stg-detail-head .stg-badge").inner_text() == "frozen"
+        assert "stagnant since" not in frame.locator(".stg-detail-head").inner_text()
+        series = demo_tb.plugin("series?run=frozen_layer&tag=conv3%2Fkernel")[1]
+        assert series["thresholds"]["checkpoint"] is not None, series["thresholds"]
+        legend = _legend(frame, "checkpoint-ratio")
+        assert legend["stagnant threshold (checkpoint)"] == _tab_number(series["thresholds"]["checkpoint"]), legend
+        cosine = frame.locator("[data-chart='checkpoint-cosine']")
+        assert "No updates" in cosine.inner_text() and cosine.locator("canvas").count() == 0
+        assert _fully_shown(frame, frame.locator("[data-chart='distribution'] .uplot canvas"))
+        assert _fully_shown(frame, frozen)
+        frame.locator("[data-chart='checkpoint-ratio']").scroll_into_view_if_needed()
+        page.screenshot(path=str(ARTIFACTS / "demo-frozen-layer-checkpoints.png"))
+
+        # Drift versus depth: the CNN runs share a chart, the MLP and the batch-norm net have their own.
+        groups = frame.eval_on_selector_all(
+            "section[aria-label='Drift versus depth'] [data-runs]", "els => els.map(e => JSON.parse(e.dataset.runs))"
+        )
+        assert groups == [["batchnorm"], ["frozen_layer", "healthy", "tiny_lr"], ["vanishing"]], groups
+        assert frame.locator("section[aria-label='Drift versus depth'] .uplot canvas").count() == 3
+
+        # A link that selects a row opens scrolled to it, its charts in view.
+        link = page.url
+        assert "p.stagnation.sel=" in link, link
+        linked = context.new_page()
+        linked_console = ConsoleLog(linked)
+        linked.goto(link, wait_until="domcontentloaded")
+        frame = _plugin_frame(linked)
+        selected = frame.locator("tr[data-run='frozen_layer'][data-tag='conv3/kernel'][aria-selected='true']")
+        selected.wait_for(timeout=120_000)
+        frame.wait_for_selector("[data-chart='distribution'] .uplot canvas", timeout=60_000)
+        linked.wait_for_timeout(500)
+        assert _fully_shown(frame, selected)
+        assert _fully_shown(frame, frame.locator("[data-chart='distribution'] .uplot canvas"))
+        assert console.errors + linked_console.errors == [], "\n".join(console.errors + linked_console.errors)
+    finally:
+        context.close()
+
+
 if __name__ == "__main__":  # write the fixture log directory for manual inspection
     import sys
 

@@ -8,16 +8,16 @@ import { Slot } from "./dom";
 import { lastCall } from "./memo";
 import {
   filterRows, findingsByRun, nextSort, profileLines, reconcile, revealPatch, roleOptions, scoreScale,
-  selectedRow, sortRows, statusCounts, tagFilter,
+  selectedRow, shownRanks, sortRows, statusCounts, tagFilter,
 } from "./store";
 import type { Theme } from "./theme";
 import { writeState } from "./url";
-import { detailView, type SeriesLoad } from "./views/detail";
+import { detailView, showCharts, type SeriesLoad } from "./views/detail";
 import { findingsView } from "./views/findings";
 import { headerView } from "./views/header";
 import { noticeView } from "./views/notices";
 import { profileView } from "./views/profile";
-import { showSelection, tableView } from "./views/table";
+import { keepRowInView, showSelection, tableView, type Reveal } from "./views/table";
 import { toolbarView } from "./views/toolbar";
 import { ALL_ROLES, type SortKey, type ViewState } from "./viewstate";
 
@@ -40,6 +40,12 @@ export class App {
   /** The tag filter as typed, until it is applied. */
   private tagDraft: string | null = null;
   private typing = 0;
+  /**
+   * What the next render scrolls into view, once the selected row is shown: the row (arrow
+   * keys), or its charts with the row kept in sight above them (a click, a finding, Enter,
+   * a link that selects a row). "charts" stays pending while the series loads.
+   */
+  private reveal: Reveal | null = null;
 
   private readonly header = new Slot(headerView);
   private readonly notice = new Slot(noticeView);
@@ -52,6 +58,7 @@ export class App {
   // Derived data, recomputed only when their inputs change.
   private readonly filtered = lastCall(filterRows);
   private readonly sorted = lastCall(sortRows);
+  private readonly ranks = lastCall(shownRanks);
   private readonly scale = lastCall(scoreScale);
   private readonly roles = lastCall(roleOptions);
   private readonly counts = lastCall(statusCounts);
@@ -60,10 +67,10 @@ export class App {
 
   /** Every handler the views call; one object, so views' props stay equal across renders. */
   private readonly on = {
-    select: (row: Row, reveal: boolean) => this.update({ sel: [row.run, row.tag] }, reveal),
+    select: (row: Row, reveal: Reveal) => this.update({ sel: [row.run, row.tag] }, reveal),
     pickFinding: (row: Row) => {
       const params = this.ranking?.definitions.parameter_roles ?? FALLBACK.parameter_roles;
-      this.update({ ...revealPatch(this.state, row, params), sel: [row.run, row.tag] }, true);
+      this.update({ ...revealPatch(this.state, row, params), sel: [row.run, row.tag] }, "charts");
     },
     pickLayer: (p: LayerPoint) => {
       const row = this.ranking && selectedRow(this.ranking, [p.run, p.tag]);
@@ -99,6 +106,7 @@ export class App {
     private theme: Theme,
   ) {
     root.append(...[this.header, this.notice, this.findings, this.toolbar, this.table, this.detail, this.profile].map((s) => s.el));
+    if (state.sel) this.reveal = "charts";
   }
 
   start(): void {
@@ -106,12 +114,13 @@ export class App {
   }
 
   /** The one way the view state changes: write it to the URL, fetch what it needs, render. */
-  update(patch: Partial<ViewState>, reveal = false): void {
+  update(patch: Partial<ViewState>, reveal: Reveal | null = null): void {
     const before = this.state;
     this.state = { ...before, ...patch };
+    this.reveal = reveal;
     writeState(this.state);
     if (this.state.ratio !== before.ratio) this.load();
-    this.render(reveal);
+    this.render();
   }
 
   /** TensorBoard loaded new data: fetch the ranking again, keeping the view. */
@@ -180,7 +189,7 @@ export class App {
     return load;
   }
 
-  private render(reveal = false): void {
+  private render(): void {
     const s = this.state;
     const r = this.ranking;
     this.header.show({ status: this.statusLine() });
@@ -207,13 +216,41 @@ export class App {
       counts: this.counts(r, filters),
       on: this.on,
     });
-    const rows = this.sorted(this.filtered(r, filters), s.sort, s.desc, defs.statuses);
-    this.table.show({ rows, total: r.rows.length, runs: r.runs, sort: s.sort, desc: s.desc, defs, scale: this.scale(r.rows), tagError, on: this.on });
-    showSelection(this.table.el, s.sel, reveal);
+    const shown = this.filtered(r, filters);
+    const rows = this.sorted(shown, s.sort, s.desc, defs.statuses);
+    this.table.show({ rows, ranks: this.ranks(shown), total: r.rows.length, runs: r.runs, sort: s.sort, desc: s.desc, defs, scale: this.scale(r.rows), tagError, on: this.on });
+    const tr = showSelection(this.table.el, s.sel);
     const row = selectedRow(r, s.sel);
-    this.detail.show({ row, load: row && this.seriesOf(row), runs: r.runs, defs, theme: this.theme });
+    const load = row && this.seriesOf(row);
+    this.detail.show({ row, load, runs: r.runs, defs, theme: this.theme });
     const lines = this.lines(r, s.hidden);
     this.profile.show(r.layers.length ? { lines, runs: r.runs, sel: s.sel, statuses: defs.statuses, theme: this.theme, on: this.on } : null);
+    this.scrollToSelection(tr, load);
+  }
+
+  /** Carry out a pending reveal (see `reveal`); the page is fully rendered by now. */
+  private scrollToSelection(tr: HTMLTableRowElement | null, load: SeriesLoad | null): void {
+    if (!this.reveal) return;
+    if (!tr) {
+      this.reveal = null; // the selection is not among the shown rows: nothing to scroll to
+      return;
+    }
+    tr.focus({ preventScroll: true });
+    if (this.reveal === "row") {
+      tr.scrollIntoView({ block: "nearest" });
+    } else {
+      const show = () => {
+        showCharts(this.detail.el);
+        keepRowInView(tr);
+      };
+      if (load?.state === "loading") {
+        show(); // the place the charts will take; again once they are drawn
+        return;
+      }
+      // A chart takes its width once attached (mountChart): measure after it has.
+      requestAnimationFrame(() => requestAnimationFrame(show));
+    }
+    this.reveal = null;
   }
 
   private statusLine(): string {

@@ -70,6 +70,15 @@ function compareNumbers(a: number | null, b: number | null): number {
   return (a as number) - (b as number);
 }
 
+/**
+ * Each shown row's place in the server's ranking counted among the shown rows only (1 =
+ * most moving), so the # column runs 1, 2, 3, ... over what the filters let through
+ * instead of skipping the gradients and runs they hide.
+ */
+export function shownRanks(rows: readonly Row[]): Map<Row, number> {
+  return new Map([...rows].sort((a, b) => a.rank - b.rank).map((row, i) => [row, i + 1]));
+}
+
 /** Clicking a column: the same one flips direction; a new one starts numbers largest first. */
 export function nextSort(current: Pick<ViewState, "sort" | "desc">, key: SortKey): Pick<ViewState, "sort" | "desc"> {
   if (current.sort === key) return { sort: key, desc: !current.desc };
@@ -222,44 +231,29 @@ export function profileLines(ranking: Ranking, hidden: readonly string[]): Profi
     .filter((line) => line.points.length);
 }
 
+/** Runs drawn on one chart of the profile: they share the layers on its x axis. */
+export interface ProfileGroup {
+  /** The layer names of every line of the group, in model order. */
+  layers: string[];
+  lines: ProfileLine[];
+}
+
 /**
- * The profile's x axis: every layer name of every line once, each line's model order kept
- * (a topological merge), so layers of the same name share a tick. Where lines disagree on
- * the order (a cycle), the name seen first goes first.
+ * The profile's charts: runs with the same layers in the same order share one chart (the
+ * healthy and the broken variant of one model, side by side); a run of another architecture
+ * gets its own, since a shared axis would draw its layers between layers they have nothing
+ * to do with. In the order of each group's first run.
  */
-export function layerAxis(lines: readonly ProfileLine[]): string[] {
-  const seen = new Map<string, number>();
-  const next = new Map<string, Set<string>>();
-  const before = new Map<string, number>(); // unplaced predecessors
-  for (const { points } of lines) {
-    points.forEach((p, i) => {
-      if (!seen.has(p.layer)) {
-        seen.set(p.layer, seen.size);
-        next.set(p.layer, new Set());
-        before.set(p.layer, 0);
-      }
-      const prev = i > 0 ? points[i - 1].layer : null;
-      if (prev !== null && prev !== p.layer && !next.get(prev)!.has(p.layer)) {
-        next.get(prev)!.add(p.layer);
-        before.set(p.layer, before.get(p.layer)! + 1);
-      }
-    });
+export function profileGroups(lines: readonly ProfileLine[]): ProfileGroup[] {
+  const groups = new Map<string, ProfileGroup>();
+  for (const line of lines) {
+    const layers = line.points.map((p) => p.layer);
+    const key = JSON.stringify(layers);
+    const group = groups.get(key);
+    if (group) group.lines.push(line);
+    else groups.set(key, { layers, lines: [line] });
   }
-  const axis: string[] = [];
-  const left = new Set(seen.keys());
-  while (left.size) {
-    let pick: string | null = null;
-    let cyclePick: string | null = null;
-    for (const name of left) {
-      if (before.get(name) === 0 && (pick === null || seen.get(name)! < seen.get(pick)!)) pick = name;
-      if (cyclePick === null || seen.get(name)! < seen.get(cyclePick)!) cyclePick = name;
-    }
-    const name = (pick ?? cyclePick)!;
-    left.delete(name);
-    axis.push(name);
-    for (const n of next.get(name)!) if (left.has(n)) before.set(n, before.get(n)! - 1);
-  }
-  return axis;
+  return [...groups.values()];
 }
 
 /**

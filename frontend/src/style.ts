@@ -99,7 +99,9 @@ table.stg-table { border-collapse: separate; border-spacing: 0; width: 100%; fon
 .stg-chart-title { font-weight: 500; margin: 2px 0 2px; }
 .stg-chart-cap { color: var(--muted); font-size: 12px; margin: 0 0 4px; }
 .stg-chart { width: 100%; min-height: 230px; position: relative; }
-.stg-profile { width: 100%; min-height: 260px; position: relative; }
+.stg-profiles { display: grid; grid-template-columns: repeat(auto-fit, minmax(400px, 1fr)); gap: 10px 16px; }
+.stg-profile-runs { display: flex; flex-wrap: wrap; gap: 2px 12px; font-weight: 500; margin: 4px 0 2px; }
+.stg-profile { width: 100%; min-height: 240px; position: relative; }
 /* Keeps the page from jumping while the next selection's series loads. */
 .stg-detail-body { min-height: 300px; }
 .stg-error-text { color: var(--err); padding: 18px 4px; }

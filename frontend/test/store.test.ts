@@ -2,8 +2,8 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import {
-  filterRows, findingsByRun, keyTarget, layerAxis, nextSort, profileLines, reconcile, revealPatch,
-  roleOptions, scoreScale, selectedRow, sortRows, statusCounts, tagFilter, type Filters,
+  filterRows, findingsByRun, keyTarget, nextSort, profileGroups, profileLines, reconcile, revealPatch,
+  roleOptions, scoreScale, selectedRow, shownRanks, sortRows, statusCounts, tagFilter, type Filters,
 } from "../src/store";
 import { FALLBACK } from "../src/definitions";
 import { DEFAULT_STATE } from "../src/viewstate";
@@ -48,6 +48,22 @@ describe("filterRows", () => {
     const counts = statusCounts(r, { ...defaults, status: ["stagnant"] });
     assert.deepEqual([...counts], [["moving", 2], ["stagnant", 1]]);
   });
+});
+
+test("shownRanks: the # column counts only the shown rows, 1, 2, 3, ... in the server's order", () => {
+  const r = ranking([
+    { tag: "conv1/kernel/gradient", role: "gradient" },
+    { tag: "conv1/kernel" },
+    { tag: "dense/act", role: "activation" },
+    { run: "b", tag: "conv2/kernel" },
+    { tag: "conv2/kernel" },
+  ]);
+  const shown = filterRows(r, { ...defaults, hidden: ["b"] });
+  const ranks = shownRanks(shown);
+  assert.deepEqual(shown.map((row) => [row.tag, row.rank, ranks.get(row)]), [["conv1/kernel", 2, 1], ["conv2/kernel", 5, 2]]);
+  // Sorted by another column, each row keeps its number.
+  const byTag = sortRows(shown, "tag", true, FALLBACK.statuses);
+  assert.deepEqual(byTag.map((row) => ranks.get(row)), [2, 1]);
 });
 
 describe("sortRows", () => {
@@ -184,18 +200,26 @@ describe("profile", () => {
     assert.deepEqual(profileLines(r, ["a"]).map((l) => l.run), ["c"]);
   });
 
-  test("layerAxis names every layer once, shared names on one tick, each run's order kept", () => {
-    const axis = layerAxis([line("a", ["conv1", "conv2", "conv3"]), line("b", ["conv1", "bn1", "conv2", "bn2"]), line("c", ["dense1", "dense2"])]);
-    assert.deepEqual(axis, ["conv1", "bn1", "conv2", "conv3", "bn2", "dense1", "dense2"]);
-    for (const names of [["conv1", "conv2", "conv3"], ["conv1", "bn1", "conv2", "bn2"], ["dense1", "dense2"]]) {
-      const at = names.map((n) => axis.indexOf(n));
-      assert.deepEqual(at, [...at].sort((x, y) => x - y), names.join());
-    }
+  test("profileGroups: runs with the same layers share a chart, another architecture gets its own", () => {
+    const groups = profileGroups([
+      line("healthy", ["conv1", "conv2", "logits"]),
+      line("vanishing", ["dense1", "dense2", "logits"]),
+      line("frozen", ["conv1", "conv2", "logits"]),
+      line("bn", ["conv1", "bn1", "conv2", "logits"]),
+    ]);
+    assert.deepEqual(
+      groups.map((g) => [g.layers, g.lines.map((l) => l.run)]),
+      [
+        [["conv1", "conv2", "logits"], ["healthy", "frozen"]],
+        [["dense1", "dense2", "logits"], ["vanishing"]],
+        [["conv1", "bn1", "conv2", "logits"], ["bn"]],
+      ],
+    );
+    assert.deepEqual(profileGroups([]), []);
   });
 
-  test("layerAxis: runs that disagree on the order still name every layer once", () => {
-    assert.deepEqual(layerAxis([line("a", ["x", "y"]), line("b", ["y", "x"])]), ["x", "y"]);
-    assert.deepEqual(layerAxis([]), []);
+  test("profileGroups: the same layers in another order are another chart", () => {
+    assert.equal(profileGroups([line("a", ["x", "y"]), line("b", ["y", "x"])]).length, 2);
   });
 });
 

@@ -1,5 +1,6 @@
-// Drift versus depth: each layer's score in model order, one line per run. The x axis names
-// the layers (a merge of every run's order, see store.layerAxis); dots take the status colour.
+// Drift versus depth: each layer's score in model order, one line per run of a group of runs
+// with the same layers (store.profileGroups). The x axis names those layers; dots take the
+// status colour; every chart of the profile shares one y range (profileScale).
 import type uPlot from "uplot";
 import type { LayerPoint } from "../api";
 import { elide, fmt } from "../format";
@@ -8,15 +9,33 @@ import type { ProfileLine } from "../store";
 import type { Theme } from "../theme";
 import type { Selection } from "../viewstate";
 import { axis, type Chart } from "./frame";
-import { decadeSplits, forLog, logScale, logValues, zeroLevel } from "./logscale";
+import { decadeSplits, forLog, logValues, zeroLevel } from "./logscale";
 import { marks } from "./marks";
 
 const CHAR_PX = 6.3; // average width of an 11px Roboto character
 const Y_AXIS_PX = 70;
 
+/** The y axis of every chart of the profile, so that heights compare across charts. */
+export interface ProfileScale {
+  /** Where zero scores are drawn, or null when there are none. */
+  zeroAt: number | null;
+  range: [number, number];
+}
+
+/** Whole decades around every positive score, reaching down to the zero line if any. */
+export function profileScale(scores: readonly (number | null)[]): ProfileScale {
+  const zeroAt = zeroLevel(scores);
+  const positive = scores.filter((v): v is number => v !== null && Number.isFinite(v) && v > 0);
+  const lo = zeroAt ?? (positive.length ? Math.min(...positive) : 1e-6);
+  const hi = positive.length ? Math.max(...positive) : lo * 10;
+  const bottom = Math.pow(10, Math.floor(Math.log10(lo)));
+  return { zeroAt, range: [bottom, Math.max(Math.pow(10, Math.ceil(Math.log10(hi))), bottom * 10)] };
+}
+
 export function profileChart(
   lines: readonly (ProfileLine & { colour: string })[],
   names: readonly string[],
+  scale: ProfileScale,
   selected: Selection | null,
   onPick: (p: LayerPoint) => void,
   theme: Theme,
@@ -29,7 +48,7 @@ export function profileChart(
     for (const p of l.points) row[at.get(p.layer)!] = p;
     return row;
   });
-  const zeroAt = zeroLevel(lines.flatMap((l) => l.points.map((p) => p.score)));
+  const { zeroAt } = scale;
   const labels = names.map((n) => elide(n, 16));
   const labelPx = CHAR_PX * Math.max(1, ...labels.map((l) => l.length));
   // Rotate the labels when they do not fit side by side; uPlot then skips some if need be.
@@ -98,7 +117,7 @@ export function profileChart(
     opts: {
       legend: { live: true },
       cursor: { drag: { x: false, y: false }, points: { show: false } },
-      scales: { x: { time: false, range: (_u, min, max) => [min - 0.5, max + 0.5] }, y: logScale(zeroAt) },
+      scales: { x: { time: false, range: (_u, min, max) => [min - 0.5, max + 0.5] }, y: { distr: 3, log: 10, range: () => scale.range } },
       axes: [
         axis(theme, "layer (model order)", {
           incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000],

@@ -1,6 +1,6 @@
 // Ratios per step on a log axis: histogram drift rate, exact update ratio, the update ratio
-// between checkpoints. Lines on their own x values, joined on one axis; the stagnant
-// threshold and the bucket floor as flat lines.
+// between checkpoints. Lines on their own x values, joined on one axis; each line's stagnant
+// threshold (the run's, for that line's source) and the bucket floor as flat lines.
 import uPlot from "uplot";
 import { fmt, fmtStep } from "../format";
 import type { Theme } from "../theme";
@@ -16,13 +16,20 @@ export interface RatioLine {
   dashed?: boolean;
 }
 
+/** The run's stagnant threshold for one source: a flat line, its value in the legend. */
+export interface Threshold {
+  source: string;
+  value: number | null;
+  dashed?: boolean;
+}
+
 export interface RatioSpec {
   /** What x counts ("step"), for the legend; xLabel names the axis at length. */
   xName: string;
   xLabel: string;
   yLabel: string;
   lines: RatioLine[];
-  threshold: number | null;
+  thresholds: Threshold[];
   /** The smallest change histogram buckets record, per step. */
   floor?: number | null;
   /** x from which the ratio stays below the threshold. */
@@ -38,9 +45,12 @@ export function ratioChart(spec: RatioSpec, theme: Theme): Chart {
   const xs = joined[0] as number[];
   const raw = joined.slice(1).map((col) => Array.from(col as ArrayLike<number | null | undefined>, (v) => v ?? null));
   const positiveOrNull = (v: number | null | undefined) => (v !== null && v !== undefined && Number.isFinite(v) && v > 0 ? v : null);
-  const threshold = positiveOrNull(spec.threshold);
+  const thresholds = spec.thresholds.flatMap((t) => {
+    const value = positiveOrNull(t.value);
+    return value === null ? [] : [{ ...t, value }];
+  });
   const floor = positiveOrNull(spec.floor);
-  const zeroAt = zeroLevel([...raw.flat(), threshold, floor].filter((v) => v !== null));
+  const zeroAt = zeroLevel([...raw.flat(), ...thresholds.map((t) => t.value), floor].filter((v) => v !== null));
   const series: uPlot.Series[] = [{ label: spec.xName, value: (_u, v) => fmtStep(v) }];
   const data: (number | null)[][] = [xs];
   lines.forEach((l, i) => {
@@ -55,9 +65,16 @@ export function ratioChart(spec: RatioSpec, theme: Theme): Chart {
     });
     data.push(forLog(raw[i], zeroAt));
   });
-  if (threshold !== null) {
-    series.push({ label: "stagnant threshold", stroke: STAGNANT_RED, width: 1, dash: [4, 4], points: { show: false }, value: () => fmt(threshold) });
-    data.push(xs.map(() => threshold));
+  for (const t of thresholds) {
+    series.push({
+      label: `stagnant threshold (${t.source})`,
+      stroke: STAGNANT_RED,
+      width: 1,
+      dash: t.dashed ? [10, 4] : [4, 4],
+      points: { show: false },
+      value: () => fmt(t.value),
+    });
+    data.push(xs.map(() => t.value));
   }
   if (floor !== null) {
     series.push({ label: "bucket floor", stroke: theme.faint, width: 1, dash: [1, 3], points: { show: false }, value: () => fmt(floor) });

@@ -6,7 +6,7 @@ import type { CheckpointSeries, Row, Series } from "../api";
 import { cosineChart } from "../charts/cosine";
 import { distributionChart, hasDistribution } from "../charts/distribution";
 import { mountChart, type Chart } from "../charts/frame";
-import { ratioChart, type RatioLine } from "../charts/ratio";
+import { ratioChart, type RatioLine, type Threshold } from "../charts/ratio";
 import { meaning, type Definitions } from "../definitions";
 import { h, type Scope } from "../dom";
 import { axisLabel, axisName, escapeRegExp, fmt, fmtStep } from "../format";
@@ -34,7 +34,7 @@ export function detailView(p: DetailProps, scope: Scope): HTMLElement {
     card.append(h("div", { class: "stg-empty" }, "Select a row (click, or arrow keys and Enter), or a finding, to see how it moves."));
     return card;
   }
-  card.append(head(row, load, p), h("p", { class: "stg-note stg-source-note" }, sourceNote(row, p.defs)));
+  card.append(head(row, p), h("p", { class: "stg-note stg-source-note" }, sourceNote(row, p.defs)));
   const body = h("div", { class: "stg-detail-body" });
   if (load.state === "loading") {
     body.append(h("div", { class: "stg-loading" }, h("div", null, "Loading the tag's series…"), h("div", { class: "stg-progress" })));
@@ -50,8 +50,24 @@ export function detailView(p: DetailProps, scope: Scope): HTMLElement {
   return card;
 }
 
-function head(row: Row, load: SeriesLoad, p: DetailProps): HTMLElement {
-  const since = load.state === "ready" ? load.series.stagnant_since : null;
+/**
+ * Scroll the page so the detail's first row of charts (or, while its series loads, the place
+ * the charts will take) is in view, the detail's header above it if there is room.
+ */
+export function showCharts(el: HTMLElement): void {
+  const panels = Array.from(el.querySelectorAll<HTMLElement>(".stg-charts > [data-chart]"));
+  const firstRow = panels.filter((panel) => panel.offsetTop === panels[0].offsetTop);
+  const shown = firstRow.length ? firstRow : Array.from(el.querySelectorAll<HTMLElement>(".stg-detail-body"));
+  if (!shown.length) return;
+  const boxes = shown.map((e) => e.getBoundingClientRect());
+  const top = Math.min(...boxes.map((b) => b.top));
+  const bottom = Math.max(...boxes.map((b) => b.bottom));
+  if (bottom > window.innerHeight) window.scrollBy(0, Math.min(bottom - window.innerHeight, top));
+  else if (top < 0) window.scrollBy(0, top);
+}
+
+function head(row: Row, p: DetailProps): HTMLElement {
+  const since = stagnantSince(row);
   return h(
     "div",
     { class: "stg-detail-head" },
@@ -59,17 +75,30 @@ function head(row: Row, load: SeriesLoad, p: DetailProps): HTMLElement {
     runLabel(row.run, runColour(row.run, p.runs)),
     statusBadge(row.status, p.defs),
     h("span", { class: "stg-count" }, `score ${fmt(row.score)} / ${axisName(row.axis)} · ${row.role} · ${row.samples ?? "?"} samples · source ${row.source}`),
-    since !== null ? h("span", { class: "stg-count" }, `stagnant since step ${fmtStep(since)}`) : null,
+    since !== null ? h("span", { class: "stg-count stg-since" }, `stagnant since ${axisName(row.axis)} ${fmtStep(since)}`) : null,
     hasHistograms(row)
       ? h("a", { href: distributionsHref(row.tag), target: "_top", title: "Open this tag in TensorBoard's Distributions tab" }, "Open in Distributions ↗")
       : null,
   );
 }
 
+/**
+ * From which step the row stays below its threshold: the row's own figure, measured on the
+ * source that scored it. Not for a frozen row, which never moved at all: its badge says more.
+ */
+function stagnantSince(row: Row): number | null {
+  return row.status === "frozen" ? null : row.stagnant_since;
+}
+
+/** Which measurement scored the row, and the threshold it was held against. */
 function sourceNote(row: Row, defs: Definitions): string {
   const what = meaning(defs.sources, row.source);
-  const lowerBound = row.source !== "histogram" && row.histogram_score !== null ? " The histogram drift, a lower bound, is shown alongside." : "";
-  return `Score from source ${row.source}${what ? ": " + what : ""}.${lowerBound}`;
+  const against = row.threshold !== null ? `, against ${fmt(row.threshold)}, the run's stagnant threshold for source ${row.source}` : "";
+  const scored = `Scored by source ${row.source}${what ? ` (${what})` : ""}: ${fmt(row.score)} per ${axisName(row.axis)}${against}.`;
+  if (row.source === "histogram") {
+    return `${scored} Updates of random sign barely change a histogram: a still one is evidence, not proof, of a stuck layer.`;
+  }
+  return row.histogram_score !== null ? `${scored} The histogram drift, a lower bound, is shown alongside.` : scored;
 }
 
 function hasHistograms(row: Row): boolean {
@@ -94,23 +123,30 @@ function chartPanels(row: Row, s: Series, colour: string, theme: Theme, scope: S
   const exact = s.exact && s.exact.steps.length ? s.exact : null;
   if (hasRates || exact) {
     const lines: RatioLine[] = [];
-    if (hasRates) lines.push({ label: "histogram drift rate", xs: s.steps, ys: s.rate, colour });
-    if (exact) lines.push({ label: "exact update ratio", xs: exact.steps, ys: exact.update_ratio, colour: theme.accent, dashed: true });
-    // The threshold of what the chart shows: the row's own, unless the row is scored by checkpoints.
-    const threshold = row.source === "checkpoint" ? s.thresholds.histogram ?? null : s.threshold ?? row.threshold;
+    const thresholds: Threshold[] = [];
+    if (hasRates) {
+      lines.push({ label: "histogram drift rate", xs: s.steps, ys: s.rate, colour });
+      thresholds.push({ source: "histogram", value: s.thresholds.histogram ?? null });
+    }
+    if (exact) {
+      lines.push({ label: "exact update ratio", xs: exact.steps, ys: exact.update_ratio, colour: theme.accent, dashed: true });
+      thresholds.push({ source: "exact", value: s.thresholds.exact ?? null, dashed: true });
+    }
+    const scored = (row.source === "histogram" && hasRates) || (row.source === "exact" && !!exact);
     const text =
       (hasRates ? "Normalised Wasserstein-1 between kept histograms ÷ step gap (log scale)." : "") +
-      (exact ? " Dashed: the logged update ratio ||ΔW||/||W|| per step." : "");
+      (exact ? " Dashed: the logged update ratio ||ΔW||/||W|| per step." : "") +
+      (thresholds.length > 1 ? " Red: each source's stagnant threshold for this run." : " Red: the run's stagnant threshold for it.");
     const chart = ratioChart(
-      { xName: "step", xLabel: "step", yLabel: "per step (log)", lines, threshold, floor: hasRates ? row.floor : null, since: hasRates ? s.stagnant_since : null },
+      { xName: "step", xLabel: "step", yLabel: "per step (log)", lines, thresholds, floor: hasRates ? row.floor : null, since: scored ? stagnantSince(row) : null },
       theme,
     );
-    panels.push(panel("rate", hasRates ? "Drift rate per step" : "Exact update ratio per step", caption(text), chart, scope));
+    const title = !exact ? "Drift rate per step" : hasRates ? "Drift rate and exact update ratio per step" : "Exact update ratio per step";
+    panels.push(panel("rate", title, caption(text), chart, scope));
   }
   const cp = s.checkpoint && s.checkpoint.steps.length ? s.checkpoint : null;
   if (cp) {
-    // The row's own "stagnant since" is the checkpoints' when they score it.
-    const since = row.source === "checkpoint" ? row.stagnant_since : null;
+    const since = row.source === "checkpoint" ? stagnantSince(row) : null;
     panels.push(...checkpointPanels(cp, s.thresholds.checkpoint ?? null, since, colour, theme, scope));
   }
   return panels;
@@ -127,12 +163,13 @@ function checkpointPanels(
   const [xName, xLabel] = [axisName(cp.axis), axisLabel(cp.axis)];
   const order = cp.axis === "checkpoint" ? " The x axis is the checkpoints' save order: their real steps are unknown." : "";
   const line = { label: "update ratio", xs: cp.steps, ys: cp.update_ratio, colour };
-  const ratio = ratioChart({ xName, xLabel, yLabel: "update ratio (log)", lines: [line], threshold, since }, theme);
+  const moved = cp.update_ratio.some((v) => v !== null && Number.isFinite(v) && v > 0);
+  const ratio = ratioChart({ xName, xLabel, yLabel: "update ratio (log)", lines: [line], thresholds: [{ source: "checkpoint", value: threshold }], since }, theme);
   return [
     panel(
       "checkpoint-ratio",
       "Update ratio per checkpoint pair",
-      caption(`||W_b − W_a|| / ||W_a|| between consecutive checkpoints a and b, drawn at b (log scale), with the run's stagnant threshold for checkpoints.${order}`),
+      caption(`||W_b − W_a|| / ||W_a|| between consecutive checkpoints a and b, drawn at b (log scale). Red: the run's stagnant threshold for checkpoints.${order}`),
       ratio,
       scope,
     ),
@@ -140,7 +177,7 @@ function checkpointPanels(
       "checkpoint-cosine",
       "Direction of consecutive updates",
       caption(`Cosine between consecutive updates: near 1 = steady drift one way, near 0 = a noise-dominated walk, negative = oscillation.${order}`),
-      cosineChart(cp.steps, cp.cosine, xName, xLabel, colour, theme),
+      moved ? cosineChart(cp.steps, cp.cosine, xName, xLabel, colour, theme) : "No updates: the tensor is the same in every checkpoint, so there is no direction to compare.",
       scope,
     ),
   ];
@@ -166,8 +203,10 @@ function caption(text: string): HTMLElement {
   return h("p", { class: "stg-chart-cap" }, text);
 }
 
-function panel(name: string, title: string, cap: HTMLElement, chart: Chart, scope: Scope): HTMLElement {
+/** A titled chart, or in its place a sentence saying why there is nothing to draw. */
+function panel(name: string, title: string, cap: HTMLElement, chart: Chart | string, scope: Scope): HTMLElement {
   const el = h("div", { class: "stg-chart" });
-  mountChart(el, CHART_HEIGHT, chart, scope);
+  if (typeof chart === "string") el.append(h("div", { class: "stg-empty" }, chart));
+  else mountChart(el, CHART_HEIGHT, chart, scope);
   return h("div", { "data-chart": name }, h("div", { class: "stg-chart-title" }, title), cap, el);
 }

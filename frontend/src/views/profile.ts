@@ -1,13 +1,14 @@
 // Drift versus depth: stuck early layers (the vanishing-gradient signature) stand out.
 import type { LayerPoint } from "../api";
 import { mountChart } from "../charts/frame";
-import { profileChart } from "../charts/profile";
+import { profileChart, profileScale } from "../charts/profile";
 import { explain, type Term } from "../definitions";
 import { h, type Scope } from "../dom";
 import { runColour, statusSwatch } from "../palette";
-import { layerAxis, type ProfileLine } from "../store";
+import { profileGroups, type ProfileLine } from "../store";
 import type { Theme } from "../theme";
 import type { Selection } from "../viewstate";
+import { runLabel } from "./parts";
 
 export interface ProfileProps {
   lines: readonly ProfileLine[];
@@ -19,7 +20,7 @@ export interface ProfileProps {
 }
 
 export function profileView(p: ProfileProps, scope: Scope): HTMLElement {
-  const el = h("div", { class: "stg-profile" });
+  const charts = h("div", { class: "stg-profiles" });
   const card = h(
     "section",
     { class: "stg-card", "aria-label": "Drift versus depth" },
@@ -27,9 +28,9 @@ export function profileView(p: ProfileProps, scope: Scope): HTMLElement {
     h(
       "p",
       { class: "stg-chart-cap" },
-      "One point per layer (its main parameter), in model order, one line per run; point colour = status. Stagnant early layers stand out on the left. Click a point to select it.",
+      "One point per layer (its main parameter), in model order; point colour = status. Runs with the same layers share a chart, one line each; every chart has the same y axis. Stagnant early layers stand out on the left. Click a point to select it.",
     ),
-    el,
+    charts,
     h(
       "div",
       { class: "stg-legend" },
@@ -39,10 +40,22 @@ export function profileView(p: ProfileProps, scope: Scope): HTMLElement {
     ),
   );
   if (!p.lines.length) {
-    el.append(h("div", { class: "stg-empty" }, "No run selected."));
+    charts.append(h("div", { class: "stg-empty" }, "No run selected."));
     return card;
   }
-  const lines = p.lines.map((l) => ({ ...l, colour: runColour(l.run, p.runs) }));
-  mountChart(el, 260, profileChart(lines, layerAxis(p.lines), p.sel, (pt) => p.on.pickLayer(pt), p.theme), scope);
+  const scale = profileScale(p.lines.flatMap((l) => l.points.map((pt) => pt.score)));
+  for (const group of profileGroups(p.lines)) {
+    const lines = group.lines.map((l) => ({ ...l, colour: runColour(l.run, p.runs) }));
+    const el = h("div", { class: "stg-profile" });
+    charts.append(
+      h(
+        "div",
+        { "data-runs": JSON.stringify(lines.map((l) => l.run)) },
+        h("div", { class: "stg-profile-runs" }, lines.map((l) => runLabel(l.run, l.colour))),
+        el,
+      ),
+    );
+    mountChart(el, 240, profileChart(lines, group.layers, scale, p.sel, (pt) => p.on.pickLayer(pt), p.theme), scope);
+  }
   return card;
 }

@@ -10,15 +10,19 @@ import { keyTarget } from "../store";
 import type { Selection, SortKey } from "../viewstate";
 import { runLabel, statusBadge } from "./parts";
 
+/** What a selection brings into view: the row alone (arrow keys), or its charts too (click, Enter). */
+export type Reveal = "row" | "charts";
+
 export interface TableHandlers {
   sort(key: SortKey): void;
-  /** `reveal`: focus the row and scroll it into view (keyboard navigation). */
-  select(row: Row, reveal: boolean): void;
+  select(row: Row, reveal: Reveal): void;
   clearFilters(): void;
 }
 
 export interface TableProps {
   rows: readonly Row[];
+  /** Each row's rank among the shown rows (store.shownRanks): what the # column says. */
+  ranks: ReadonlyMap<Row, number>;
   total: number;
   runs: readonly string[];
   sort: SortKey;
@@ -38,7 +42,7 @@ interface Column {
 }
 
 const COLUMNS: Column[] = [
-  { key: "rank", label: "#", num: true, title: "Rank by movement (most-moving first)" },
+  { key: "rank", label: "#", num: true, title: "Rank by movement among the rows shown (most-moving first)" },
   { key: "tag", label: "layer / tag" },
   { key: "run", label: "run" },
   { key: "role", label: "role" },
@@ -88,8 +92,8 @@ export function tableView(p: TableProps, scope: Scope): HTMLElement {
   );
 }
 
-/** Mark the selected row (roving tabindex); `reveal` focuses it and scrolls it into view. */
-export function showSelection(el: HTMLElement, sel: Selection | null, reveal: boolean): void {
+/** Mark the selected row (roving tabindex); returns its element, if it is shown. */
+export function showSelection(el: HTMLElement, sel: Selection | null): HTMLTableRowElement | null {
   const trs = Array.from(el.querySelectorAll<HTMLTableRowElement>("tr[data-run]"));
   let selected: HTMLTableRowElement | null = null;
   for (const tr of trs) {
@@ -100,10 +104,24 @@ export function showSelection(el: HTMLElement, sel: Selection | null, reveal: bo
   }
   const focusable = selected ?? trs[0];
   if (focusable) focusable.tabIndex = 0;
-  if (reveal && selected) {
-    selected.focus({ preventScroll: true });
-    selected.scrollIntoView({ block: "nearest" });
-  }
+  return selected;
+}
+
+/**
+ * Scroll the table (not the page) so that `tr` lies in the part of it the window shows,
+ * centred there if it has to move: after the page scrolled to the charts, the selected row
+ * stays in sight above them.
+ */
+export function keepRowInView(tr: HTMLTableRowElement): void {
+  const wrap = tr.closest<HTMLElement>(".stg-table-wrap");
+  if (!wrap) return;
+  const box = wrap.getBoundingClientRect();
+  const header = wrap.querySelector("thead")?.getBoundingClientRect().height ?? 0;
+  const top = Math.max(box.top + header, 0);
+  const bottom = Math.min(box.bottom, window.innerHeight);
+  const row = tr.getBoundingClientRect();
+  if (bottom - top < row.height || (row.top >= top && row.bottom <= bottom)) return;
+  wrap.scrollTop += (row.top + row.bottom) / 2 - (top + bottom) / 2;
 }
 
 function head(p: TableProps): HTMLElement {
@@ -140,9 +158,9 @@ function rowView(row: Row, spark: HTMLElement, p: TableProps): HTMLElement {
       "data-tag": row.tag,
       "data-status": row.status,
       "data-focus-key": JSON.stringify([row.run, row.tag]),
-      onclick: () => p.on.select(row, false),
+      onclick: () => p.on.select(row, "charts"),
     },
-    h("td", { class: "num" }, String(row.rank)),
+    h("td", { class: "num" }, String(p.ranks.get(row) ?? "")),
     h("td", { title: row.tag }, tagCell(row)),
     h("td", { title: row.run }, runLabel(row.run, runColour(row.run, p.runs))),
     h("td", { title: explain(p.defs.roles, row.role) }, row.role),
@@ -202,5 +220,6 @@ function onKey(ev: KeyboardEvent, p: TableProps): void {
   const next = keyTarget(ev.key, current, trs.length);
   if (next === null) return;
   ev.preventDefault();
-  if (next !== current || ev.key === "Enter" || ev.key === " ") p.on.select(p.rows[next], true);
+  if (ev.key === "Enter" || ev.key === " ") p.on.select(p.rows[next], "charts");
+  else if (next !== current) p.on.select(p.rows[next], "row");
 }
