@@ -83,7 +83,9 @@ def _parser() -> argparse.ArgumentParser:
         help=f"only this role (repeatable): {', '.join(naming.ROLES)}; the table shows parameters "
         f"({', '.join(definitions.parameter_roles())}) by default, --json and --csv every role",
     )
-    roles.add_argument("--all-roles", action="store_true", help="every role in the table, gradients and activations too")
+    roles.add_argument(
+        "--all-roles", action="store_true", help="every role in the table, gradients and activations too"
+    )
     p.add_argument("--tag", metavar="REGEX", help="only tags matching this regex")
     p.add_argument(
         "--ratio",

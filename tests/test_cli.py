@@ -97,6 +97,11 @@ def table_lines(text: str) -> list[str]:
     return table.splitlines()[1:]
 
 
+def verdicts(body: dict) -> list[tuple[str, str]]:
+    """(tag, status) of each row of a ranking object, sorted."""
+    return sorted((r["tag"], r["status"]) for r in body["rows"])
+
+
 def test_an_unknown_run_exits_2_naming_the_runs_there_are(writer_logs) -> None:
     root = writer_logs["tf2"].parent
     runs = json.loads(tb_stagnation(root, "--json").stdout)["runs"]
@@ -149,7 +154,7 @@ def test_tensorboard_calls_that_run_dot_and_the_cli_takes_it_back(writer_logs, s
     status, route, _ = server.plugin("ranking?" + urllib.parse.urlencode({"run": "."}))
     assert status == 200 and route["runs"] == ["."] and {r["run"] for r in route["rows"]} == {"."}
     cli = json.loads(tb_stagnation(run_dir, "--json", "--run", ".").stdout)
-    assert sorted((r["tag"], r["status"]) for r in cli["rows"]) == sorted((r["tag"], r["status"]) for r in route["rows"])
+    assert verdicts(cli) == verdicts(route)
     assert [f["message"] for f in cli["findings"]] == [f["message"] for f in route["findings"]]
 
 
@@ -158,7 +163,8 @@ def test_the_table_shows_parameters_and_says_how_to_see_the_rest(training: Path)
     rows = table_lines(text)
     assert len(rows) == PARAMETERS and not [line for line in rows if line.split()[-1] == "gradient"]
     assert text.endswith(
-        f"\n\n{GRADIENTS} gradient rows not shown (the table shows parameters): --role gradient or --all-roles shows them\n"
+        f"\n\n{GRADIENTS} gradient rows not shown (the table shows parameters): "
+        "--role gradient or --all-roles shows them\n"
     )
     gradients = table_lines(tb_stagnation(training, "--role", "gradient").stdout)
     assert len(gradients) == GRADIENTS and {line.split()[-1] for line in gradients} == {"gradient"}

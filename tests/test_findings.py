@@ -310,7 +310,7 @@ def _python(args: list[str], timeout: float) -> str:
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory) -> Path:
-    from test_demo import DEMO_ARGS  # the demo test's reduced size, where its stories hold
+    from conftest import DEMO_ARGS  # the demo test's reduced size, where its stories hold
 
     path = tmp_path_factory.mktemp("demo")
     runs = ("tiny_lr", "vanishing", "frozen_layer", "healthy")
