@@ -20,7 +20,7 @@ $(VENV)/.installed: setup.py requirements-dev.txt
 demo: $(VENV)/.installed
 	$(PY) demo/train.py --logdir $(LOGDIR) $(DEMO_ARGS)
 	@echo "Open http://$(HOST):$(PORT)/#stagnation"
-	$(VENV)/bin/tensorboard --logdir $(LOGDIR) --host $(HOST) --port $(PORT) --samples_per_plugin stagnation=1000
+	$(VENV)/bin/tensorboard --logdir $(LOGDIR) --host $(HOST) --port $(PORT) --samples_per_plugin stagnation=0
 
 # Debian's Chromium for the browser tests (Playwright is pointed at /usr/bin/chromium).
 chromium:
