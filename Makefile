@@ -10,16 +10,24 @@ DEMO_ARGS ?=
 
 .PHONY: demo test chromium frontend bench clean
 
-$(VENV)/.installed: setup.py requirements-dev.txt
+$(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+
+# What the demo needs: the package and TensorFlow (CPU) to train the runs and read their checkpoints.
+$(VENV)/.demo-installed: setup.py | $(PY)
+	$(PY) -m pip install --quiet -e '.[demo]'
+	touch $@
+
+# Everything: every framework the tests write logs with, the test tools, the benchmarks' readers.
+$(VENV)/.installed: setup.py requirements-dev.txt | $(PY)
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
-# Train the demo runs, then serve them with the plugin loaded.
-demo: $(VENV)/.installed
+# Train the demo runs, then serve them with the plugin loaded until Ctrl-C.
+demo: $(VENV)/.demo-installed
 	$(PY) demo/train.py --logdir $(LOGDIR) $(DEMO_ARGS)
-	@echo "Open http://$(HOST):$(PORT)/#stagnation"
+	@echo "Open http://$(HOST):$(PORT)/#stagnation (Ctrl-C stops TensorBoard)"
 	$(VENV)/bin/tensorboard --logdir $(LOGDIR) --host $(HOST) --port $(PORT) --samples_per_plugin stagnation=0
 
 # Debian's Chromium for the browser tests (Playwright is pointed at /usr/bin/chromium).
