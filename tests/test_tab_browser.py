@@ -647,7 +647,7 @@ def test_checkpoint_only_run(checkpoint_tb_url, browser):
 @pytest.fixture(scope="module")
 def demo_tb(demo_logdir, start_tensorboard):
     """The demo's logs (conftest's ``demo_logdir``), served as ``make demo`` serves them."""
-    return start_tensorboard(demo_logdir, extra=["--samples_per_plugin", "stagnation=1000"])
+    return start_tensorboard(demo_logdir, extra=["--samples_per_plugin", "stagnation=0"])
 
 
 def _fully_shown(frame, locator) -> bool:

@@ -205,7 +205,12 @@ function caption(text: string): HTMLElement {
 
 /** A titled chart, or in its place a sentence saying why there is nothing to draw. */
 function panel(name: string, title: string, cap: HTMLElement, chart: Chart | string, scope: Scope): HTMLElement {
-  const el = typeof chart === "string" ? h("div", { class: "stg-empty" }, chart) : h("div", { class: "stg-chart" });
-  if (typeof chart !== "string") mountChart(el, CHART_HEIGHT, chart, scope);
-  return h("div", { "data-chart": name }, h("div", { class: "stg-chart-title" }, title), cap, el);
+  let body: HTMLElement;
+  if (typeof chart === "string") {
+    body = h("div", { class: "stg-empty" }, chart);
+  } else {
+    body = h("div", { class: "stg-chart" });
+    mountChart(body, CHART_HEIGHT, chart, scope);
+  }
+  return h("div", { "data-chart": name }, h("div", { class: "stg-chart-title" }, title), cap, body);
 }
