@@ -44,7 +44,7 @@ ExactMeta = provider.TensorTimeSeries | provider.ScalarTimeSeries
 
 
 def downsample_from_hints(hints: Mapping[str, int] | None, plugin: str = metadata.HISTOGRAMS_PLUGIN_NAME) -> int:
-    """How many samples of ``plugin`` to request: TensorBoard's hint for it (``--samples_per_plugin``), 0 meaning all."""
+    """How many samples of ``plugin`` to request: its ``--samples_per_plugin`` hint, 0 meaning all."""
     hint = (hints or {}).get(plugin)
     return DEFAULT_DOWNSAMPLE if hint is None else (hint or 10**9)
 

@@ -99,9 +99,10 @@ def write(
     each parameter's records are numbered on from ``written[param]`` (what
     earlier imports wrote: :attr:`Imported.records`), and the first of each
     in the file carries the metadata, with the parameter's position in
-    ``points`` (model order: a checkpoint's own tensor order). The file is written under a temporary
-    name and renamed when complete, so a reader never sees half of it.
-    Returns its path (``None`` if there was nothing to write).
+    ``points`` (model order: a checkpoint's own tensor order). The file is
+    written under a temporary name and renamed when complete, so a reader
+    never sees half of it. Returns its path (``None`` if there was nothing
+    to write).
     """
     by_step: dict[int, list[summary_pb2.Summary.Value]] = {}
     for index, (param, series) in enumerate(points.items()):
