@@ -194,7 +194,7 @@ function thinnedNote(s: Series, defs: Definitions): HTMLElement | null {
     "p",
     { class: "stg-note stg-thinned-note" },
     `TensorBoard kept ${parts.join(" and ")} records of this tensor; the charts and the score use those. To keep them all, start it with `,
-    h("code", null, defs.keep_all_flag),
+    h("code", { style: "white-space: nowrap" }, defs.keep_all_flag),
     ".",
   );
 }

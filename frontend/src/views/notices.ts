@@ -34,7 +34,7 @@ function thinned(runs: Readonly<Record<string, Thinned>>, flag: string): HTMLEle
       h("b", null, "TensorBoard kept only part of the exact movement: "),
       `${total("kept")} of ${total("written")} records written${series ? ` for ${series} tensor${series === 1 ? "" : "s"}` : ""} in ${where}${perRun}. `,
       "Scores, statuses and findings come from the records it kept. To keep them all, start TensorBoard with ",
-      h("code", null, flag),
+      h("code", { style: "white-space: nowrap" }, flag),
       ".",
     ),
   );
