@@ -134,12 +134,12 @@ class PythonLoader:
         from tensorboard.backend.event_processing import data_provider as mdp
         from tensorboard.backend.event_processing import plugin_event_multiplexer as mux
 
-        from tb_stagnation import metadata
+        from tb_stagnation import records
 
         guidance = dict(data_ingester.DEFAULT_TENSOR_SIZE_GUIDANCE)
         if reservoir is not None:
-            guidance[metadata.HISTOGRAMS_PLUGIN_NAME] = reservoir
-        self.reservoir = guidance[metadata.HISTOGRAMS_PLUGIN_NAME]
+            guidance[records.HISTOGRAMS_PLUGIN_NAME] = reservoir
+        self.reservoir = guidance[records.HISTOGRAMS_PLUGIN_NAME]
         self.reservoir_note = "--reservoir" if reservoir is not None else "TensorBoard default"
         self.multiplexer = mux.EventMultiplexer(size_guidance=data_ingester.DEFAULT_SIZE_GUIDANCE,
                                                 tensor_size_guidance=guidance)
@@ -164,7 +164,7 @@ class RustLoader:
         from tensorboard.data import grpc_provider
         from tensorboard.data.proto import data_provider_pb2
 
-        from tb_stagnation import metadata
+        from tb_stagnation import records
 
         self.tags = tags
         self.reservoir = RUST_DEFAULT_RESERVOIR if reservoir is None else reservoir
@@ -176,7 +176,7 @@ class RustLoader:
         port_file = os.path.join(workdir, "port")
         error_file = os.path.join(workdir, "startup_error")
         self.log_path = os.path.join(workdir, "data_server.log")
-        hint = "" if reservoir is None else f"{metadata.HISTOGRAMS_PLUGIN_NAME}={reservoir or 'all'}"
+        hint = "" if reservoir is None else f"{records.HISTOGRAMS_PLUGIN_NAME}={reservoir or 'all'}"
         args = [binary, f"--logdir={logdir}", f"--reload={SERVER_RELOAD_SECONDS}",
                 f"--samples-per-plugin={hint}", "--port=0", f"--port-file={port_file}",
                 "--die-after-stdin", f"--error-file={error_file}"]
@@ -210,14 +210,14 @@ class RustLoader:
         """Wait until the server has loaded ``last_step`` on every tag (it reloads on its own)."""
         from tensorboard import context
 
-        from tb_stagnation import metadata
+        from tb_stagnation import records
 
         ctx = context.RequestContext()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"data server exited with {self.proc.returncode}; see {self.log_path}")
-            listing = self.provider.list_tensors(ctx, experiment_id="", plugin_name=metadata.HISTOGRAMS_PLUGIN_NAME)
+            listing = self.provider.list_tensors(ctx, experiment_id="", plugin_name=records.HISTOGRAMS_PLUGIN_NAME)
             series = [meta for tags in listing.values() for meta in tags.values()]
             if len(series) == self.tags and all(meta.max_step == last_step for meta in series):
                 return
@@ -252,17 +252,17 @@ class Bench:
     """One loader's reader and its figures."""
 
     def __init__(self, loader) -> None:
-        from tb_stagnation import reading
+        from tb_stagnation import engine
 
         self.loader = loader
-        self.reader = reading.Reader(loader.provider, reading.DEFAULT_DOWNSAMPLE)
+        self.reader = engine.Reader(loader.provider, engine.DEFAULT_DOWNSAMPLE)
         self.figures: dict[str, list[float]] = {k: [] for k in
                                                ("sync", "read", "ranking", "rest", "scratch", "pairs", "kept")}
         self.cold = self.cold_pairs = self.initial = float("nan")
         self.rows = 0
 
     def rank(self, ctx):
-        from tb_stagnation import ranking
+        from tb_stagnation.verdict import ranking
 
         return self.reader.rank(ctx, "", self.reader.histogram_tags(ctx, ""), {}, ranking.DEFAULT_RATIO)
 
@@ -281,13 +281,15 @@ class Bench:
         self.figures["sync"].append(time.perf_counter() - t)
 
     def measure(self, ctx) -> None:
-        from tb_stagnation import drift, metadata, ranking, reading
+        from tb_stagnation import engine, records
+        from tb_stagnation.measure import drift
+        from tb_stagnation.verdict import ranking
 
         provider, f = self.loader.provider, self.figures
         listing = self.reader.histogram_tags(ctx, "")
         t = time.perf_counter()
-        data = provider.read_tensors(ctx, experiment_id="", plugin_name=metadata.HISTOGRAMS_PLUGIN_NAME,
-                                     downsample=reading.DEFAULT_DOWNSAMPLE, run_tag_filter=None)
+        data = provider.read_tensors(ctx, experiment_id="", plugin_name=records.HISTOGRAMS_PLUGIN_NAME,
+                                     downsample=engine.DEFAULT_DOWNSAMPLE, run_tag_filter=None)
         f["read"].append(time.perf_counter() - t)
         before, read_before = self.reader.pairs_analysed, provider.seconds
         t = time.perf_counter()
@@ -296,7 +298,7 @@ class Bench:
         f["rest"].append(f["ranking"][-1] - (provider.seconds - read_before))
         f["pairs"].append(self.reader.pairs_analysed - before)
         tags = list(listing[gen.RUN])
-        samples = [reading.samples_of(data[gen.RUN][tag]) for tag in tags]
+        samples = [engine.samples_of(data[gen.RUN][tag]) for tag in tags]
         f["kept"].append(statistics.median(len(s[0]) for s in samples))
         t = time.perf_counter()
         scratch = drift.summarise_all(samples)

@@ -29,9 +29,9 @@ import io
 import json
 import os
 import random
+import shutil
 import socket
 import subprocess
-import shutil
 import sys
 import tempfile
 import threading

@@ -71,11 +71,11 @@ else:
     from tensorboard.backend.event_processing import plugin_event_multiplexer as mux
     from tensorboard.plugins import base_plugin
     from werkzeug.test import Client
-    from tb_stagnation import plugin, reading
+    from tb_stagnation import engine, plugin
     sys.path.insert(0, args["here"])
     import memory
     if args["budget"]:
-        reading.SUMMARY_CACHE_BYTES = args["budget"]
+        engine.SUMMARY_CACHE_BYTES = args["budget"]
     m = mux.EventMultiplexer(size_guidance=acc.DEFAULT_SIZE_GUIDANCE)
     m.AddRunsFromDirectory(logdir)
     m.Reload()

@@ -120,8 +120,8 @@ def _tf1_proto(values: np.ndarray, limits: np.ndarray):
 
 
 def _frame(payloads: list[bytes]) -> bytes:
-    """TFRecord framing, checksums from tb_stagnation.crc32c (google-crc32c or numpy, all records at once)."""
-    from tb_stagnation import crc32c
+    """TFRecord framing, checksums from tb_stagnation.sources.crc32c (google-crc32c or numpy, all records at once)."""
+    from tb_stagnation.sources import crc32c
 
     lengths = np.array([len(p) for p in payloads], dtype=np.int64)
     body = b"".join(payloads)
@@ -275,15 +275,16 @@ kept = sum(len(v) for ts in data.values() for v in ts.values())
 out = {"load": load, "read": read, "tags": len(tags), "kept": kept}
 print(json.dumps(out), flush=True)
 if verify:
-    from tb_stagnation import eventfile
+    from tb_stagnation.sources import eventfile
     d = eventfile.read_logdir(logdir)
     out["skipped"] = [str(s) for s in d.skipped]
     out["all_samples"] = sum(len(s.steps) for ts in d.histograms.values() for s in ts.values())
     del d
     print(json.dumps(out), flush=True)
 # Drift + ranking over that provider, as the plugin's cold /ranking does it (minus HTTP/JSON).
-from tb_stagnation import ranking, reading
-reader = reading.Reader(dp, reading.DEFAULT_DOWNSAMPLE)
+from tb_stagnation.verdict import ranking
+from tb_stagnation import engine
+reader = engine.Reader(dp, engine.DEFAULT_DOWNSAMPLE)
 t = time.perf_counter()
 r = reader.rank(ctx, "", reader.histogram_tags(ctx, ""), reader.exact_tags(ctx, ""), ranking.DEFAULT_RATIO)
 out["rank"] = time.perf_counter() - t

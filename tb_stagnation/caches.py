@@ -4,7 +4,7 @@ A TensorBoard stays up for days over log directories of any size; a cache
 bounded by entry count would hold 4,096 small summaries or 4,096 ranking
 answers of 17 MB alike. Every cache here is told what each value costs
 (``size_of``) and evicts the least recently used values past its budget.
-The budgets are stated where the caches are made (:mod:`tb_stagnation.reading`,
+The budgets are stated where the caches are made (:mod:`tb_stagnation.engine`,
 :mod:`tb_stagnation.plugin`) and in the README.
 
 Hand-written rather than ``functools.lru_cache`` (which bounds by count and

@@ -29,8 +29,9 @@ import sys
 import textwrap
 from collections.abc import Sequence
 
-from tb_stagnation import definitions, findings, naming, ranking, tagfilter
+from tb_stagnation import tagfilter
 from tb_stagnation.checkpoints import command
+from tb_stagnation.verdict import findings, naming, ranking, vocabulary
 
 PROG = "tb-stagnation"
 FIELDS = (
@@ -81,7 +82,7 @@ def _parser() -> argparse.ArgumentParser:
         choices=naming.ROLES,
         metavar="ROLE",
         help=f"only this role (repeatable): {', '.join(naming.ROLES)}; the table shows parameters "
-        f"({', '.join(definitions.parameter_roles())}) by default, --json and --csv every role",
+        f"({', '.join(vocabulary.parameter_roles())}) by default, --json and --csv every role",
     )
     roles.add_argument(
         "--all-roles", action="store_true", help="every role in the table, gradients and activations too"
@@ -96,8 +97,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--fail-on-stagnant",
         action="store_true",
-        help=f"exit 1 when any parameter tag ({', '.join(definitions.parameter_roles())}) is "
-        f"{' or '.join(definitions.stuck_statuses())}",
+        help=f"exit 1 when any parameter tag ({', '.join(vocabulary.parameter_roles())}) is "
+        f"{' or '.join(vocabulary.stuck_statuses())}",
     )
     p.usage = _usage(p, command.parser())
     return p
@@ -114,14 +115,14 @@ def _usage(*parsers: argparse.ArgumentParser) -> str:
 def load(logdir: str, ratio: float) -> tuple[ranking.Ranking, list[str]]:
     """Rank every sample in ``logdir``; also return what was skipped, one line each.
 
-    Local directories are read by :mod:`tb_stagnation.eventfile` (every
+    Local directories are read by :mod:`tb_stagnation.sources.eventfile` (every
     sample, fast, every skipped part reported). Other paths (``gs://``,
     ``s3://``, ...) go through :func:`load_through_tensorboard`. Runs are
     named as TensorBoard names them (:func:`name_root_run` renames ``.``).
     """
     if "://" in logdir:
         return load_through_tensorboard(logdir, ratio), []
-    from tb_stagnation import eventfile
+    from tb_stagnation.sources import eventfile
 
     data = eventfile.read_logdir(
         logdir, progress=_progress if sys.stderr.isatty() else None, summarise_past=HELD_HISTOGRAM_BYTES
@@ -142,12 +143,12 @@ def load_through_tensorboard(logdir: str, ratio: float) -> ranking.Ranking:
     from tensorboard.backend.event_processing import plugin_event_accumulator as acc
     from tensorboard.backend.event_processing import plugin_event_multiplexer as mux
 
-    from tb_stagnation import reading
+    from tb_stagnation import engine
 
     multiplexer = mux.EventMultiplexer(size_guidance=acc.STORE_EVERYTHING_SIZE_GUIDANCE)
     multiplexer.AddRunsFromDirectory(logdir)
     multiplexer.Reload()
-    reader = reading.Reader(mdp.MultiplexerDataProvider(multiplexer, logdir), downsample=10**9)
+    reader = engine.Reader(mdp.MultiplexerDataProvider(multiplexer, logdir), downsample=10**9)
     ctx = context.RequestContext()
     return reader.rank(ctx, "", reader.histogram_tags(ctx, ""), reader.exact_tags(ctx, ""), ratio)
 

@@ -2,8 +2,8 @@
 
 Shaped like TensorBoard's own plugins (its histograms plugin): each route
 only reads its query and hands it to a ``*_impl`` method, which reads
-through :mod:`tb_stagnation.reading` (the data provider, cached), ranks with
-:mod:`tb_stagnation.ranking` and shapes JSON with :mod:`tb_stagnation.findings`.
+through :mod:`tb_stagnation.engine` (the data provider, cached), ranks with
+:mod:`tb_stagnation.verdict.ranking` and shapes JSON with :mod:`tb_stagnation.verdict.findings`.
 Refusals are raised as TensorBoard's own ``errors`` types, whose HTTP codes
 the routes answer with a JSON error; nothing from a request is ever used as
 a path, and anything else is a logged 500 with no stack trace in the body.
@@ -27,7 +27,9 @@ from tensorboard.plugins import base_plugin
 from werkzeug import wrappers
 from werkzeug.datastructures import Headers
 
-from tb_stagnation import caches, drift, exact, findings, histogram, metadata, naming, ranking, reading, tagfilter
+from tb_stagnation import caches, engine, records, tagfilter
+from tb_stagnation.measure import drift, exact_series, histogram
+from tb_stagnation.verdict import findings, naming, ranking
 
 logger = logging.getLogger(__name__)
 # Encoded ranking answers kept, by bytes (body plus gzip): ~2 MB at 1,000 tags,
@@ -173,7 +175,7 @@ class _Listings(NamedTuple):
 
     histograms: dict
     exact: dict
-    version: tuple  # both listings' reading.snapshot: identifies the data they list
+    version: tuple  # both listings' engine.snapshot: identifies the data they list
 
 
 def _list(values: np.ndarray) -> list:
@@ -183,14 +185,14 @@ def _list(values: np.ndarray) -> list:
 class StagnationPlugin(base_plugin.TBPlugin):
     """Ranks layers by how much they move: histogram drift, exact writers, imported checkpoints."""
 
-    plugin_name = metadata.PLUGIN_NAME
+    plugin_name = records.PLUGIN_NAME
 
     def __init__(self, context: base_plugin.TBContext) -> None:
         hints = context.sampling_hints
-        self._reader = reading.Reader(
+        self._reader = engine.Reader(
             context.data_provider,
-            reading.downsample_from_hints(hints),
-            exact_downsample=reading.downsample_from_hints(hints, metadata.PLUGIN_NAME),
+            engine.downsample_from_hints(hints),
+            exact_downsample=engine.downsample_from_hints(hints, records.PLUGIN_NAME),
         )
         self._listed: caches.Recent[_Listings] = caches.Recent(LISTING_TTL)  # experiment -> listings
         self._answers: caches.LRU[Answer] = caches.LRU(ANSWER_CACHE_BYTES, lambda a: a.nbytes)
@@ -206,7 +208,7 @@ class StagnationPlugin(base_plugin.TBPlugin):
         return False  # data_plugin_names() decides: active exactly when histograms exist
 
     def data_plugin_names(self):
-        return (metadata.HISTOGRAMS_PLUGIN_NAME, metadata.PLUGIN_NAME)
+        return (records.HISTOGRAMS_PLUGIN_NAME, records.PLUGIN_NAME)
 
     def frontend_metadata(self):
         return base_plugin.FrontendMetadata(es_module_path="/index.js", tab_name="Stagnation")
@@ -292,7 +294,7 @@ class StagnationPlugin(base_plugin.TBPlugin):
         histograms = self._reader.histogram_tags(ctx, experiment)
         exact_listing = self._reader.exact_tags(ctx, experiment)
         listed = _Listings(
-            histograms, exact_listing, (reading.snapshot(histograms), reading.snapshot(exact_listing))
+            histograms, exact_listing, (engine.snapshot(histograms), engine.snapshot(exact_listing))
         )
         self._listed.put(experiment, listed, made_at)
         return listed
@@ -332,7 +334,7 @@ def series_json(series: drift.Series) -> dict:
     }
 
 
-def _exact_json(series: exact.ExactSeries | None) -> dict | None:
+def _exact_json(series: exact_series.ExactSeries | None) -> dict | None:
     """One exact-movement series as the tab charts it; ``None`` where the row has none.
 
     ``thinned``: ``{kept, written}`` records where the loader kept fewer than were written, else ``None``.

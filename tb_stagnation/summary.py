@@ -35,8 +35,8 @@ Front doors, all thin wrappers around :class:`UpdateRatioCore`:
   ``torch.utils.tensorboard`` or ``tensorboardX`` ``SummaryWriter``).
 
 Storage: one record per parameter and snapshot holding all its quantities
-and its sequence number, under the tag :func:`tb_stagnation.metadata.tag_for`
-(:func:`tb_stagnation.metadata.record_value`: plugin ``stagnation``, data class
+and its sequence number, under the tag :func:`tb_stagnation.records.tag_for`
+(:func:`tb_stagnation.records.record_value`: plugin ``stagnation``, data class
 TENSOR, metadata on each tag's first record). A summary carries exactly one
 plugin name and TensorBoard's Scalars tab only reads summaries of the
 ``scalars`` plugin, so these values do not show in the Scalars tab; the
@@ -60,7 +60,7 @@ from typing import Any, NamedTuple, Protocol
 import numpy as np
 from tensorboard.compat.proto import summary_pb2
 
-from tb_stagnation import metadata
+from tb_stagnation import records
 
 __all__ = [
     "ArrayOps",
@@ -209,11 +209,11 @@ class UpdateRatioCore:
             if steps is None or before is None or before.shape != current.shape:
                 continue
             values = {
-                metadata.UPDATE_RATIO: update_ratio(before, current, steps, ops),
-                metadata.PARAM_RMS: rms(current, ops),
+                records.UPDATE_RATIO: update_ratio(before, current, steps, ops),
+                records.PARAM_RMS: rms(current, ops),
             }
             if gradient is not None:
-                values[metadata.GRAD_NORM] = gradient if isinstance(gradient, float) else ops.norm(gradient)
+                values[records.GRAD_NORM] = gradient if isinstance(gradient, float) else ops.norm(gradient)
             seq = self._written.get(name, 0)
             self._written[name] = seq + 1
             records.append(ExactRecord(name, seq, values, index))
@@ -232,12 +232,12 @@ def _summary_proto(records: Iterable[ExactRecord]) -> summary_pb2.Summary:
     """A ``Summary`` holding ``records`` in the one storage format of every writer.
 
     TF2 writes it with ``write_raw_pb``, PyTorch through the ``SummaryWriter``'s
-    file writer; :func:`tb_stagnation.metadata.record_value` builds each value,
+    file writer; :func:`tb_stagnation.records.record_value` builds each value,
     as it does for imported checkpoints, with the metadata on a parameter's
     first record only.
     """
     return summary_pb2.Summary(
-        value=[metadata.record_value(r.param, r.values, r.seq, describe=r.seq == 0, index=r.index) for r in records]
+        value=[records.record_value(r.param, r.values, r.seq, describe=r.seq == 0, index=r.index) for r in records]
     )
 
 

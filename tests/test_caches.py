@@ -18,9 +18,10 @@ from tensorboard.backend.event_processing import data_provider as mdp
 from tensorboard.backend.event_processing import plugin_event_multiplexer as mux
 from tensorboard.plugins import base_plugin
 from werkzeug.test import Client
-
-from tb_stagnation import caches, findings, plugin
 from writers import write_torch
+
+from tb_stagnation import caches, plugin
+from tb_stagnation.verdict import findings
 
 
 def test_lru_evicts_least_recently_used_past_its_budget() -> None:

@@ -18,10 +18,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import HERE, QUIET_ENV
-from tb_stagnation import cli, eventfile, metadata, ranking
-from tb_stagnation.checkpoints import store
+
+from tb_stagnation import cli, records
+from tb_stagnation.checkpoints import imported
+from tb_stagnation.sources import eventfile
+from tb_stagnation.verdict import ranking
 
 WRITERS = ("lightning", "hf", "hf_sharded", "torch", "tf2", "tf2_counter", "tf1", "keras", "keras_archive")
 # framework -> (run directory the movement goes into, steps, the names it is logged under)
@@ -76,7 +78,7 @@ def run(*args: str) -> tuple[int, str]:
 
 def imported_series(logdir: Path) -> dict[str, dict[str, object]]:
     """run -> param -> checkpoint series, as the CLI reads them."""
-    return {run: sources.get(metadata.CHECKPOINT, {}) for run, sources in eventfile.read_logdir(str(logdir)).exact().items()}
+    return {run: sources.get(records.CHECKPOINT, {}) for run, sources in eventfile.read_logdir(str(logdir)).exact().items()}
 
 
 def reference(name: str, directory: Path, steps: list[int]) -> list[dict[str, np.ndarray]]:
@@ -152,7 +154,7 @@ def test_each_framework_ranks_frozen_slow_and_ordinary_layers_from_its_checkpoin
     assert code == 0, err
     run_pattern, steps, pattern = EXPECTED[name]
     (run_dir,) = [directory] if run_pattern == "." else directory.glob(run_pattern)
-    assert len(store.files(str(run_dir))) == 1, err  # beside the training's own events
+    assert len(imported.files(str(run_dir))) == 1, err  # beside the training's own events
     run_name = os.path.relpath(run_dir, directory)
 
     result, _ = cli.load(str(directory), ranking.DEFAULT_RATIO)
@@ -170,7 +172,7 @@ def test_each_framework_ranks_frozen_slow_and_ordinary_layers_from_its_checkpoin
     for layer in ("dense", "out"):
         assert rows[param(layer, kernel)].status == ranking.MOVING
     assert {r.source for r in rows.values()} == {ranking.CHECKPOINT}
-    assert {r.axis for r in rows.values()} == {metadata.EPOCH if name == "keras" else metadata.STEP}
+    assert {r.axis for r in rows.values()} == {records.EPOCH if name == "keras" else records.STEP}
 
     # The logged figures are numpy's on the same files: each series is one tensor's.
     states = reference(name, directory, steps)
@@ -181,7 +183,7 @@ def test_each_framework_ranks_frozen_slow_and_ordinary_layers_from_its_checkpoin
     # Re-running adds nothing.
     code, err = run("checkpoints", directory)
     assert code == 0 and "up to date" in err
-    assert len(store.files(str(run_dir))) == 1
+    assert len(imported.files(str(run_dir))) == 1
 
 
 def _same_figures(series, values: list[np.ndarray], steps: list[int]) -> bool:
@@ -217,7 +219,7 @@ def test_keras_archives_are_read_like_their_weights(trained, tmp_path) -> None:
     assert run("checkpoints", directory)[0] == 0
     series = imported_series(directory)["logs/train"]
     assert set(series) == {f"net/{layer}/{var}" for layer in ("dense", "frozen", "slow", "out") for var in ("kernel", "bias")}
-    assert all(s.steps.tolist() == [0, 1, 2] and s.axis == metadata.EPOCH for s in series.values())
+    assert all(s.steps.tolist() == [0, 1, 2] and s.axis == records.EPOCH for s in series.values())
     result, _ = cli.load(str(directory), ranking.DEFAULT_RATIO)
     status = {r.tag: r.status for r in result.rows}
     assert status["net/frozen/kernel"] == ranking.FROZEN and status["net/dense/kernel"] == ranking.MOVING
@@ -242,7 +244,7 @@ def test_new_checkpoints_extend_the_series_as_a_full_import_would(trained, tmp_p
             for q in ("update_ratio", "rms", "change", "cosine"):
                 np.testing.assert_array_equal(getattr(t, q), getattr(s, q), err_msg=f"{p} {q}")
     (run_dir,) = directory.glob("runs/*")
-    assert len(store.files(str(run_dir))) == 2
+    assert len(imported.files(str(run_dir))) == 2
 
 
 def test_tf2_save_counter_is_checkpoint_order_and_said_so(trained, tmp_path) -> None:
@@ -250,7 +252,7 @@ def test_tf2_save_counter_is_checkpoint_order_and_said_so(trained, tmp_path) -> 
     code, err = run("checkpoints", directory)
     assert code == 0 and "step of these checkpoints is unknown" in err
     (series,) = imported_series(directory)["."].values()
-    assert series.axis == metadata.ORDER and series.steps.tolist() == [1, 2, 3]
+    assert series.axis == records.ORDER and series.steps.tolist() == [1, 2, 3]
 
 
 def test_a_damaged_checkpoint_costs_only_that_checkpoint(trained, tmp_path) -> None:
@@ -356,7 +358,7 @@ def test_what_cannot_be_imported_exits_2_saying_what_to_do(trained, tmp_path) ->
     code, err = run("checkpoints", hf)
     assert code == 2 and "--logdir" in err and "second_run" in err and run_dir.name in err
     code, err = run("checkpoints", hf, "--logdir", hf / "runs" / "second_run")
-    assert code == 0 and len(store.files(str(hf / "runs" / "second_run"))) == 1
+    assert code == 0 and len(imported.files(str(hf / "runs" / "second_run"))) == 1
 
 
 def test_a_missing_reader_is_named_with_its_extra(trained, tmp_path) -> None:

@@ -24,7 +24,6 @@ import urllib.parse
 from pathlib import Path
 
 import pytest
-
 from conftest import QUIET_ENV
 
 SCRIPT = Path(sys.executable).with_name("tb-stagnation")

@@ -32,7 +32,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import QUIET_ENV, tfrecords
 
 TAGS = ("a/kernel", "b/kernel")

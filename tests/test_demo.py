@@ -133,7 +133,7 @@ def test_no_moving_row_is_stagnant_since_a_step(rows: dict[str, dict[str, dict]]
 
 def test_frozen_layer_keeps_checkpoints_whose_exact_movement_agrees(demo_logdir: Path) -> None:
     """The demo imports frozen_layer's TF2 checkpoints: its parameters get checkpoint series too."""
-    from tb_stagnation import eventfile
+    from tb_stagnation.sources import eventfile
 
     series = eventfile.read_logdir(str(demo_logdir)).exact()["frozen_layer"]["checkpoint"]
     assert series["conv3/kernel"].frozen and series["conv3/bias"].frozen

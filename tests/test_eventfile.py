@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import WRITER_NAMES, tfrecords
 from google.protobuf.message import DecodeError
 from tensorboard.compat.proto import event_pb2, summary_pb2
 from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import crc32c as reference_crc32c
 from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c as reference_masked_crc32c
 from tensorboard.util import tensor_util
 
-from conftest import WRITER_NAMES, tfrecords
-from tb_stagnation import cli, crc32c, eventfile, histogram, ranking, tf1_histograms, tf2_layout, tfrecord
-
+from tb_stagnation import cli
+from tb_stagnation.measure import histogram
+from tb_stagnation.sources import crc32c, eventfile, tf1_histograms, tf2_layout, tfrecord
+from tb_stagnation.verdict import ranking
 
 # Both ways of checking record CRCs: the default (google-crc32c when installed) and the numpy fallback.
 BACKENDS = [
@@ -47,7 +49,7 @@ def test_crc32c_of_random_payloads_matches_the_tf_stub_reference(crc_backend) ->
 
 
 def test_the_compiled_crc32c_is_the_default_when_installed() -> None:
-    """It checks a file's CRCs 1.4-9x faster than numpy (see tb_stagnation/crc32c.py); its Python build, slower."""
+    """It checks a file's CRCs 1.4-9x faster than numpy (see tb_stagnation/sources/crc32c.py); its Python build, slower."""
     google_crc32c = pytest.importorskip("google_crc32c")
     if google_crc32c.implementation != "c":
         pytest.skip("google-crc32c without its compiled code")
@@ -126,7 +128,7 @@ def test_records_report_what_they_skip(tmp_path, crc_backend, damage: str, kept:
         raw = bytearray(np.random.default_rng(3).bytes(300))
     path = tmp_path / "events.out.tfevents.1.x"
     path.write_bytes(bytes(raw))
-    got, skipped = eventfile.records(str(path))
+    got, skipped = tfrecord.records(str(path))
     assert len(got) == kept
     assert all(g in payloads for g in got)
     if reason is None:
@@ -279,7 +281,7 @@ def _reference(payloads: list[bytes]) -> tuple[dict, int]:
                 plugin_of.setdefault(value.tag, value.metadata.plugin_data.plugin_name)
             if value.HasField("histo"):
                 try:
-                    rows = eventfile.histogram_from_proto(value.histo)
+                    rows = tf1_histograms.histogram_from_proto(value.histo)
                 except ValueError:
                     bad += 1
                     continue

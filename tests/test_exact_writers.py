@@ -26,8 +26,8 @@ from tensorboard.context import RequestContext
 from tensorboardX import SummaryWriter as TBXSummaryWriter
 from torch.utils.tensorboard import SummaryWriter as TorchSummaryWriter
 
-from tb_stagnation import metadata, summary
-from tb_stagnation.exact import ExactSeries, collect_exact
+from tb_stagnation import records, summary
+from tb_stagnation.measure.exact_series import ExactSeries, collect_exact
 
 EVERY = 5
 RTOL = 1e-5
@@ -48,9 +48,9 @@ def read_exact(logdir: Path) -> dict[str, dict[str, ExactSeries]]:
     run -> parameter -> series, of the training-time writers (source ``exact``).
     """
     provider, ctx = _provider(logdir), RequestContext()
-    listed = provider.list_tensors(ctx, experiment_id="", plugin_name=metadata.PLUGIN_NAME)
-    read = provider.read_tensors(ctx, experiment_id="", plugin_name=metadata.PLUGIN_NAME, downsample=1000)
-    return {run: sources[metadata.EXACT] for run, sources in collect_exact(listed, read).items()}
+    listed = provider.list_tensors(ctx, experiment_id="", plugin_name=records.PLUGIN_NAME)
+    read = provider.read_tensors(ctx, experiment_id="", plugin_name=records.PLUGIN_NAME, downsample=1000)
+    return {run: sources[records.EXACT] for run, sources in collect_exact(listed, read).items()}
 
 
 def expected_ratio(before: np.ndarray, after: np.ndarray, steps: int) -> float:
@@ -238,7 +238,8 @@ def test_tf2_permuted_layer_moves_while_its_histograms_stay_identical(tmp_path: 
     assert not np.array_equal(trained[0], trained[-1])
 
     # The ranking prefers the exact measure: moving, although its histogram drift is 0.
-    from tb_stagnation import eventfile, ranking
+    from tb_stagnation.sources import eventfile
+    from tb_stagnation.verdict import ranking
 
     data = eventfile.read_logdir(str(tmp_path))
     rows = {row.tag: row for row in ranking.rank(data.summaries(), data.exact()).rows}
@@ -338,9 +339,9 @@ def test_torch_layer_at_1e_5_learning_rate_logs_1e_5_ratio(tmp_path: Path) -> No
         assert np.all(fast > 1e-4)
         np.testing.assert_allclose(slow / fast, 1e-5, rtol=0.3)
 
-    from tb_stagnation import ranking  # the backend's; imported here so its changes fail only this test
+    from tb_stagnation.verdict import ranking  # the backend's; imported here so its changes fail only this test
 
-    status = {row.tag: row.status for row in ranking.rank({}, {"slow": {metadata.EXACT: series}}).rows}
+    status = {row.tag: row.status for row in ranking.rank({}, {"slow": {records.EXACT: series}}).rows}
     assert status["slow.weight"] == status["slow.bias"] == ranking.STAGNANT
     assert status["fast.weight"] == status["fast.bias"] == ranking.MOVING
 
@@ -360,13 +361,13 @@ def test_core_first_snapshot_stores_and_ratio_is_per_step() -> None:
     )
     values = {(r.param, quantity): value for r in out for quantity, value in r.values.items()}
     assert [r.seq for r in out] == [0, 0, 0]  # each parameter's first record
-    assert values[("w", metadata.UPDATE_RATIO)] == pytest.approx(5 / 5 / 13)
-    assert values[("w", metadata.PARAM_RMS)] == pytest.approx(np.sqrt(45))
-    assert values[("w", metadata.GRAD_NORM)] == pytest.approx(2.0)
+    assert values[("w", records.UPDATE_RATIO)] == pytest.approx(5 / 5 / 13)
+    assert values[("w", records.PARAM_RMS)] == pytest.approx(np.sqrt(45))
+    assert values[("w", records.GRAD_NORM)] == pytest.approx(2.0)
     # ||W_{t-k}|| == 0: against ||W_t||
-    assert values[("b", metadata.UPDATE_RATIO)] == pytest.approx(2 / 2 / 13)
-    assert values[("z", metadata.UPDATE_RATIO)] == 0.0  # both norms 0
-    assert ("b", metadata.GRAD_NORM) not in values
+    assert values[("b", records.UPDATE_RATIO)] == pytest.approx(2 / 2 / 13)
+    assert values[("z", records.UPDATE_RATIO)] == 0.0  # both norms 0
+    assert ("b", records.GRAD_NORM) not in values
     assert core.due(5) and core.snapshot(5, [("w", np.ones(2), None)]) == []  # step went back: start afresh
 
 
@@ -375,12 +376,12 @@ def test_core_keeps_its_own_copy() -> None:
     core.snapshot(0, [("w", w, None)])
     w += 1.0  # in place, as an optimizer does to a shared-memory numpy view
     (record,) = core.snapshot(1, [("w", w, None)])
-    assert record.values[metadata.UPDATE_RATIO] == pytest.approx(1.0)
+    assert record.values[records.UPDATE_RATIO] == pytest.approx(1.0)
 
 
 def test_importing_summary_imports_no_framework() -> None:
     code = (
-        "import sys, tb_stagnation.summary, tb_stagnation.exact\n"
+        "import sys, tb_stagnation.summary, tb_stagnation.measure.exact_series\n"
         "loaded = [m for m in ('tensorflow', 'keras', 'torch', 'tensorboardX') if m in sys.modules]\n"
         "assert not loaded, loaded\n"
     )

@@ -17,8 +17,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tb_stagnation import cli, definitions, drift, findings, naming, ranking
-from tb_stagnation.exact import ExactSeries
+from tb_stagnation import cli
+from tb_stagnation.measure import drift
+from tb_stagnation.measure.exact_series import ExactSeries
+from tb_stagnation.verdict import findings, naming, ranking, vocabulary
 
 REPO = Path(__file__).resolve().parents[1]
 STEPS = np.arange(0, 1001, 100)  # 11 samples, 10 intervals of 100 steps
@@ -273,11 +275,11 @@ def test_coarse_buckets_leave_a_tag_unresolved_only_near_the_threshold() -> None
 
 
 def test_definitions_cover_every_status_role_source_and_kind() -> None:
-    body = definitions.as_json()
+    body = vocabulary.as_json()
     assert [s["name"] for s in body["statuses"]] == list(ranking.STATUSES)
     assert [r["name"] for r in body["roles"]] == list(naming.ROLES)
     assert [s["name"] for s in body["sources"]] == list(ranking.SOURCE_PREFERENCE)
-    assert [k["name"] for k in body["finding_kinds"]] == list(definitions.FINDING_KINDS)
+    assert [k["name"] for k in body["finding_kinds"]] == list(vocabulary.FINDING_KINDS)
     assert set(body["parameter_roles"]) == naming.PARAMETER_ROLES
     assert set(body["stuck_statuses"]) == ranking.STUCK_STATUSES
     assert body["default_ratio"] == ranking.DEFAULT_RATIO
@@ -341,7 +343,7 @@ def test_demo_frozen_layer_names_conv3_and_only_it(demo_findings) -> None:
 
 def test_demo_healthy_has_no_finding_and_tiny_lr_no_stuck_one(demo_findings) -> None:
     assert demo_findings["healthy"] == []
-    assert not [f for f in demo_findings["tiny_lr"] if f.kind in definitions.STUCK_KINDS]
+    assert not [f for f in demo_findings["tiny_lr"] if f.kind in vocabulary.STUCK_KINDS]
 
 
 def test_cli_prints_findings_by_run_above_the_table_and_the_route_object_as_json(demo: Path, demo_findings) -> None:

@@ -28,7 +28,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from tb_stagnation import drift, histogram, ranking
+from tb_stagnation.measure import drift, histogram
+from tb_stagnation.verdict import ranking
 
 CASES: dict[str, int] = {}
 

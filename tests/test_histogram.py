@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tb_stagnation import drift, histogram
+from tb_stagnation.measure import drift, histogram
 
 
 def buckets_uniform(values: np.ndarray, k: int = 30) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Incremental analysis (``drift.update_all``, ``reading.Reader``) against a from-scratch one.
+"""Incremental analysis (``drift.update_all``, ``engine.Reader``) against a from-scratch one.
 
 - Property: random appends (fresh, frozen, empty and non-finite samples,
   rewrites of a step by a restart) and reservoir drops, the incremental
@@ -21,7 +21,8 @@ from tensorboard import context
 from tensorboard.backend.event_processing import data_provider as mdp
 from tensorboard.backend.event_processing import plugin_event_multiplexer as mux
 
-from tb_stagnation import drift, reading
+from tb_stagnation import engine
+from tb_stagnation.measure import drift
 
 
 def _close(a, b) -> bool:
@@ -130,11 +131,11 @@ def test_reader_cache_is_bounded_in_bytes_and_evicts_least_recently_used() -> No
     data = _Provider()
     ctx = context.RequestContext()
     data.series = {"a": list(range(6))}
-    probe = reading.Reader(data, downsample=10**9)
+    probe = engine.Reader(data, downsample=10**9)
     probe.summaries(ctx, "", probe.histogram_tags(ctx, ""))
     one = probe.summary_cache.nbytes  # a 6-sample tag's entry; 5-sample ones are smaller
     assert one > 0
-    reader = reading.Reader(data, downsample=10**9, summary_cache_bytes=int(2.5 * one))
+    reader = engine.Reader(data, downsample=10**9, summary_cache_bytes=int(2.5 * one))
 
     def rank(*tags):
         listing = {"run": {t: m for t, m in reader.histogram_tags(ctx, "")["run"].items() if t in tags}}

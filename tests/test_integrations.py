@@ -27,18 +27,19 @@ import lightning.pytorch as pl
 import numpy as np
 import pytest
 import torch
+from conftest import free_port
+from integrations_models import LitNet, Net, TrainsNet, examples, loader, optimizer
 from tensorboard.backend.event_processing.event_file_loader import LegacyEventFileLoader
 from tensorboard.util import tensor_util
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.integrations import TensorBoardCallback
 
-from conftest import free_port
-from integrations_models import LitNet, Net, TrainsNet, examples, loader, optimizer
-from tb_stagnation import cli, metadata, ranking
+from tb_stagnation import cli, records
 from tb_stagnation.integrations import ParameterMovement
 from tb_stagnation.integrations import lightning as lightning_integration
 from tb_stagnation.integrations import transformers as hf_integration
 from tb_stagnation.summary import TorchArrayOps
+from tb_stagnation.verdict import ranking
 
 HERE = Path(__file__).parent
 EVERY, STEPS = 5, 20
@@ -75,11 +76,11 @@ def read(logdir: Path) -> Logged:
         contents = {}  # tag -> its records' content (the metadata is on a tag's first record)
         for event in LegacyEventFileLoader(str(path)).Load():
             for value in event.summary.value:
-                if value.metadata.plugin_data.plugin_name == metadata.PLUGIN_NAME:
-                    contents[value.tag] = metadata.parse_plugin_metadata(value.metadata.plugin_data.content)
+                if value.metadata.plugin_data.plugin_name == records.PLUGIN_NAME:
+                    contents[value.tag] = records.parse_plugin_metadata(value.metadata.plugin_data.content)
                 if value.tag in contents:
                     content = contents[value.tag]
-                    _, quantities = metadata.read_record(content, tensor_util.make_ndarray(value.tensor))
+                    _, quantities = records.read_record(content, tensor_util.make_ndarray(value.tensor))
                     for quantity, number in quantities.items():
                         logged.exact[(content.param, quantity)].append((event.step, number))
                 elif value.HasField("histo"):
@@ -135,15 +136,15 @@ def assert_logged_as_recorded(logged: Logged, record: Record) -> None:
     assert steps == SNAPSHOTS
     assert logged.params() == set(record.weights[0])
     for name in record.weights[0]:
-        for quantity in (metadata.UPDATE_RATIO, metadata.PARAM_RMS):
+        for quantity in (records.UPDATE_RATIO, records.PARAM_RMS):
             assert logged.series(name, quantity)[0] == steps[1:], (name, quantity)
         ratios = [ratio(record.weights[a][name], record.weights[b][name], b - a) for a, b in zip(steps, steps[1:])]
-        np.testing.assert_allclose(logged.series(name, metadata.UPDATE_RATIO)[1], ratios, rtol=RTOL, err_msg=name)
+        np.testing.assert_allclose(logged.series(name, records.UPDATE_RATIO)[1], ratios, rtol=RTOL, err_msg=name)
         rms = [np.sqrt(np.mean(record.weights[b][name] ** 2)) for b in steps[1:]]
-        np.testing.assert_allclose(logged.series(name, metadata.PARAM_RMS)[1], rms, rtol=RTOL, err_msg=name)
-        grad_steps, grad_norms = logged.series(name, metadata.GRAD_NORM)
+        np.testing.assert_allclose(logged.series(name, records.PARAM_RMS)[1], rms, rtol=RTOL, err_msg=name)
+        grad_steps, grad_norms = logged.series(name, records.GRAD_NORM)
         if name.split(".")[-2] == "frozen":
-            assert logged.series(name, metadata.UPDATE_RATIO)[1].tolist() == [0.0] * len(steps[1:])
+            assert logged.series(name, records.UPDATE_RATIO)[1].tolist() == [0.0] * len(steps[1:])
             assert grad_steps == []  # no gradient, no point
         else:
             assert grad_steps == steps[1:]
@@ -229,7 +230,7 @@ def test_pytorch_lightning_trainer_takes_the_callback(tmp_path: Path) -> None:
         enable_checkpointing=False, callbacks=[lightning_integration.UpdateRatioCallback(every=EVERY)],
     )
     trainer.fit(PLNet(), loader())
-    assert read(Path(trainer.logger.log_dir)).series("net.fast.weight", metadata.UPDATE_RATIO)[0] == [EVERY]
+    assert read(Path(trainer.logger.log_dir)).series("net.fast.weight", records.UPDATE_RATIO)[0] == [EVERY]
 
 
 # ----------------------------------------------------------------------- Hugging Face
@@ -385,7 +386,7 @@ def test_sparse_gradients_are_measured_by_their_values(tmp_path: Path) -> None:
         movement.record_gradients(1)
         sgd.step()
         movement.log(1, writer)
-    steps, grad_norms = read(tmp_path).series("weight", metadata.GRAD_NORM)
+    steps, grad_norms = read(tmp_path).series("weight", records.GRAD_NORM)
     assert steps == [1]
     np.testing.assert_allclose(grad_norms, [dense], rtol=RTOL)
 

@@ -1,6 +1,6 @@
 """Live training: a log directory appended to while it is read.
 
-- ``reading.Reader`` over a real ``MultiplexerDataProvider``, wrapped in a
+- ``engine.Reader`` over a real ``MultiplexerDataProvider``, wrapped in a
   counting subclass (instrumentation: every call goes to the real provider):
   after a reload that adds steps to one tag, only that (run, tag) is re-read.
 - The same over a loader keeping 8 samples a tag, so reloads drop old ones:
@@ -23,14 +23,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import QUIET_ENV
 from tensorboard import context
 from tensorboard.backend.event_processing import data_provider as mdp
 from tensorboard.backend.event_processing import plugin_event_accumulator as acc
 from tensorboard.backend.event_processing import plugin_event_multiplexer as mux
-
-from conftest import QUIET_ENV
-from tb_stagnation import drift, reading
 from test_incremental import assert_same_summary
+
+from tb_stagnation import engine
+from tb_stagnation.measure import drift
 
 ROOT = Path(__file__).resolve().parent.parent
 TAGS = {"conv1/kernel": 0.02, "conv1/bias": 0.01, "dense/kernel": 0.03}
@@ -98,14 +99,14 @@ def test_reload_rereads_only_the_tag_that_changed(tmp_path) -> None:
     logdir = tmp_path / "logs"
     writers, multiplexer = _two_runs_loaded(logdir)
     provider = CountingProvider(multiplexer, str(logdir))
-    reader = reading.Reader(provider, downsample=10**9)
+    reader = engine.Reader(provider, downsample=10**9)
     ctx = context.RequestContext()
 
     def summaries():
         return reader.summaries(ctx, "", reader.histogram_tags(ctx, ""))
 
     first = summaries()
-    # One read per run (a run's tags in chunks of reading.READ_CHUNK_TAGS), each exactly its tags.
+    # One read per run (a run's tags in chunks of engine.READ_CHUNK_TAGS), each exactly its tags.
     assert sorted(map(sorted, provider.reads)) == [sorted((run, t) for t in TAGS) for run in ("a", "b")]
     assert reader.pairs_analysed == 6 * 9
     assert all(s.samples == 10 for tags in first.values() for s in tags.values())
@@ -142,7 +143,7 @@ def test_pairs_per_reload_through_the_reservoir(tmp_path) -> None:
     multiplexer = mux.EventMultiplexer(size_guidance={**acc.DEFAULT_SIZE_GUIDANCE, acc.TENSORS: 8})
     multiplexer.AddRunsFromDirectory(str(logdir))
     provider = mdp.MultiplexerDataProvider(multiplexer, str(logdir))
-    reader = reading.Reader(provider, downsample=10**9)
+    reader = engine.Reader(provider, downsample=10**9)
     ctx = context.RequestContext()
     kept: dict[str, set] = dict.fromkeys(TAGS, set())
     for start in range(0, 120, 20):
@@ -154,7 +155,7 @@ def test_pairs_per_reload_through_the_reservoir(tmp_path) -> None:
                                      run_tag_filter=None)["train"]
         expected_pairs = 0
         for tag, points in data.items():
-            sample = reading.samples_of(points)
+            sample = engine.samples_of(points)
             assert_same_summary(summaries[tag], drift.summarise(drift.analyse(*sample)))
             ids = [(d.step, d.wall_time) for d in points]
             pairs = set(zip(ids, ids[1:]))
@@ -249,11 +250,11 @@ def test_a_ranking_reads_a_run_in_chunks_of_tags_and_ranks_as_one_read(tmp_path,
     multiplexer.Reload()
     provider = CountingProvider(multiplexer, str(tmp_path / "logs"))
     ctx = context.RequestContext()
-    whole = reading.Reader(provider, downsample=10**9)
+    whole = engine.Reader(provider, downsample=10**9)
     expected = whole.summaries(ctx, "", whole.histogram_tags(ctx, ""))
     monkeypatch.setattr(reading, "READ_CHUNK_TAGS", 2)
     provider.reads.clear()
-    chunked = reading.Reader(provider, downsample=10**9)
+    chunked = engine.Reader(provider, downsample=10**9)
     assert chunked.summaries(ctx, "", chunked.histogram_tags(ctx, "")) == expected
     assert sorted(map(len, provider.reads)) == [1, 2]
     assert set().union(*provider.reads) == {("a", t) for t in TAGS}
@@ -272,7 +273,7 @@ def test_rankings_arriving_together_after_a_reload_read_the_changes_once(tmp_pat
             return super().read_tensors(ctx, **kwargs)
 
     provider = SlowProvider(multiplexer, str(logdir))
-    reader = reading.Reader(provider, downsample=10**9)
+    reader = engine.Reader(provider, downsample=10**9)
     ctx = context.RequestContext()
     listing = reader.histogram_tags(ctx, "")
     start, answers = threading.Barrier(4), []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tb_stagnation import naming
+from tb_stagnation.verdict import naming
 
 CASES = [
     ("conv1/weights", "conv1", "weight"),

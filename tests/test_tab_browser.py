@@ -73,9 +73,9 @@ def _exact_event(step: int, param: str, value: float, seq: int):
     """The ``seq``-th record of ``param``'s exact update ratio, as the writers store it."""
     from tensorboard.compat.proto import event_pb2, summary_pb2
 
-    from tb_stagnation import metadata
+    from tb_stagnation import records
 
-    summary = summary_pb2.Summary(value=[metadata.record_value(param, {metadata.UPDATE_RATIO: value}, seq)])
+    summary = summary_pb2.Summary(value=[records.record_value(param, {records.UPDATE_RATIO: value}, seq)])
     return event_pb2.Event(step=step, wall_time=_wall_time(step), summary=summary)
 
 

@@ -258,7 +258,7 @@ def expected(logdir) -> dict:
 @pytest.fixture(scope="session")
 def written(logdir) -> dict[str, dict[str, int]]:
     """run -> records each exact series holds in the files (the CLI reads them all), source/param keyed."""
-    from tb_stagnation import eventfile
+    from tb_stagnation.sources import eventfile
 
     return {
         run: {f"{source}/{param}": series.kept for source, params in sources.items() for param, series in params.items()}
@@ -417,31 +417,32 @@ def test_version_1_files_still_read(boards, loader) -> None:
 
 
 def test_a_second_import_numbers_on_from_the_first(logdir) -> None:
-    from tb_stagnation.checkpoints import store
+    from tb_stagnation.checkpoints import imported
 
     (run_dir,) = (logdir / "hf_import" / "runs").iterdir()
-    done = store.imported(str(run_dir))
+    done = imported.imported(str(run_dir))
     assert len(done.files) == 2 and sorted(done.steps) == CHECKPOINTS
     assert done.records == {f"net.{layer}.{kind}": len(CHECKPOINTS) for layer in ("dense", "frozen", "slow", "out")
                             for kind in ("weight", "bias")}
 
 
 def test_an_import_of_version_1_continues_in_records(tmp_path) -> None:
-    from tb_stagnation import eventfile, metadata
-    from tb_stagnation.checkpoints import store
+    from tb_stagnation import records
+    from tb_stagnation.checkpoints import imported
+    from tb_stagnation.sources import eventfile
 
     write_version_1(tmp_path, VERSION_1, CHECKPOINTS[:FIRST_IMPORT])
-    done = store.imported(str(tmp_path))
-    assert sorted(done.steps) == CHECKPOINTS[:FIRST_IMPORT] and done.axis == metadata.STEP
+    done = imported.imported(str(tmp_path))
+    assert sorted(done.steps) == CHECKPOINTS[:FIRST_IMPORT] and done.axis == records.STEP
     assert done.records == {param: FIRST_IMPORT for param in VERSION_1}
     points = {
-        param: [(step, {metadata.PARAM_RMS: 0.5, metadata.CHANGE: ratio * 0.5, metadata.UPDATE_RATIO: ratio})
+        param: [(step, {records.PARAM_RMS: 0.5, records.CHANGE: ratio * 0.5, records.UPDATE_RATIO: ratio})
                 for step in CHECKPOINTS[FIRST_IMPORT:]]
         for param, ratio in VERSION_1.items()
     }
-    store.write(str(tmp_path), points, metadata.STEP, done.records)
-    assert store.imported(str(tmp_path)).records == {param: len(CHECKPOINTS) for param in VERSION_1}
-    series = eventfile.read_logdir(str(tmp_path)).exact()["."][metadata.CHECKPOINT]
+    imported.write(str(tmp_path), points, records.STEP, done.records)
+    assert imported.imported(str(tmp_path)).records == {param: len(CHECKPOINTS) for param in VERSION_1}
+    series = eventfile.read_logdir(str(tmp_path)).exact()["."][records.CHECKPOINT]
     for param, s in series.items():
         assert s.steps.tolist() == CHECKPOINTS and (s.kept, s.written) == (len(CHECKPOINTS), len(CHECKPOINTS))
         assert not s.nonfinite and s.frozen == (VERSION_1[param] == 0)
@@ -451,7 +452,8 @@ def test_a_missing_sample_is_absent_and_a_real_nan_is_nonfinite() -> None:
     """Version 1 through a loader that kept different steps of each quantity, and records with a NaN."""
     from collections import namedtuple
 
-    from tb_stagnation import exact, metadata
+    from tb_stagnation import records
+    from tb_stagnation.measure import exact_series
 
     Listed, Scalar, Tensor = namedtuple("Listed", "plugin_content"), namedtuple("Scalar", "step value"), namedtuple("Tensor", "step numpy")
 
@@ -460,17 +462,17 @@ def test_a_missing_sample_is_absent_and_a_real_nan_is_nonfinite() -> None:
         return Listed(json.dumps(content).encode())
 
     def record(step: int, seq: int, **quantities: float) -> Tensor:
-        value = metadata.record_value("v", quantities, seq)
+        value = records.record_value("v", quantities, seq)
         return Tensor(step, np.frombuffer(value.tensor.tensor_content).reshape(2, -1))
 
     listed = {"run": {"r": old("update_ratio"), "s": old("rms"),
-                      "v": Listed(metadata.create_summary_metadata("v").plugin_data.content)}}
+                      "v": Listed(records.create_summary_metadata("v").plugin_data.content)}}
     read = {"run": {
         "r": [Scalar(10, 0.0), Scalar(30, 0.0)],
         "s": [Scalar(20, 0.5), Scalar(30, 0.5)],
         "v": [record(10, 0, update_ratio=1e-3, rms=0.5), record(30, 2, update_ratio=1e-3), record(40, 3, rms=float("nan"))],
     }}
-    data = exact.collect_exact(listed, read)["run"][metadata.EXACT]
+    data = exact_series.collect_exact(listed, read)["run"][records.EXACT]
     w, v = data["w"], data["v"]
     assert w.steps.tolist() == [10, 20, 30] and np.isnan(w.rms[0]) and np.isnan(w.update_ratio[1])
     assert not w.nonfinite and w.frozen and (w.kept, w.written, w.thinned) == (3, 3, False)

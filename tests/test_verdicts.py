@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tb_stagnation import cli, findings, ranking
+from tb_stagnation import cli
+from tb_stagnation.verdict import findings, ranking
 
 REPO = Path(__file__).resolve().parents[1]
 SLOW_FACTOR = 1e-8
@@ -152,7 +153,7 @@ def test_a_run_where_every_layer_moves_has_no_finding(logs: Path) -> None:
 
 
 def test_the_floor_is_the_drift_between_samples_identical_but_for_rounding() -> None:
-    from tb_stagnation import drift, histogram
+    from tb_stagnation.measure import drift, histogram
 
     rng = np.random.default_rng(0)
     values = rng.normal(0, 0.1, 1000).astype(np.float32)

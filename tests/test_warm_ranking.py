@@ -30,7 +30,7 @@ from tensorboard.backend.event_processing import plugin_event_multiplexer as mux
 from tensorboard.plugins import base_plugin
 from werkzeug.test import Client
 
-from tb_stagnation import metadata, plugin
+from tb_stagnation import plugin, records
 
 TAGS = ("conv1/kernel", "conv1/bias", "dense/kernel")
 
@@ -68,7 +68,7 @@ class CountingProvider(mdp.MultiplexerDataProvider):
         self.listings = 0
 
     def list_tensors(self, ctx=None, **kwargs):
-        self.listings += kwargs.get("plugin_name") == metadata.HISTOGRAMS_PLUGIN_NAME
+        self.listings += kwargs.get("plugin_name") == records.HISTOGRAMS_PLUGIN_NAME
         return super().list_tensors(ctx, **kwargs)
 
 

@@ -13,7 +13,6 @@ import sys
 import urllib.parse
 
 import pytest
-
 from conftest import QUIET_ENV, WRITER_NAMES
 
 

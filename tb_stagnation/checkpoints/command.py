@@ -17,8 +17,8 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
-from tb_stagnation import metadata
-from tb_stagnation.checkpoints import discover, formats, movement, store
+from tb_stagnation import records
+from tb_stagnation.checkpoints import discover, formats, imported, movement
 
 EXIT_OK, EXIT_USAGE = 0, 2
 
@@ -85,8 +85,8 @@ def import_series(series: discover.Series, rebuild: bool = False, bar: bool = Fa
     placement = discover.place(series)
     lines = list(placement.notes)
     if rebuild:
-        lines += [f"removed {path}" for path in store.remove(series.target)]
-    done = store.imported(series.target)
+        lines += [f"removed {path}" for path in imported.remove(series.target)]
+    done = imported.imported(series.target)
     if done.axis is not None and done.axis != placement.axis:
         raise ImportFailed(
             f"{series.target} holds checkpoint movement whose steps count {done.axis}s, but the "
@@ -116,14 +116,14 @@ def import_series(series: discover.Series, rebuild: bool = False, bar: bool = Fa
         measured = movement.measure(window, progress=advance)
     steps = {p.step for p in new}
     points = {param: [(s, q) for s, q in series_points if s in steps] for param, series_points in measured.points.items()}
-    path = store.write(series.target, points, placement.axis, done.records)
-    axis = {metadata.STEP: "steps", metadata.EPOCH: "epochs", metadata.ORDER: "checkpoint order (step unknown)"}
+    path = imported.write(series.target, points, placement.axis, done.records)
+    axis = {records.STEP: "steps", records.EPOCH: "epochs", records.ORDER: "checkpoint order (step unknown)"}
     lines.append(
         f"imported {len(new)} checkpoint(s) of {series.directory} ({axis[placement.axis]} "
         f"{new[0].step}-{new[-1].step}) into {path}: {len(points)} tensors, "
         f"{total / 1e6:.1f} MB read in {time.monotonic() - began:.1f} s"
     )
-    if placement.axis == metadata.ORDER:
+    if placement.axis == records.ORDER:
         lines.append(f"the real training step of these checkpoints is unknown ({discover.AXIS_SOURCES[series.family]}); "
                      "ratios are per checkpoint interval")
     lines += [f"{param}: missing from {count} of {len(window)} checkpoints; measured where present"
@@ -139,7 +139,7 @@ def pending(logdir: str) -> list[str]:
     for series in discover.discover(logdir):
         if series.target is None:
             continue
-        done = len(store.imported(series.target).steps)
+        done = len(imported.imported(series.target).steps)
         found = len([c for c in series.checkpoints if not c.name.startswith("last")])  # last.ckpt copies one
         if found > done:
             lines.append(

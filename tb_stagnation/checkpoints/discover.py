@@ -25,7 +25,7 @@ import os
 import re
 from collections.abc import Iterable
 
-from tb_stagnation import metadata
+from tb_stagnation import records
 from tb_stagnation.checkpoints import formats
 
 # Families: how a series was written, which decides how its steps are read.
@@ -109,7 +109,7 @@ class Series:
 class Placement:
     """A series' checkpoints in training order, and what could not be placed."""
 
-    axis: str  # metadata.STEP, EPOCH or ORDER
+    axis: str  # records.STEP, EPOCH or ORDER
     placed: list[Placed]
     notes: list[str]  # one line per checkpoint left out, and why
 
@@ -228,15 +228,15 @@ def place(series: Series) -> Placement:
         steps = numbered
     axes = {axis for _, step, axis, _ in steps if step is not None}
     if len(axes) > 1:  # e.g. some .pt files named by epoch, others by step
-        keep = metadata.STEP if metadata.STEP in axes else sorted(axes)[0]
+        keep = records.STEP if records.STEP in axes else sorted(axes)[0]
         for checkpoint, _, axis, _ in steps:
             if axis != keep:
                 notes.append(f"{checkpoint.label}: counts {axis}s where the others count {keep}s, skipped")
         steps = [s for s in steps if s[2] == keep]
     if not numbered:  # unnumbered files: in order of modification
         steps.sort(key=lambda s: (_mtime(s[0].path), s[0].path))
-        steps = [(c, i, metadata.ORDER, r) for i, (c, _, _, r) in enumerate(steps)]
-    axis = steps[0][2] if steps else metadata.STEP
+        steps = [(c, i, records.ORDER, r) for i, (c, _, _, r) in enumerate(steps)]
+    axis = steps[0][2] if steps else records.STEP
     placed: dict[int, Placed] = {}
     for checkpoint, step, _, reader in sorted(steps, key=lambda s: (s[1], s[0].name.startswith("last"), s[0].path)):
         if step in placed:
@@ -251,28 +251,28 @@ def _step(family: str, checkpoint: Checkpoint, reader: formats.CheckpointReader)
     name = checkpoint.name
     if family == HF:
         folder = os.path.dirname(checkpoint.path) if checkpoint.format == formats.TORCH or not os.path.isdir(checkpoint.path) else checkpoint.path
-        return _trainer_state_step(folder), metadata.STEP
+        return _trainer_state_step(folder), records.STEP
     if family == KERAS:
         number = _NUMBER.search(name)
-        return (int(number.group()) - 1, metadata.EPOCH) if number else (None, metadata.ORDER)
+        return (int(number.group()) - 1, records.EPOCH) if number else (None, records.ORDER)
     recorded = reader.recorded_step()
     if recorded is not None:
-        return recorded, metadata.STEP
+        return recorded, records.STEP
     if family == TENSORFLOW:
         tf1, tf2 = _TF1_NAME.match(name), _TF2_NAME.match(name)
         if tf1:
-            return int(tf1.group(1)), metadata.STEP
+            return int(tf1.group(1)), records.STEP
         if tf2:
-            return int(tf2.group(1)), metadata.ORDER  # a save counter: the order, not the step
+            return int(tf2.group(1)), records.ORDER  # a save counter: the order, not the step
     step, epoch = _STEP_IN_NAME.search(name), _EPOCH_IN_NAME.search(name)
     if step:
-        return int(step.group(1)), metadata.STEP
+        return int(step.group(1)), records.STEP
     if epoch:
-        return int(epoch.group(1)), metadata.EPOCH
+        return int(epoch.group(1)), records.EPOCH
     numbers = _NUMBER.findall(os.path.splitext(name)[0])
     if numbers and family != LIGHTNING:
-        return int(numbers[-1]), metadata.STEP
-    return None, metadata.ORDER
+        return int(numbers[-1]), records.STEP
+    return None, records.ORDER
 
 
 def _trainer_state_step(folder: str) -> int:

@@ -33,7 +33,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from tb_stagnation import metadata
+from tb_stagnation import records
 from tb_stagnation.checkpoints.discover import Placed
 from tb_stagnation.checkpoints.formats import TensorInfo
 
@@ -122,16 +122,16 @@ def _advance(
     if track is None:
         sq, _, _ = _sums(values, None, None)
         tracks[info.name] = _Track(step, values, sq)
-        return {metadata.PARAM_RMS: _rms(sq, values.size)}
+        return {records.PARAM_RMS: _rms(sq, values.size)}
     sq, change_sq, dot = _sums(values, track.values, track.previous)
     gap = step - track.step
     change = math.sqrt(change_sq)
-    quantities = {metadata.PARAM_RMS: _rms(sq, values.size), metadata.CHANGE: change / gap}
+    quantities = {records.PARAM_RMS: _rms(sq, values.size), records.CHANGE: change / gap}
     if track.sq > 0:
-        quantities[metadata.UPDATE_RATIO] = change / math.sqrt(track.sq) / gap
+        quantities[records.UPDATE_RATIO] = change / math.sqrt(track.sq) / gap
     if track.previous is not None and change_sq > 0 and track.change_sq > 0:
         cosine = dot / math.sqrt(change_sq * track.change_sq)
-        quantities[metadata.UPDATE_COSINE] = min(1.0, max(-1.0, cosine))
+        quantities[records.UPDATE_COSINE] = min(1.0, max(-1.0, cosine))
     tracks[info.name] = _Track(step, values, sq, previous=track.values, change_sq=change_sq)
     return quantities
 

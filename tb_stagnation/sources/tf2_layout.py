@@ -17,8 +17,8 @@ from google.protobuf.message import DecodeError
 from numpy.lib.stride_tricks import sliding_window_view
 from tensorboard.compat.proto import event_pb2, types_pb2
 
-from tb_stagnation import protowire
-from tb_stagnation.byte_windows import windows
+from tb_stagnation.sources import protowire
+from tb_stagnation.sources.byte_windows import windows
 
 # Keys along the way to a TF2 histogram's bytes: Event.wall_time (1, fixed64),
 # Event.step (2, varint), Event.summary (5), Summary.value (1), Value.tag (1),

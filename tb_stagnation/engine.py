@@ -21,7 +21,9 @@ from collections.abc import Iterable, Mapping
 
 from tensorboard.data import provider
 
-from tb_stagnation import caches, drift, exact, metadata, ranking
+from tb_stagnation import caches, records
+from tb_stagnation.measure import drift, exact_series
+from tb_stagnation.verdict import ranking
 
 # Histograms read per time series when TensorBoard gives no sampling hint;
 # above both loaders' default reservoir sizes, so every kept sample is read.
@@ -43,7 +45,7 @@ READ_CHUNK_TAGS = 100
 ExactMeta = provider.TensorTimeSeries | provider.ScalarTimeSeries
 
 
-def downsample_from_hints(hints: Mapping[str, int] | None, plugin: str = metadata.HISTOGRAMS_PLUGIN_NAME) -> int:
+def downsample_from_hints(hints: Mapping[str, int] | None, plugin: str = records.HISTOGRAMS_PLUGIN_NAME) -> int:
     """How many samples of ``plugin`` to request: its ``--samples_per_plugin`` hint, 0 meaning all."""
     hint = (hints or {}).get(plugin)
     return DEFAULT_DOWNSAMPLE if hint is None else (hint or 10**9)
@@ -75,7 +77,7 @@ class Reader:
         self._series: caches.LRU[tuple[tuple, drift.Series]] = caches.LRU(
             SERIES_CACHE_BYTES, lambda entry: entry[1].nbytes
         )
-        self._exact: caches.LRU[exact.ExactData] = caches.LRU(EXACT_CACHE_BYTES, exact.nbytes)
+        self._exact: caches.LRU[exact_series.ExactData] = caches.LRU(EXACT_CACHE_BYTES, exact_series.nbytes)
         self._guard = threading.Lock()
         self._read_locks: dict[str, threading.Lock] = {}  # experiment -> held while reading it
         # Consecutive pairs measured (W1 computed) by ``summaries`` since creation, for tests and benches.
@@ -84,7 +86,7 @@ class Reader:
     def histogram_tags(self, ctx, experiment: str) -> dict[str, dict[str, provider.TensorTimeSeries]]:
         """run -> tag -> metadata of every histogram time series."""
         return self._provider.list_tensors(
-            ctx, experiment_id=experiment, plugin_name=metadata.HISTOGRAMS_PLUGIN_NAME
+            ctx, experiment_id=experiment, plugin_name=records.HISTOGRAMS_PLUGIN_NAME
         )
 
     def rank(
@@ -153,7 +155,7 @@ class Reader:
         data = self._provider.read_tensors(
             ctx,
             experiment_id=experiment,
-            plugin_name=metadata.HISTOGRAMS_PLUGIN_NAME,
+            plugin_name=records.HISTOGRAMS_PLUGIN_NAME,
             downsample=self._downsample,
             run_tag_filter=provider.RunTagFilter(runs=[run], tags=list(tags)),
         ).get(run, {})
@@ -176,7 +178,7 @@ class Reader:
         data = self._provider.read_tensors(
             ctx,
             experiment_id=experiment,
-            plugin_name=metadata.HISTOGRAMS_PLUGIN_NAME,
+            plugin_name=records.HISTOGRAMS_PLUGIN_NAME,
             downsample=self._downsample,
             run_tag_filter=provider.RunTagFilter(runs=[run], tags=[tag]),
         )
@@ -191,13 +193,13 @@ class Reader:
         scalars, listed too so that they still read. A tag is one time
         series of a run whichever it is.
         """
-        found = self._provider.list_tensors(ctx, experiment_id=experiment, plugin_name=metadata.PLUGIN_NAME)
-        old = self._provider.list_scalars(ctx, experiment_id=experiment, plugin_name=metadata.PLUGIN_NAME)
+        found = self._provider.list_tensors(ctx, experiment_id=experiment, plugin_name=records.PLUGIN_NAME)
+        old = self._provider.list_scalars(ctx, experiment_id=experiment, plugin_name=records.PLUGIN_NAME)
         return {run: {**old.get(run, {}), **found.get(run, {})} for run in sorted(set(found) | set(old))}
 
     def exact(
         self, ctx, experiment: str, listing: Mapping[str, Mapping[str, ExactMeta]]
-    ) -> exact.ExactData:
+    ) -> exact_series.ExactData:
         """run -> source -> parameter -> exact-movement series, re-read only when the listing changed."""
         if not any(listing.values()):
             return {}
@@ -217,13 +219,13 @@ class Reader:
             got = read(
                 ctx,
                 experiment_id=experiment,
-                plugin_name=metadata.PLUGIN_NAME,
+                plugin_name=records.PLUGIN_NAME,
                 downsample=self._exact_downsample,
                 run_tag_filter=_covering(wanted),
             )
             for run, tags in got.items():
                 data.setdefault(run, {}).update({t: d for t, d in tags.items() if t in wanted.get(run, {})})
-        result = exact.collect_exact(listing, data)
+        result = exact_series.collect_exact(listing, data)
         self._exact.put(key, result)
         return result
 

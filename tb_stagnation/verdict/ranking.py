@@ -15,9 +15,11 @@ from collections.abc import Collection, Mapping, Sequence
 
 import numpy as np
 
-from tb_stagnation import drift, metadata, naming
-from tb_stagnation.exact import ExactData, ExactSeries
-from tb_stagnation.drift import Summary, sparkline
+from tb_stagnation import records
+from tb_stagnation.measure import drift
+from tb_stagnation.measure.drift import Summary, sparkline
+from tb_stagnation.measure.exact_series import ExactData, ExactSeries
+from tb_stagnation.verdict import naming
 
 DEFAULT_RATIO = 0.01  # stagnant: two orders of magnitude slower than typical
 
@@ -32,7 +34,7 @@ have shown a change at the threshold's rate (floor at or above it) and its measu
 within this factor of the threshold; drift this far below the threshold is evidence enough
 for ``stagnant``, coarse buckets or not."""
 
-HISTOGRAM, EXACT, CHECKPOINT = "histogram", metadata.EXACT, metadata.CHECKPOINT
+HISTOGRAM, EXACT, CHECKPOINT = "histogram", records.EXACT, records.CHECKPOINT
 # Which measurement a row is scored by when it has several: the writers' ratio at every
 # snapshot, then the ratio between checkpoints, then histogram drift (a lower bound).
 SOURCE_PREFERENCE = (EXACT, CHECKPOINT, HISTOGRAM)
@@ -54,7 +56,7 @@ class Row:
     floor: float
     threshold: float
     source: str
-    axis: str  # what the score's steps count: metadata.STEP, EPOCH or ORDER
+    axis: str  # what the score's steps count: records.STEP, EPOCH or ORDER
     histogram_score: float
     exact_score: float
     sparkline: tuple[float, ...]
@@ -283,7 +285,7 @@ def _rank_run(
                 floor=summary.floor if summary is not None else float("nan"),
                 threshold=thresholds[source],
                 source=source,
-                axis=ex.axis if ex is not None else metadata.STEP,
+                axis=ex.axis if ex is not None else records.STEP,
                 histogram_score=summary.score if summary is not None else float("nan"),
                 exact_score=exact_score,
                 sparkline=sparkline(ex.ratios) if ex is not None else summary.sparkline,

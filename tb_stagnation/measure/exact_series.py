@@ -5,14 +5,14 @@ return for ``plugin_name="stagnation"`` (version-2 records: every quantity
 of a tensor at a step in one record) and ``list_scalars`` /
 ``read_scalars`` (version-1 files: one scalar tag per quantity), so the
 backend can test them without a server. Series are found by their plugin
-content (parsed with :func:`tb_stagnation.metadata.parse_plugin_metadata`),
+content (parsed with :func:`tb_stagnation.records.parse_plugin_metadata`),
 never by tag name; content this version cannot parse is skipped. Both
 sources of exact movement arrive here the same way: the training-time
 writers (``source`` ``exact``) and checkpoints imported afterwards
 (``checkpoint``); they stay apart, since a run may hold both for one
 parameter.
 
-A loader keeps a sample of each tag's points (:mod:`tb_stagnation.metadata`
+A loader keeps a sample of each tag's points (:mod:`tb_stagnation.records`
 says how many). Nothing here depends on which it kept: a quantity is
 aligned with the others of its tensor by step where present, a quantity
 absent at a step is absent (NaN in the arrays, never taken for a NaN the
@@ -29,13 +29,13 @@ from typing import Any
 
 import numpy as np
 
-from tb_stagnation import metadata
+from tb_stagnation import records
 
 # run -> source -> parameter -> series
 ExactData = dict[str, dict[str, dict[str, "ExactSeries"]]]
 
 # Quantities derived from the weights themselves: NaN or Inf in one means the weights hold it.
-_WEIGHT_QUANTITIES = (metadata.PARAM_RMS, metadata.UPDATE_RATIO, metadata.CHANGE)
+_WEIGHT_QUANTITIES = (records.PARAM_RMS, records.UPDATE_RATIO, records.CHANGE)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -54,7 +54,7 @@ class ExactSeries:
     sequence numbers tell; at least ``kept``, and equal to it where the data
     carries no numbers (version 1). ``order``: the tensor's position among
     its writer's (model order), ``None`` where the data does not say
-    (version 1). ``axis`` says what the steps count (:data:`metadata.AXES`). Arrays are read-only. Compared by identity
+    (version 1). ``axis`` says what the steps count (:data:`records.AXES`). Arrays are read-only. Compared by identity
     (``eq=False``): element-wise array equality has no single truth value.
     """
 
@@ -125,7 +125,7 @@ def collect_exact(
     orders: dict[tuple[str, str, str], int] = {}
     for run, tags in list_result.items():
         for tag, meta in tags.items():
-            content = metadata.parse_plugin_metadata(meta.plugin_content)
+            content = records.parse_plugin_metadata(meta.plugin_content)
             data = read_result.get(run, {}).get(tag)
             if content is None or not data:
                 continue
@@ -134,12 +134,12 @@ def collect_exact(
             if content.index is not None:
                 orders[key] = content.index
             by_step = values[run][content.source][content.param]
-            if content.version == metadata.VERSION_1:
+            if content.version == records.VERSION_1:
                 for d in data:
                     by_step.setdefault(int(d.step), {})[content.quantity] = _scalar(d)
                 continue
             for d in data:
-                record = metadata.read_record(content, d.numpy)
+                record = records.read_record(content, d.numpy)
                 if record is not None:
                     by_step[int(d.step)] = record[1]
                     seqs[key][int(d.step)] = record[0]
@@ -197,11 +197,11 @@ def _series(
         source=source,
         axis=axis,
         steps=steps,
-        update_ratio=_aligned(records, metadata.UPDATE_RATIO),
-        rms=_aligned(records, metadata.PARAM_RMS),
-        grad_norm=_aligned(records, metadata.GRAD_NORM),
-        change=_aligned(records, metadata.CHANGE),
-        cosine=_aligned(records, metadata.UPDATE_COSINE),
+        update_ratio=_aligned(records, records.UPDATE_RATIO),
+        rms=_aligned(records, records.PARAM_RMS),
+        grad_norm=_aligned(records, records.GRAD_NORM),
+        change=_aligned(records, records.CHANGE),
+        cosine=_aligned(records, records.UPDATE_COSINE),
         nonfinite_at=nonfinite_at,
         written=max(len(steps), _written(steps, seqs)),
         order=order,

@@ -3,7 +3,7 @@
 A file is a sequence of records: a uint64 length, the masked CRC-32C of
 those 8 bytes, the payload, and the payload's masked CRC-32C. The lengths
 are walked once, in Python (each depends on the one before); every
-checksum of the file is then verified at once (:mod:`tb_stagnation.crc32c`).
+checksum of the file is then verified at once (:mod:`tb_stagnation.sources.crc32c`).
 
 Damage is reported, never fatal: a truncated last record (a writer still
 writing), a payload that fails its CRC, a header that fails its CRC (the
@@ -17,8 +17,8 @@ import struct
 
 import numpy as np
 
-from tb_stagnation.byte_windows import windows
-from tb_stagnation.crc32c import masked_crc32c
+from tb_stagnation.sources.byte_windows import windows
+from tb_stagnation.sources.crc32c import masked_crc32c
 
 _HEADER = 12  # uint64 length + uint32 masked CRC of the length
 _FOOTER = 4  # uint32 masked CRC of the payload

@@ -3,7 +3,7 @@
 Each import appends one event file named
 ``events.out.tfevents.<time>.<host>.<pid>.<first step>-<last step>`` + :data:`SUFFIX`
 to the run directory, holding the plugin's own records
-(:func:`tb_stagnation.metadata.record_value`, source ``checkpoint``: one per
+(:func:`tb_stagnation.records.record_value`, source ``checkpoint``: one per
 tensor and checkpoint, every quantity in it): both TensorBoard loaders,
 remote log directories, the CLI and the tab read them as data, beside the
 training's own events. Files are written with
@@ -29,7 +29,8 @@ from collections.abc import Mapping, Sequence
 from google.protobuf.message import DecodeError
 from tensorboard.compat.proto import event_pb2, summary_pb2
 
-from tb_stagnation import eventfile, metadata
+from tb_stagnation import records
+from tb_stagnation.sources import eventfile, tfrecord
 
 SUFFIX = ".tb-stagnation-checkpoints"
 
@@ -57,10 +58,10 @@ def imported(run_dir: str) -> Imported:
     axis = None
     records: dict[str, int] = {}
     old_steps: dict[str, set[int]] = {}  # version 1: param -> steps with an RMS point
-    contents: dict[str, metadata.ExactContent | None] = {}  # tag -> content of its first described value
+    contents: dict[str, records.ExactContent | None] = {}  # tag -> content of its first described value
     paths = files(run_dir)
     for path in paths:
-        payloads, _ = eventfile.records(path)
+        payloads, _ = tfrecord.records(path)
         for payload in payloads:
             try:
                 event = event_pb2.Event.FromString(payload)
@@ -68,17 +69,17 @@ def imported(run_dir: str) -> Imported:
                 continue
             for value in event.summary.value:
                 if value.tag not in contents and value.HasField("metadata"):
-                    contents[value.tag] = metadata.parse_plugin_metadata(value.metadata.plugin_data.content)
+                    contents[value.tag] = records.parse_plugin_metadata(value.metadata.plugin_data.content)
                 content = contents.get(value.tag)
-                if content is None or content.source != metadata.CHECKPOINT:
+                if content is None or content.source != records.CHECKPOINT:
                     continue
                 axis = content.axis
-                if content.version == metadata.VERSION_1:
-                    if content.quantity == metadata.PARAM_RMS:
+                if content.version == records.VERSION_1:
+                    if content.quantity == records.PARAM_RMS:
                         steps.add(event.step)
                         old_steps.setdefault(content.param, set()).add(event.step)
                     continue
-                record = metadata.read_record(content, eventfile.tensor_values(value.tensor))
+                record = records.read_record(content, eventfile.tensor_values(value.tensor))
                 if record is not None:
                     steps.add(event.step)
                     records[content.param] = max(records.get(content.param, 0), record[0] + 1)
@@ -109,8 +110,8 @@ def write(
         start = written.get(param, 0)
         for i, (step, quantities) in enumerate(series):
             by_step.setdefault(step, []).append(
-                metadata.record_value(
-                    param, quantities, start + i, metadata.CHECKPOINT, axis, describe=i == 0, index=index
+                records.record_value(
+                    param, quantities, start + i, records.CHECKPOINT, axis, describe=i == 0, index=index
                 )
             )
     if not by_step:

@@ -48,7 +48,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from tb_stagnation import histogram
+from tb_stagnation.measure import histogram
 
 SPARKLINE_POINTS = 48
 

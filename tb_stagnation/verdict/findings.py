@@ -1,6 +1,6 @@
 """What a ranking means, in plain sentences: the findings of each run, and the ranking JSON.
 
-A finding names a problem the ranking shows (:data:`definitions.FINDING_KINDS`),
+A finding names a problem the ranking shows (:data:`vocabulary.FINDING_KINDS`),
 the tags and layers it concerns and, in one sentence, the figures that show
 it. Findings only ever name what a status or a profile already measured:
 
@@ -27,8 +27,10 @@ from collections.abc import Collection, Sequence
 
 import numpy as np
 
-from tb_stagnation import definitions, exact, metadata, naming, ranking
-from tb_stagnation.definitions import (
+from tb_stagnation import records
+from tb_stagnation.measure import exact_series
+from tb_stagnation.verdict import naming, ranking, vocabulary
+from tb_stagnation.verdict.vocabulary import (
     FROZEN,
     HISTOGRAM_BLIND,
     NONFINITE,
@@ -56,13 +58,13 @@ exact ratio (median over the run's parameters): the histograms cannot tell these
 # Roles that can be stuck: parameters, and tags whose name does not say (ranked like them).
 _STUCK_ROLES = naming.PARAMETER_ROLES | {naming.OTHER}
 _UNITS = {ranking.HISTOGRAM: "samples", ranking.EXACT: "snapshots", ranking.CHECKPOINT: "checkpoints"}
-_AXIS_WORDS = {metadata.STEP: "step", metadata.EPOCH: "epoch", metadata.ORDER: "checkpoint"}
+_AXIS_WORDS = {records.STEP: "step", records.EPOCH: "epoch", records.ORDER: "checkpoint"}
 
 
 @dataclasses.dataclass(frozen=True)
 class Finding:
     run: str
-    kind: str  # one of definitions.FINDING_KINDS
+    kind: str  # one of vocabulary.FINDING_KINDS
     tags: tuple[str, ...]
     layers: tuple[str, ...]
     since_step: int | None
@@ -70,7 +72,7 @@ class Finding:
 
 
 def find(result: ranking.Ranking) -> list[Finding]:
-    """Every run's findings: by run, then in :data:`definitions.FINDING_KINDS` order, then model order."""
+    """Every run's findings: by run, then in :data:`vocabulary.FINDING_KINDS` order, then model order."""
     by_run: dict[str, list[ranking.Row]] = {}
     for row in result.rows:
         by_run.setdefault(row.run, []).append(row)
@@ -401,14 +403,14 @@ def ranking_json(
             run: {src: json_number(t) for src, t in th.items()} for run, th in result.thresholds.items() if shown(run)
         },
         "thinned": _thinned(result, shown),
-        "definitions": definitions.as_json(),
+        "definitions": vocabulary.as_json(),
     }
 
 
 def _thinned(result: ranking.Ranking, shown) -> dict[str, dict[str, int]]:
     """run -> ``{kept, written, series}`` of the exact series a loader kept fewer records of than were written."""
-    by_run: dict[str, list[exact.ExactSeries]] = {}
+    by_run: dict[str, list[exact_series.ExactSeries]] = {}
     for (run, _), sources in result.exact.items():
         if shown(run):
             by_run.setdefault(run, []).extend(sources.values())
-    return {run: short for run, series in sorted(by_run.items()) if (short := exact.thinned(series))}
+    return {run: short for run, series in sorted(by_run.items()) if (short := exact_series.thinned(series))}

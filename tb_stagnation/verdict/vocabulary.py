@@ -7,9 +7,10 @@ the same wherever it is shown.
 
 from __future__ import annotations
 
-from tb_stagnation import metadata, naming, ranking
+from tb_stagnation import records
+from tb_stagnation.verdict import naming, ranking
 
-# Finding kinds (see tb_stagnation.findings for how each is found).
+# Finding kinds (see tb_stagnation.verdict.findings for how each is found).
 FROZEN, STAGNANT, STALLED = "frozen", "stagnant", "stalled"
 VANISHING_GRADIENT, NONFINITE, HISTOGRAM_BLIND = "vanishing_gradient", "nonfinite", "histogram_blind"
 FINDING_KINDS = (NONFINITE, FROZEN, VANISHING_GRADIENT, STALLED, STAGNANT, HISTOGRAM_BLIND)
@@ -61,7 +62,7 @@ FINDING_MEANINGS = {
 THINNED_MEANING = (
     "TensorBoard kept fewer of the plugin's exact-movement records than were written (its Python loader keeps 10 "
     "a tag by default, the Rust one 100): scores, statuses and findings come from the records it kept; start "
-    f"TensorBoard with {metadata.KEEP_ALL_FLAG} to keep them all"
+    f"TensorBoard with {records.KEEP_ALL_FLAG} to keep them all"
 )
 
 assert set(STATUS_MEANINGS) == set(ranking.STATUSES)
@@ -95,5 +96,5 @@ def as_json() -> dict:
         "stuck_statuses": stuck_statuses(),
         "default_ratio": ranking.DEFAULT_RATIO,
         "thinned": THINNED_MEANING,
-        "keep_all_flag": metadata.KEEP_ALL_FLAG,
+        "keep_all_flag": records.KEEP_ALL_FLAG,
     }

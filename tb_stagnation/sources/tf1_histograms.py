@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from tensorboard.compat.proto import summary_pb2
 
-from tb_stagnation.protowire import varint
+from tb_stagnation.sources.protowire import varint
 
 # Keys of a serialised HistogramProto: fields 1-5 (min, max, num, sum,
 # sum_squares) are doubles; 6 and 7 (bucket_limit, bucket) packed doubles.

@@ -5,12 +5,12 @@ histograms to float32 and, without TensorFlow installed, checks record CRCs
 one byte at a time in Python. The CLI wants every sample, so it reads event
 files itself, by layer as TensorBoard's loaders do:
 
-* :mod:`tb_stagnation.tfrecord`: the framing, every length and checksum
-  of a file verified at once (:mod:`tb_stagnation.crc32c`);
-* :mod:`tb_stagnation.tf2_layout`: TF2 histograms laid out byte for byte
+* :mod:`tb_stagnation.sources.tfrecord`: the framing, every length and checksum
+  of a file verified at once (:mod:`tb_stagnation.sources.crc32c`);
+* :mod:`tb_stagnation.sources.tf2_layout`: TF2 histograms laid out byte for byte
   like a parsed record of their tag, whose step, wall time and tensor
   bytes are read in place, without a protobuf parse;
-* :mod:`tb_stagnation.tf1_histograms`: TF1 ``HistogramProto`` values
+* :mod:`tb_stagnation.sources.tf1_histograms`: TF1 ``HistogramProto`` values
   converted a series at once from their packed fields;
 * this module: every other event parsed with the protobuf library's C
   backend, values filed by run and tag, and each series made arrays in
@@ -37,11 +37,13 @@ import numpy as np
 from google.protobuf.message import DecodeError
 from tensorboard.compat.proto import event_pb2, types_pb2
 
-from tb_stagnation import drift, exact, metadata, tf1_histograms, tf2_layout
-from tb_stagnation.tf1_histograms import histogram_from_proto
-from tb_stagnation.tfrecord import Skip, intact_records, records
+from tb_stagnation import records
+from tb_stagnation.measure import drift, exact_series
+from tb_stagnation.sources import tf1_histograms, tf2_layout
+from tb_stagnation.sources.tf1_histograms import histogram_from_proto
+from tb_stagnation.sources.tfrecord import Skip, intact_records
 
-__all__ = ["LogData", "Skip", "event_files", "histogram_from_proto", "read_logdir", "records", "tensor_values"]
+__all__ = ["LogData", "Skip", "event_files", "read_logdir", "tensor_values"]
 
 
 def read_logdir(
@@ -101,12 +103,12 @@ class LogData:
         """What the held histograms take, about."""
         return sum(_nbytes(s.values) for tags in self.histograms.values() for s in tags.values())
 
-    def exact(self) -> exact.ExactData:
+    def exact(self) -> exact_series.ExactData:
         listing = {
             run: {tag: _Listing(content) for tag, content in tags.items()}
             for run, tags in self.exact_content.items()
         }
-        return exact.collect_exact(listing, self.exact_data)
+        return exact_series.collect_exact(listing, self.exact_data)
 
 
 def event_files(logdir: str) -> dict[str, list[str]]:
@@ -220,7 +222,7 @@ class _Run:
             return 0
         tag = value.tag
         plugin = self.plugin_of.get(tag) or self._learn(tag, value)
-        if plugin == metadata.HISTOGRAMS_PLUGIN_NAME:
+        if plugin == records.HISTOGRAMS_PLUGIN_NAME:
             samples = self.tf2[tag] = self._samples(tag)
             tensor = value.tensor
             content = tensor.tensor_content
@@ -234,7 +236,7 @@ class _Run:
                 except ValueError:  # not [k, 3] or not numeric
                     return 1
             samples.append(event.step, event.wall_time, raw, self._position)
-        elif plugin == metadata.PLUGIN_NAME:
+        elif plugin == records.PLUGIN_NAME:
             try:
                 values = tensor_values(value.tensor)
             except ValueError:  # not numeric
@@ -257,7 +259,7 @@ class _Run:
             return None
         self.plugin_of[tag] = plugin
         self._named_at[tag] = self._position
-        if plugin == metadata.PLUGIN_NAME:
+        if plugin == records.PLUGIN_NAME:
             self.exact_content[tag] = value.metadata.plugin_data.content
         return plugin
 
@@ -356,7 +358,7 @@ class _Series:
 
 @dataclasses.dataclass(frozen=True)
 class _Datum:
-    """The shape of a data provider's ``TensorDatum``, for :func:`exact.collect_exact`.
+    """The shape of a data provider's ``TensorDatum``, for :func:`exact_series.collect_exact`.
 
     ``numpy`` is flat: a version-2 record's ``(2, columns)`` values, or a
     version-1 scalar as one element; ``collect_exact`` shapes it by the

@@ -35,7 +35,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from tb_stagnation.byte_windows import windows
+from tb_stagnation.sources.byte_windows import windows
 
 try:
     import google_crc32c

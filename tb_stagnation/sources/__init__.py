@@ -1,0 +1,1 @@
+"""Sources: event files and TensorBoard's data provider in, samples and exact points out; no analysis."""

@@ -1,0 +1,1 @@
+"""Verdicts: per-series figures in, statuses, a ranking and findings out, in one vocabulary."""
