@@ -56,7 +56,7 @@ def imported(run_dir: str) -> Imported:
     """The checkpoint steps already in ``run_dir`` (a damaged record costs only its points)."""
     steps: set[int] = set()
     axis = None
-    records: dict[str, int] = {}
+    written: dict[str, int] = {}
     old_steps: dict[str, set[int]] = {}  # version 1: param -> steps with an RMS point
     contents: dict[str, records.ExactContent | None] = {}  # tag -> content of its first described value
     paths = files(run_dir)
@@ -82,10 +82,10 @@ def imported(run_dir: str) -> Imported:
                 record = records.read_record(content, eventfile.tensor_values(value.tensor))
                 if record is not None:
                     steps.add(event.step)
-                    records[content.param] = max(records.get(content.param, 0), record[0] + 1)
+                    written[content.param] = max(written.get(content.param, 0), record[0] + 1)
     for param, old in old_steps.items():  # an import of version 1, perhaps continued in version 2
-        records[param] = max(records.get(param, 0), len(old))
-    return Imported(frozenset(steps), axis, tuple(paths), records)
+        written[param] = max(written.get(param, 0), len(old))
+    return Imported(frozenset(steps), axis, tuple(paths), written)
 
 
 def write(

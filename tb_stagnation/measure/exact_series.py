@@ -1,10 +1,9 @@
-"""Turn the exact-movement records a data provider returns into per-parameter series.
+"""Turn the plugin's exact-movement points, from any source, into per-parameter series.
 
-Pure functions over what ``DataProvider.list_tensors`` / ``read_tensors``
-return for ``plugin_name="stagnation"`` (version-2 records: every quantity
-of a tensor at a step in one record) and ``list_scalars`` /
-``read_scalars`` (version-1 files: one scalar tag per quantity), so the
-backend can test them without a server. Series are found by their plugin
+Pure functions over :data:`tb_stagnation.samples.ExactPoints` (version-2
+records: every quantity of a tensor at a step in one record; version-1
+files: one scalar tag per quantity), which the event-file reader and the
+data-provider reader both produce. Series are found by their plugin
 content (parsed with :func:`tb_stagnation.records.parse_plugin_metadata`),
 never by tag name; content this version cannot parse is skipped. Both
 sources of exact movement arrive here the same way: the training-time
@@ -25,11 +24,10 @@ from __future__ import annotations
 import dataclasses
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import numpy as np
 
-from tb_stagnation import records
+from tb_stagnation import records, samples
 
 # run -> source -> parameter -> series
 ExactData = dict[str, dict[str, dict[str, "ExactSeries"]]]
@@ -103,31 +101,23 @@ class ExactSeries:
         return int(bad[0]) if len(bad) else None
 
 
-def collect_exact(
-    list_result: Mapping[str, Mapping[str, Any]],
-    read_result: Mapping[str, Mapping[str, Sequence[Any]]],
-) -> ExactData:
-    """``{run: {source: {param: ExactSeries}}}`` from a listing and what was read of it.
+def collect_exact(points: samples.ExactPoints) -> ExactData:
+    """``{run: {source: {param: ExactSeries}}}`` from what a source read of the plugin's tags.
 
-    ``list_result[run][tag]`` needs ``.plugin_content``; ``read_result[run][tag]``
-    is a list of data with ``.step`` and either ``.numpy`` (a version-2
-    record, as ``read_tensors`` returns it) or ``.value`` (a version-1
-    scalar, as ``read_scalars`` returns it; a one-element ``.numpy`` is
-    taken too). Tags listed but not read (or read but not listed) are
-    ignored. If a step appears twice (a restarted run), the later datum
-    wins. One parameter's version-1 and version-2 tags (an import re-run
-    after an upgrade) are merged by step.
+    Tags whose content this version cannot parse are skipped. If a step
+    appears twice (a restarted run), the later value wins. One parameter's
+    version-1 and version-2 tags (an import re-run after an upgrade) are
+    merged by step.
     """
     # run -> source -> param -> step -> {quantity: value}; and step -> seq of version-2 records
     values: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(dict)))
     seqs: dict = defaultdict(dict)
     axes: dict[tuple[str, str, str], str] = {}
     orders: dict[tuple[str, str, str], int] = {}
-    for run, tags in list_result.items():
-        for tag, meta in tags.items():
-            content = records.parse_plugin_metadata(meta.plugin_content)
-            data = read_result.get(run, {}).get(tag)
-            if content is None or not data:
+    for run, tags in points.items():
+        for tag in tags.values():
+            content = records.parse_plugin_metadata(tag.content)
+            if content is None or not len(tag.steps):
                 continue
             key = (run, content.source, content.param)
             axes[key] = content.axis
@@ -135,14 +125,14 @@ def collect_exact(
                 orders[key] = content.index
             by_step = values[run][content.source][content.param]
             if content.version == records.VERSION_1:
-                for d in data:
-                    by_step.setdefault(int(d.step), {})[content.quantity] = _scalar(d)
+                for step, value in zip(tag.steps, tag.values):
+                    by_step.setdefault(int(step), {})[content.quantity] = float(np.reshape(value, -1)[0])
                 continue
-            for d in data:
-                record = records.read_record(content, d.numpy)
+            for step, value in zip(tag.steps, tag.values):
+                record = records.read_record(content, value)
                 if record is not None:
-                    by_step[int(d.step)] = record[1]
-                    seqs[key][int(d.step)] = record[0]
+                    by_step[int(step)] = record[1]
+                    seqs[key][int(step)] = record[0]
     return {
         run: {
             source: {
@@ -176,20 +166,14 @@ def nbytes(data: ExactData) -> int:
     )
 
 
-def _scalar(datum: Any) -> float:
-    """A version-1 datum's value: ``read_scalars`` gives ``.value``, the CLI's reader a one-element array."""
-    value = getattr(datum, "value", None)
-    return float(value) if value is not None else float(np.asarray(datum.numpy).reshape(-1)[0])
-
-
 def _series(
     by_step: Mapping[int, Mapping[str, float]], seqs: Mapping[int, int], source: str, axis: str, order: int | None
 ) -> ExactSeries:
     """Align each quantity on the steps of the records; count what was written."""
     steps = np.array(sorted(by_step), dtype=np.int64)
-    records = [by_step[int(s)] for s in steps]
+    points = [by_step[int(s)] for s in steps]
     nonfinite_at = np.array(
-        [any(not np.isfinite(r[q]) for q in _WEIGHT_QUANTITIES if q in r) for r in records], dtype=bool
+        [any(not np.isfinite(r[q]) for q in _WEIGHT_QUANTITIES if q in r) for r in points], dtype=bool
     )
     for array in (steps, nonfinite_at):
         array.setflags(write=False)
@@ -197,11 +181,11 @@ def _series(
         source=source,
         axis=axis,
         steps=steps,
-        update_ratio=_aligned(records, records.UPDATE_RATIO),
-        rms=_aligned(records, records.PARAM_RMS),
-        grad_norm=_aligned(records, records.GRAD_NORM),
-        change=_aligned(records, records.CHANGE),
-        cosine=_aligned(records, records.UPDATE_COSINE),
+        update_ratio=_aligned(points, records.UPDATE_RATIO),
+        rms=_aligned(points, records.PARAM_RMS),
+        grad_norm=_aligned(points, records.GRAD_NORM),
+        change=_aligned(points, records.CHANGE),
+        cosine=_aligned(points, records.UPDATE_COSINE),
         nonfinite_at=nonfinite_at,
         written=max(len(steps), _written(steps, seqs)),
         order=order,
@@ -226,10 +210,10 @@ def _written(steps: np.ndarray, seqs: Mapping[int, int]) -> int:
     return total + last + 1
 
 
-def _aligned(records: Sequence[Mapping[str, float]], quantity: str) -> np.ndarray:
-    """``quantity`` of each record (NaN where not measured); empty if no record has it."""
-    if any(quantity in r for r in records):
-        out = np.array([r.get(quantity, np.nan) for r in records], dtype=np.float64)
+def _aligned(points: Sequence[Mapping[str, float]], quantity: str) -> np.ndarray:
+    """``quantity`` of each point (NaN where not measured); empty if no point has it."""
+    if any(quantity in r for r in points):
+        out = np.array([r.get(quantity, np.nan) for r in points], dtype=np.float64)
     else:
         out = np.empty(0, dtype=np.float64)
     out.setflags(write=False)
