@@ -35,7 +35,7 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.integrations import TensorBoardCallback
 
 from tb_stagnation import cli, records
-from tb_stagnation.integrations import ParameterMovement
+from tb_stagnation.integrations.movement import ParameterMovement
 from tb_stagnation.integrations import lightning as lightning_integration
 from tb_stagnation.integrations import transformers as hf_integration
 from tb_stagnation.summary import TorchArrayOps

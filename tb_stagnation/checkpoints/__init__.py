@@ -6,13 +6,14 @@ exactly. The import runs one way, a module a stage:
 * :mod:`.command`: the command line, its messages and exit codes;
 * :mod:`.discover`: which checkpoints lie under a directory, their training
   step, and the run directory their movement belongs in;
-* :mod:`.formats`: one reader per checkpoint format, each handing out one
-  tensor at a time under the framework's own parameter name;
+* :mod:`.formats`: one reader per checkpoint format (a package: one module
+  per framework), each handing out one tensor at a time under the
+  framework's own parameter name;
 * :mod:`.movement`: update ratio, change and update cosine per consecutive
   pair, streamed so that memory is bounded by the largest tensors in hand;
-* :mod:`.store`: the event files the results go into (the plugin's own
-  summary metadata, as the training-time writers use), and what an earlier
-  import already wrote, so that re-running adds only new checkpoints.
+* :mod:`.imported`: the event file an import writes (the plugin's own
+  records, as the training-time writers write them), and what earlier
+  imports wrote, so that re-running adds only new checkpoints.
 
 Framework readers are imported on first use; a missing one is named with the
 extra that installs it (:class:`.formats.MissingExtra`).

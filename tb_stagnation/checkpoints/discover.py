@@ -27,9 +27,12 @@ from collections.abc import Iterable
 
 from tb_stagnation import records
 from tb_stagnation.checkpoints import formats
+from tb_stagnation.checkpoints.formats import KERAS, LIGHTNING, SAFETENSORS, TENSORFLOW, TORCH
 
-# Families: how a series was written, which decides how its steps are read.
-HF, LIGHTNING, TORCH, SAFETENSORS, TENSORFLOW, KERAS = "hf", "lightning", "torch", "safetensors", "tensorflow", "keras"
+# Families: how a series was written, which decides how its steps are read. A family is its
+# checkpoints' format (formats.FORMATS), except HF: Hugging Face's checkpoint-N folders, whose
+# model is safetensors or torch and whose step is in trainer_state.json.
+HF = "hf"
 
 # What the formats looked for are, for the message when nothing is found.
 LOOKED_FOR = (
@@ -130,9 +133,9 @@ def discover(src: str) -> list[Series]:
         for name in sorted(files):
             kind = _kind(name, files)
             if kind is not None:
-                family, fmt, path = kind
+                fmt, path = kind
                 path = os.path.join(directory, path)
-                found.setdefault((directory, family), []).append(Checkpoint(path, fmt, os.path.relpath(path, src)))
+                found.setdefault((directory, fmt), []).append(Checkpoint(path, fmt, os.path.relpath(path, src)))
     series = [Series(d, family, sorted(ckpts, key=lambda c: c.path)) for (d, family), ckpts in sorted(found.items())]
     for s in series:
         s.target, s.candidates = _run_directory(s.directory, src, event_dirs)
@@ -141,31 +144,31 @@ def discover(src: str) -> list[Series]:
 
 def _hf_checkpoint(folder: str, files: list[str], src: str) -> Checkpoint:
     """An HF ``checkpoint-N`` folder: safetensors (one file or shards) before the older .bin."""
-    fmt = formats.TORCH if not any(f.endswith(".safetensors") or f.endswith(".index.json") for f in files) else formats.SAFETENSORS
+    fmt = TORCH if not any(f.endswith(".safetensors") or f.endswith(".index.json") for f in files) else SAFETENSORS
     path = folder
-    if fmt == formats.TORCH:
+    if fmt == TORCH:
         path = os.path.join(folder, "pytorch_model.bin")
     elif "model.safetensors.index.json" not in files and "model.safetensors" not in files:
         path = os.path.join(folder, "adapter_model.safetensors")
     return Checkpoint(path, fmt, os.path.relpath(folder, src))
 
 
-def _kind(name: str, files: Iterable[str]) -> tuple[str, str, str] | None:
-    """(family, format, path relative to its directory) of a file that is a checkpoint."""
+def _kind(name: str, files: Iterable[str]) -> tuple[str, str] | None:
+    """(format, path relative to its directory) of a file that is a checkpoint; the format is its family."""
     if _NOT_MODEL.search(name):
         return None
     if name.endswith(".ckpt"):
-        return LIGHTNING, formats.LIGHTNING, name
+        return LIGHTNING, name
     if name.endswith((".pt", ".pth")) or (name.startswith("pytorch_model") and name.endswith(".bin")):
-        return TORCH, formats.TORCH, name
+        return TORCH, name
     if name.endswith(".safetensors"):
-        return SAFETENSORS, formats.SAFETENSORS, name
+        return SAFETENSORS, name
     if name.endswith((".weights.h5", ".keras")):
-        return KERAS, formats.KERAS, name
+        return KERAS, name
     if name.endswith(".index"):
         prefix = name.removesuffix(".index")
         if any(f.startswith(prefix + ".data-") for f in files):
-            return TENSORFLOW, formats.TENSORFLOW, prefix
+            return TENSORFLOW, prefix
     return None
 
 
@@ -250,7 +253,7 @@ def _step(family: str, checkpoint: Checkpoint, reader: formats.CheckpointReader)
     """A checkpoint's step and what it counts, from what its format records (AXIS_SOURCES)."""
     name = checkpoint.name
     if family == HF:
-        folder = os.path.dirname(checkpoint.path) if checkpoint.format == formats.TORCH or not os.path.isdir(checkpoint.path) else checkpoint.path
+        folder = os.path.dirname(checkpoint.path) if checkpoint.format == TORCH or not os.path.isdir(checkpoint.path) else checkpoint.path
         return _trainer_state_step(folder), records.STEP
     if family == KERAS:
         number = _NUMBER.search(name)

@@ -20,7 +20,7 @@ except ImportError as error:  # pragma: no cover - depends on the environment
         "tb_stagnation.integrations.lightning needs PyTorch Lightning: pip install 'tb-stagnation[lightning]'"
     ) from error
 
-from tb_stagnation.integrations import ParameterMovement
+from tb_stagnation.integrations.movement import ParameterMovement
 
 __all__ = ["UpdateRatioCallback"]
 

@@ -27,7 +27,7 @@ except ImportError as error:  # pragma: no cover - depends on the environment
         "tb_stagnation.integrations.transformers needs transformers: pip install 'tb-stagnation[transformers]'"
     ) from error
 
-from tb_stagnation.integrations import ParameterMovement
+from tb_stagnation.integrations.movement import ParameterMovement
 
 __all__ = ["UpdateRatioCallback"]
 
