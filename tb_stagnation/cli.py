@@ -3,10 +3,9 @@
 ``tb-stagnation checkpoints SRC`` imports exact movement from saved
 checkpoints first (:mod:`tb_stagnation.checkpoints.command`).
 
-Reads every sample (no reservoir sampling) with the direct event-file
-reader, whose parity with TensorBoard's data provider (what the plugin
-reads through) is tested on every writer's log. What it could not read is
-listed on stderr; it fails only when nothing was readable.
+A thin face on :func:`tb_stagnation.analyse` (every sample, no reservoir)
+and :mod:`tb_stagnation.wire` (the JSON and the columns). What could not be
+read is listed on stderr; it fails only when nothing was readable.
 ``--fail-on-stagnant`` turns it into a CI gate.
 
 The text output is for a person at a terminal: parameter rows only, as the
@@ -20,30 +19,19 @@ from __future__ import annotations
 
 import argparse
 import csv
-import dataclasses
 import json
-import math
 import os
 import shutil
 import sys
 import textwrap
 from collections.abc import Sequence
 
-from tb_stagnation import tagfilter
+from tb_stagnation import api, tagfilter, wire
 from tb_stagnation.checkpoints import command
 from tb_stagnation.verdict import findings, naming, ranking, vocabulary
 
 PROG = "tb-stagnation"
-FIELDS = (
-    "run", "tag", "layer", "role", "status", "score", "net", "samples", "first_step",
-    "last_step", "source", "axis", "histogram_score", "exact_score", "floor", "threshold",
-)
 EXIT_STUCK, EXIT_USAGE = 1, 2
-# Histograms the CLI holds before summarising the runs read so far and dropping them:
-# memory follows the largest run (and the file being read), not the log directory.
-HELD_HISTOGRAM_BYTES = 64 << 20
-# TensorBoard's name for a run whose event files sit at the top of the log directory.
-ROOT_RUN = "."
 # Line width when stdout is not a terminal (a pipe, a file) and COLUMNS is unset.
 PIPED_WIDTH = 100
 # The narrowest the tag and run columns get when a table row is fitted to the terminal.
@@ -73,7 +61,7 @@ def _parser() -> argparse.ArgumentParser:
         "--run",
         action="append",
         help=f"only this run (repeatable); a log directory that is itself a run is named by the "
-        f"directory's name, or {ROOT_RUN!r} as TensorBoard names it",
+        f"directory's name, or {api.ROOT_RUN!r} as TensorBoard names it",
     )
     roles = p.add_mutually_exclusive_group()
     roles.add_argument(
@@ -112,76 +100,6 @@ def _usage(*parsers: argparse.ArgumentParser) -> str:
     return ("\n" + " " * len(prefix)).join(lines)
 
 
-def load(logdir: str, ratio: float) -> tuple[ranking.Ranking, list[str]]:
-    """Rank every sample in ``logdir``; also return what was skipped, one line each.
-
-    Local directories are read by :mod:`tb_stagnation.sources.eventfile` (every
-    sample, fast, every skipped part reported). Other paths (``gs://``,
-    ``s3://``, ...) go through :func:`load_through_tensorboard`. Runs are
-    named as TensorBoard names them (:func:`name_root_run` renames ``.``).
-    """
-    if "://" in logdir:
-        return load_through_tensorboard(logdir, ratio), []
-    from tb_stagnation.sources import eventfile
-
-    data = eventfile.read_logdir(
-        logdir, progress=_progress if sys.stderr.isatty() else None, summarise_past=HELD_HISTOGRAM_BYTES
-    )
-    skipped = [f"skipped {skip}" for skip in data.skipped]
-    return ranking.rank(data.summaries(), data.exact(), ratio), skipped
-
-
-def load_through_tensorboard(logdir: str, ratio: float) -> ranking.Ranking:
-    """Rank every sample through TensorBoard's own loader, file-system layer and data provider.
-
-    What the plugin reads through, told to keep every sample; it reports
-    damage only in TensorBoard's own log.
-    """
-    # Imported here: TensorBoard's loader takes a while to import.
-    from tensorboard import context
-    from tensorboard.backend.event_processing import data_provider as mdp
-    from tensorboard.backend.event_processing import plugin_event_accumulator as acc
-    from tensorboard.backend.event_processing import plugin_event_multiplexer as mux
-
-    from tb_stagnation import engine
-
-    multiplexer = mux.EventMultiplexer(size_guidance=acc.STORE_EVERYTHING_SIZE_GUIDANCE)
-    multiplexer.AddRunsFromDirectory(logdir)
-    multiplexer.Reload()
-    reader = engine.Reader(mdp.MultiplexerDataProvider(multiplexer, logdir), downsample=10**9)
-    ctx = context.RequestContext()
-    return reader.rank(ctx, "", reader.histogram_tags(ctx, ""), reader.exact_tags(ctx, ""), ratio)
-
-
-def root_run_name(logdir: str, runs: Sequence[str]) -> str:
-    """What the CLI calls the run at the top of ``logdir``: the directory's own name.
-
-    TensorBoard calls it ``.`` (its runs are paths relative to the log
-    directory), which says nothing once printed; the directory's name is
-    what the user typed. ``.`` stays where that name is taken by a run below
-    it (``exp/exp``) or there is none (``/``).
-    """
-    name = os.path.basename(logdir.rstrip("/\\")) if "://" in logdir else os.path.basename(os.path.abspath(logdir))
-    return name if name and name not in runs else ROOT_RUN
-
-
-def name_root_run(result: ranking.Ranking, name: str) -> ranking.Ranking:
-    """``result`` with its run ``.`` called ``name`` in rows, layers, thresholds and evidence (so in findings too)."""
-    if name == ROOT_RUN or ROOT_RUN not in result.thresholds:
-        return result
-
-    def run(old: str) -> str:
-        return name if old == ROOT_RUN else old
-
-    return dataclasses.replace(
-        result,
-        rows=[dataclasses.replace(r, run=run(r.run)) for r in result.rows],
-        layers=[dataclasses.replace(layer, run=run(layer.run)) for layer in result.layers],
-        thresholds={run(k): v for k, v in result.thresholds.items()},
-        exact={(run(k), tag): v for (k, tag), v in result.exact.items()},
-    )
-
-
 def _progress(done: int, total: int) -> None:
     """One self-overwriting line on a terminal while files are read."""
     end = "\n" if done == total else ""
@@ -189,11 +107,11 @@ def _progress(done: int, total: int) -> None:
 
 
 def _cell(value) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    """A table cell: three significant digits, ``-`` where nothing was measured."""
+    value = wire.number(value)
+    if value is None:
         return "-"
-    if isinstance(value, float):
-        return f"{value:.3g}"
-    return str(value)
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
 def _shorten(text: str, width: int) -> str:
@@ -204,7 +122,8 @@ def _shorten(text: str, width: int) -> str:
     return text[:head] + "…" + text[len(text) - (width - 1 - head):]
 
 
-_RUN, _TAG = 5, 6  # the run and tag columns, the ones shortened to fit
+# The run and tag columns (after "#"), the ones shortened to fit.
+_RUN, _TAG = 1 + wire.TABLE_FIELDS.index("run"), 1 + wire.TABLE_FIELDS.index("tag")
 
 
 def _table(rows: Sequence[ranking.Row], width: int | None) -> tuple[str, bool]:
@@ -212,11 +131,8 @@ def _table(rows: Sequence[ranking.Row], width: int | None) -> tuple[str, bool]:
 
     Also returns whether a name was shortened.
     """
-    header = ("#", "status", "score/step", "net", "source", "run", "tag", "role")
-    body = [
-        (str(i + 1), r.status, _cell(r.score), _cell(r.net), r.source, r.run, r.tag, r.role)
-        for i, r in enumerate(rows)
-    ]
+    header = ("#", *(wire.TABLE_HEADINGS.get(f, f) for f in wire.TABLE_FIELDS))
+    body = [(str(i + 1), *(_cell(getattr(r, f)) for f in wire.TABLE_FIELDS)) for i, r in enumerate(rows)]
     widths = [max(len(line[c]) for line in [header, *body]) for c in range(len(header))]
     full = list(widths)
     if width is not None:
@@ -257,7 +173,9 @@ def _hidden_note(hidden: Sequence[ranking.Row]) -> str:
     return f"{counted} {rows} not shown (the table shows parameters): {flags} or --all-roles shows them"
 
 
-def _text(result: ranking.Ranking, rows: Sequence[ranking.Row], runs: Sequence[str], parameters_only: bool) -> str:
+def _text(
+    found: Sequence[findings.Finding], rows: Sequence[ranking.Row], runs: Sequence[str], parameters_only: bool
+) -> str:
     """Findings by run, the table (of parameter rows only if ``parameters_only``), and notes on what it left out."""
     # COLUMNS if set, else the terminal's width, else (piped) a fixed width for the prose;
     # the table's names are shortened on a terminal only: in a pipe they are grepped.
@@ -269,7 +187,7 @@ def _text(result: ranking.Ranking, rows: Sequence[ranking.Row], runs: Sequence[s
         notes.append(_hidden_note([r for r in rows if r.role not in naming.PARAMETER_ROLES]))
     if shortened:
         notes.append(f"names shortened in the middle (…) to fit {width} columns; --csv prints them whole")
-    parts = [_findings_text(findings.find(result), runs, width), table]
+    parts = [_findings_text(found, runs, width), table]
     if notes:
         parts.append("\n".join(textwrap.fill(note, width) for note in notes))
     return "\n\n".join(parts)
@@ -305,17 +223,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(f"--tag: {e.reason}")
     if "://" not in args.logdir and not os.path.isdir(args.logdir):
         return _fail(_not_a_directory(args.logdir))
-    result, skipped = load(args.logdir, args.ratio)
-    root = root_run_name(args.logdir, sorted(result.thresholds))
-    aliases = {ROOT_RUN: root} if ROOT_RUN in result.thresholds else {}
-    result = name_root_run(result, root)
+    analysis = api.analyse(args.logdir, args.ratio, progress=_progress if sys.stderr.isatty() else None)
+    skipped = list(analysis.skipped)
     if "://" not in args.logdir:
         skipped += command.pending(args.logdir)
     for message in skipped:
         _say(message)
-    if not result.rows:
+    if not analysis.rows:
         return _fail(f"{args.logdir}: no histograms or exact movement found")
-    all_runs = sorted(result.thresholds)
+    result, all_runs = analysis.ranking, analysis.runs
+    aliases = {api.ROOT_RUN: analysis.root_run} if analysis.root_run else {}
     wanted = [aliases.get(run, run) for run in args.run or []]
     unknown = [run for run, name in zip(args.run or [], wanted) if name not in all_runs]
     if unknown:
@@ -323,17 +240,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = ranking.select(result.rows, runs=wanted, roles=args.role, tag_filter=tag_filter)
     try:
         if args.json:
-            body = findings.ranking_json(result, rows, all_runs, only_runs=wanted)
+            body = wire.ranking_json(result, analysis.findings, rows, all_runs, only_runs=wanted)
             compact = (",", ":") if args.indent is None else None
             sys.stdout.write(json.dumps(body, indent=args.indent, separators=compact, allow_nan=False))
             print()
         elif args.csv:
             writer = csv.writer(sys.stdout)
-            writer.writerow(FIELDS)
-            writer.writerows([[findings.json_number(getattr(r, f)) for f in FIELDS] for r in rows])
+            writer.writerow(wire.CSV_FIELDS)
+            writer.writerows(wire.csv_row(r) for r in rows)
         else:
             shown_runs = [run for run in all_runs if not wanted or run in wanted]
-            print(_text(result, rows, shown_runs, parameters_only=not (args.role or args.all_roles)))
+            print(_text(analysis.findings, rows, shown_runs, parameters_only=not (args.role or args.all_roles)))
         sys.stdout.flush()
     except BrokenPipeError:  # `tb-stagnation LOGDIR | head`: the reader has what it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit

@@ -1,36 +1,48 @@
-"""Histogram and exact-movement data from a TensorBoard data provider, with caching.
+"""The one pipeline: samples and exact points from any source, to a ranking with its findings.
 
-Everything goes through ``context.data_provider`` so the plugin works the
-same on the Python loader and on the Rust data server. Drift summaries are
-cached per (experiment, run, tag) under the tag's newest step and wall time,
-which ``list_tensors`` reports without reading any data: a reload that adds
-steps to one tag re-reads exactly that tag. Its re-read returns the whole
-kept series (the data provider has no "since" query), so the saving is in
-the drift work: each (run, tag) keeps its analysed pairs (``drift.Kept``)
-and only pairs involving new samples, or closing a gap a dropped sample
-left, are measured again (``drift.update_all``). Changed tags are read a
-run and ``READ_CHUNK_TAGS`` at a time, so a ranking holds one chunk's
-histograms beyond its caches (:mod:`tb_stagnation.caches`), whose budgets
-are stated below.
+Every face calls it: the plugin's routes (through :class:`Engine`, over
+TensorBoard's data provider), the CLI and :func:`tb_stagnation.analyse` on a
+local log directory (:func:`analyse_logdir`, over the event files) or a
+remote one (:func:`analyse_through_tensorboard`). Sources only read
+(:mod:`tb_stagnation.sources`); this module decides what to read when, what
+to keep, and hands the figures to the measures and the verdict:
+
+    sources -> samples, exact points -> drift summaries, exact series
+            -> ranking -> findings
+
+What it owns:
+
+- **the incremental summary cache**: each (experiment, run, tag)'s analysed
+  pairs (``incremental.Kept``) under the tag's newest step and wall time, which a
+  listing reports without reading data. A reload that adds steps to a tag
+  re-reads that tag (the data provider has no "since" query) and measures
+  only pairs involving new samples, or closing a gap a dropped sample left;
+- **the reading policy**: changed tags are read a run and
+  :data:`READ_CHUNK_TAGS` at a time, so a ranking holds one chunk's
+  histograms beyond its caches; event files are read a run at a time and
+  summarised past :data:`HELD_HISTOGRAM_BYTES`, so memory follows the largest
+  run, not the log.
+
+Cache budgets (:mod:`tb_stagnation.caches`, least recently used evicted past
+them) are stated below.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Mapping
 
 from tensorboard.data import provider
 
-from tb_stagnation import caches, records
-from tb_stagnation.measure import drift, exact_series
-from tb_stagnation.verdict import ranking
+from tb_stagnation import caches, samples
+from tb_stagnation.measure import drift, exact_series, incremental, summaries
+from tb_stagnation.sources import eventfile
+from tb_stagnation.sources.provider import ExactMeta, ProviderSource, snapshot, version
+from tb_stagnation.verdict import findings, ranking
 
-# Histograms read per time series when TensorBoard gives no sampling hint;
-# above both loaders' default reservoir sizes, so every kept sample is read.
-DEFAULT_DOWNSAMPLE = 10_000
-# Cache budgets (caches.LRU, least recently used evicted past them):
 # - each (run, tag)'s analysed pairs and summary, ~20 KB at the Python
-#   loader's 500 samples a tag (drift.Kept.nbytes): 256 MiB holds a
+#   loader's 500 samples a tag (incremental.Kept.nbytes): 256 MiB holds a
 #   10,000-tag log directory, so a ranking of it stays incremental;
 SUMMARY_CACHE_BYTES = 256 << 20
 # - whole drift series with their histograms for the detail view, ~1 MB each at 500 samples;
@@ -40,38 +52,91 @@ EXACT_CACHE_BYTES = 64 << 20
 # Tags of a run read and analysed at once: what a ranking holds beyond its caches is
 # their histograms (~40 MB at 500 samples of 30 buckets, ~10x for TF1's ~400), not the log's.
 READ_CHUNK_TAGS = 100
-
-# What lists an exact-movement time series: a tensor (records), or a scalar (version-1 files).
-ExactMeta = provider.TensorTimeSeries | provider.ScalarTimeSeries
-
-
-def downsample_from_hints(hints: Mapping[str, int] | None, plugin: str = records.HISTOGRAMS_PLUGIN_NAME) -> int:
-    """How many samples of ``plugin`` to request: its ``--samples_per_plugin`` hint, 0 meaning all."""
-    hint = (hints or {}).get(plugin)
-    return DEFAULT_DOWNSAMPLE if hint is None else (hint or 10**9)
+# Histograms held while reading event files before the runs read so far are summarised
+# and dropped: memory follows the largest run (and the file being read), not the log.
+HELD_HISTOGRAM_BYTES = 64 << 20
 
 
-def samples_of(data: Iterable[provider.TensorDatum]) -> drift.Sample:
-    """One time series as the data provider returns it, as the drift engine takes it."""
-    data = list(data)
-    return [d.step for d in data], [d.wall_time for d in data], [d.numpy for d in data]
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """What the pipeline answers: the ranking and the findings it supports."""
+
+    ranking: ranking.Ranking
+    findings: list[findings.Finding]
+    skipped: list[eventfile.Skip] = dataclasses.field(default_factory=list)  # what could not be read
 
 
-class Reader:
-    """Reads and caches what the routes need from one data provider."""
+def assess(
+    summarised: Mapping[str, Mapping[str, Summary]], exact: exact_series.ExactData, ratio: float
+) -> Outcome:
+    """The verdict over measured figures: ranked, then found. The last step of every path."""
+    result = ranking.rank(summarised, exact, ratio)
+    return Outcome(result, findings.find(result))
 
-    def __init__(
-        self,
-        data_provider: provider.DataProvider,
-        downsample: int,
-        summary_cache_bytes: int | None = None,
-        exact_downsample: int | None = None,
-    ) -> None:
-        self._provider = data_provider
-        self._downsample = downsample  # histograms
-        self._exact_downsample = downsample if exact_downsample is None else exact_downsample  # our records
+
+def analyse_logdir(
+    logdir: str,
+    ratio: float = ranking.DEFAULT_RATIO,
+    progress: Callable[[int, int], None] | None = None,
+    held_bytes: int = HELD_HISTOGRAM_BYTES,
+) -> Outcome:
+    """Every sample of a local log directory, read by the event-file reader (no reservoir).
+
+    Runs' histograms are summarised and dropped whenever more than
+    ``held_bytes`` are held (a batch of runs analyses faster than one at a
+    time); what could not be read is in :attr:`Outcome.skipped`.
+    """
+    summarised: dict[str, dict[str, Summary]] = {}
+    held: dict[tuple[str, str], samples.Sample] = {}
+    points: samples.ExactPoints = {}
+    skipped: list[eventfile.Skip] = []
+
+    def summarise_held() -> None:
+        keys = list(held)
+        for (run, tag), summary in zip(keys, incremental.summarise_all([held[k] for k in keys])):
+            summarised.setdefault(run, {})[tag] = summary
+        held.clear()
+
+    for run in eventfile.read_runs(logdir, progress):
+        held.update(((run.run, tag), sample) for tag, sample in run.histograms.items())
+        if run.exact:
+            points[run.run] = run.exact
+        skipped += run.skipped
+        if sum(_nbytes(s.values) for s in held.values()) > held_bytes:
+            summarise_held()
+    summarise_held()
+    outcome = assess(summarised, exact_series.collect_exact(points), ratio)
+    return dataclasses.replace(outcome, skipped=skipped)
+
+
+def analyse_through_tensorboard(logdir: str, ratio: float = ranking.DEFAULT_RATIO) -> Outcome:
+    """Every sample through TensorBoard's own loader, file-system layer and data provider.
+
+    For what the event-file reader cannot open (``gs://``, ``s3://``, ...):
+    what the plugin reads through, told to keep every sample. Damage is
+    reported only in TensorBoard's own log.
+    """
+    # Imported here: TensorBoard's loader takes a while to import.
+    from tensorboard import context
+    from tensorboard.backend.event_processing import data_provider as mdp
+    from tensorboard.backend.event_processing import plugin_event_accumulator as acc
+    from tensorboard.backend.event_processing import plugin_event_multiplexer as mux
+
+    multiplexer = mux.EventMultiplexer(size_guidance=acc.STORE_EVERYTHING_SIZE_GUIDANCE)
+    multiplexer.AddRunsFromDirectory(logdir)
+    multiplexer.Reload()
+    engine = Engine(ProviderSource(mdp.MultiplexerDataProvider(multiplexer, logdir), downsample=10**9))
+    ctx = context.RequestContext()
+    return engine.rank(ctx, "", engine.source.histogram_tags(ctx, ""), engine.source.exact_tags(ctx, ""), ratio)
+
+
+class Engine:
+    """The pipeline over one data provider, incremental across reloads (the plugin's)."""
+
+    def __init__(self, source: ProviderSource, summary_cache_bytes: int | None = None) -> None:
+        self.source = source
         # (experiment, run, tag) -> (version, analysed pairs, summary)
-        self.summary_cache: caches.LRU[tuple[tuple, drift.Kept, drift.Summary]] = caches.LRU(
+        self.summary_cache: caches.LRU[tuple[tuple, incremental.Kept, Summary]] = caches.LRU(
             SUMMARY_CACHE_BYTES if summary_cache_bytes is None else summary_cache_bytes, lambda entry: entry[1].nbytes
         )
         self._series: caches.LRU[tuple[tuple, drift.Series]] = caches.LRU(
@@ -83,32 +148,20 @@ class Reader:
         # Consecutive pairs measured (W1 computed) by ``summaries`` since creation, for tests and benches.
         self.pairs_analysed = 0
 
-    def histogram_tags(self, ctx, experiment: str) -> dict[str, dict[str, provider.TensorTimeSeries]]:
-        """run -> tag -> metadata of every histogram time series."""
-        return self._provider.list_tensors(
-            ctx, experiment_id=experiment, plugin_name=records.HISTOGRAMS_PLUGIN_NAME
-        )
-
     def rank(
         self,
         ctx,
         experiment: str,
         histograms: Mapping[str, Mapping[str, provider.TensorTimeSeries]],
-        exact_listing: Mapping[str, Mapping[str, provider.ScalarTimeSeries]],
+        exact_listing: Mapping[str, Mapping[str, ExactMeta]],
         ratio: float,
-    ) -> ranking.Ranking:
-        """The pipeline over a data provider: the listed tags' drift summaries, their exact series, ranked.
-
-        What the plugin's routes and the CLI's TensorBoard path both call;
-        the CLI's own event-file reader feeds the same ``ranking.rank``.
-        """
-        return ranking.rank(
-            self.summaries(ctx, experiment, histograms), self.exact(ctx, experiment, exact_listing), ratio
-        )
+    ) -> Outcome:
+        """The listed tags' drift summaries and exact series, ranked and found."""
+        return assess(self.summaries(ctx, experiment, histograms), self.exact(ctx, experiment, exact_listing), ratio)
 
     def summaries(
         self, ctx, experiment: str, listing: Mapping[str, Mapping[str, provider.TensorTimeSeries]]
-    ) -> dict[str, dict[str, drift.Summary]]:
+    ) -> dict[str, dict[str, Summary]]:
         """Drift summaries of every listed (run, tag), reading only what changed.
 
         Requests that arrive together after a reload (several clients, a
@@ -129,16 +182,16 @@ class Reader:
 
     def _cached(self, experiment: str, listing: Mapping[str, Mapping[str, provider.TensorTimeSeries]]):
         """What the cache answers of a listing: summaries, the stale (run, tag)s' versions, their kept pairs."""
-        result: dict[str, dict[str, drift.Summary]] = {run: {} for run in listing}
+        result: dict[str, dict[str, Summary]] = {run: {} for run in listing}
         stale: dict[str, dict[str, tuple]] = {}
-        previous: dict[tuple[str, str], drift.Kept] = {}
+        previous: dict[tuple[str, str], incremental.Kept] = {}
         for run, tags in listing.items():
             for tag, meta in tags.items():
-                version, cached = _version(meta), self.summary_cache.get((experiment, run, tag))
-                if cached is not None and cached[0] == version:
+                current, cached = version(meta), self.summary_cache.get((experiment, run, tag))
+                if cached is not None and cached[0] == current:
                     result[run][tag] = cached[2]
                     continue
-                stale.setdefault(run, {})[tag] = version
+                stale.setdefault(run, {})[tag] = current
                 if cached is not None:
                     previous[(run, tag)] = cached[1]
         return result, stale, previous
@@ -149,21 +202,14 @@ class Reader:
             return self._read_locks.setdefault(experiment, threading.Lock())
 
     def _summarise(
-        self, ctx, experiment: str, run: str, tags: Mapping[str, tuple], previous: Mapping[tuple[str, str], drift.Kept]
-    ) -> dict[str, drift.Summary]:
+        self, ctx, experiment: str, run: str, tags: Mapping[str, tuple], previous: Mapping[tuple[str, str], incremental.Kept]
+    ) -> dict[str, Summary]:
         """Read some tags of a run, bring their kept pairs up to date and cache them; their summaries."""
-        data = self._provider.read_tensors(
-            ctx,
-            experiment_id=experiment,
-            plugin_name=records.HISTOGRAMS_PLUGIN_NAME,
-            downsample=self._downsample,
-            run_tag_filter=provider.RunTagFilter(runs=[run], tags=list(tags)),
-        ).get(run, {})
+        data = self.source.histograms(ctx, experiment, run, tags)
         read = [tag for tag in tags if tag in data]  # else deleted between listing and reading
-        samples = [samples_of(data[tag]) for tag in read]
-        del data
+        read_samples = [data.pop(tag) for tag in read]
         out = {}
-        for tag, kept in zip(read, drift.update_all([previous.get((run, tag)) for tag in read], samples)):
+        for tag, kept in zip(read, incremental.update_all([previous.get((run, tag)) for tag in read], read_samples)):
             out[tag] = summary = kept.summary()
             self.summary_cache.put((experiment, run, tag), (tags[tag], kept, summary))
             self.pairs_analysed += kept.pairs_analysed
@@ -171,35 +217,16 @@ class Reader:
 
     def series(self, ctx, experiment: str, run: str, tag: str, meta) -> drift.Series:
         """Full drift series of one (run, tag), for the detail view; the newest few are cached."""
-        key, version = (experiment, run, tag), _version(meta)
+        key, current = (experiment, run, tag), version(meta)
         cached = self._series.get(key)
-        if cached is not None and cached[0] == version:
+        if cached is not None and cached[0] == current:
             return cached[1]
-        data = self._provider.read_tensors(
-            ctx,
-            experiment_id=experiment,
-            plugin_name=records.HISTOGRAMS_PLUGIN_NAME,
-            downsample=self._downsample,
-            run_tag_filter=provider.RunTagFilter(runs=[run], tags=[tag]),
-        )
-        series = drift.analyse(*samples_of(data.get(run, {}).get(tag, [])))
-        self._series.put(key, (version, series))
+        sample = self.source.histograms(ctx, experiment, run, [tag]).get(tag)
+        series = drift.analyse(*(sample or ([], [], [])))
+        self._series.put(key, (current, series))
         return series
 
-    def exact_tags(self, ctx, experiment: str) -> dict[str, dict[str, ExactMeta]]:
-        """run -> tag -> metadata of every exact-movement time series.
-
-        Records (content version 2) are tensors; version-1 files hold
-        scalars, listed too so that they still read. A tag is one time
-        series of a run whichever it is.
-        """
-        found = self._provider.list_tensors(ctx, experiment_id=experiment, plugin_name=records.PLUGIN_NAME)
-        old = self._provider.list_scalars(ctx, experiment_id=experiment, plugin_name=records.PLUGIN_NAME)
-        return {run: {**old.get(run, {}), **found.get(run, {})} for run in sorted(set(found) | set(old))}
-
-    def exact(
-        self, ctx, experiment: str, listing: Mapping[str, Mapping[str, ExactMeta]]
-    ) -> exact_series.ExactData:
+    def exact(self, ctx, experiment: str, listing: Mapping[str, Mapping[str, ExactMeta]]) -> exact_series.ExactData:
         """run -> source -> parameter -> exact-movement series, re-read only when the listing changed."""
         if not any(listing.values()):
             return {}
@@ -207,43 +234,11 @@ class Reader:
         cached = self._exact.get(key)
         if cached is not None:
             return cached
-        data: dict[str, dict[str, list]] = {}
-        for kind, read in (
-            (provider.TensorTimeSeries, self._provider.read_tensors),
-            (provider.ScalarTimeSeries, self._provider.read_scalars),
-        ):
-            wanted = {run: {t: m for t, m in tags.items() if isinstance(m, kind)} for run, tags in listing.items()}
-            wanted = {run: tags for run, tags in wanted.items() if tags}
-            if not wanted:
-                continue
-            got = read(
-                ctx,
-                experiment_id=experiment,
-                plugin_name=records.PLUGIN_NAME,
-                downsample=self._exact_downsample,
-                run_tag_filter=_covering(wanted),
-            )
-            for run, tags in got.items():
-                data.setdefault(run, {}).update({t: d for t, d in tags.items() if t in wanted.get(run, {})})
-        result = exact_series.collect_exact(listing, data)
+        result = exact_series.collect_exact(self.source.exact_points(ctx, experiment, listing))
         self._exact.put(key, result)
         return result
 
 
-def snapshot(listing: Mapping[str, Mapping[str, object]]) -> tuple:
-    """A hashable identity of a listing's data: every (run, tag) with its newest step and write."""
-    return tuple(
-        (run, tag, *_version(meta)) for run in sorted(listing) for tag, meta in sorted(listing[run].items())
-    )
-
-
-def _covering(wanted: Mapping[str, Mapping[str, object]]) -> provider.RunTagFilter:
-    """A filter reading every wanted (run, tag); it may cover more, which callers ignore."""
-    return provider.RunTagFilter(
-        runs=list(wanted), tags=sorted({t for tags in wanted.values() for t in tags})
-    )
-
-
-def _version(meta) -> tuple:
-    """What identifies the data of a time series: its newest step and write."""
-    return (meta.max_step, meta.max_wall_time)
+def _nbytes(values) -> int:
+    """What a sample's histograms take, about."""
+    return values.nbytes if hasattr(values, "nbytes") else sum(v.nbytes for v in values)

@@ -1,9 +1,9 @@
 """The Stagnation plugin: TensorBoard routes over the ranking pipeline.
 
 Shaped like TensorBoard's own plugins (its histograms plugin): each route
-only reads its query and hands it to a ``*_impl`` method, which reads
-through :mod:`tb_stagnation.engine` (the data provider, cached), ranks with
-:mod:`tb_stagnation.verdict.ranking` and shapes JSON with :mod:`tb_stagnation.verdict.findings`.
+only reads its query and hands it to a ``*_impl`` method, which asks
+:mod:`tb_stagnation.engine` (the pipeline over the data provider, cached)
+and answers with what :mod:`tb_stagnation.wire` builds.
 Refusals are raised as TensorBoard's own ``errors`` types, whose HTTP codes
 the routes answer with a JSON error; nothing from a request is ever used as
 a path, and anything else is a logged 500 with no stack trace in the body.
@@ -20,16 +20,16 @@ import time
 from collections.abc import Callable
 from typing import NamedTuple
 
-import numpy as np
 from tensorboard import errors, plugin_util
 from tensorboard.backend import http_util
 from tensorboard.plugins import base_plugin
 from werkzeug import wrappers
 from werkzeug.datastructures import Headers
 
-from tb_stagnation import caches, engine, records, tagfilter
-from tb_stagnation.measure import drift, exact_series, histogram
-from tb_stagnation.verdict import findings, naming, ranking
+from tb_stagnation import caches, engine, records, tagfilter, wire
+from tb_stagnation.measure import drift
+from tb_stagnation.sources import provider
+from tb_stagnation.verdict import naming, ranking
 
 logger = logging.getLogger(__name__)
 # Encoded ranking answers kept, by bytes (body plus gzip): ~2 MB at 1,000 tags,
@@ -166,7 +166,7 @@ def _ratio(request: wrappers.Request) -> float:
 
 
 def _dumps(body: dict) -> str:
-    """JSON text; every number is finite or null by construction (see findings.json_number, _list)."""
+    """JSON text; every number is finite or null by construction (:mod:`tb_stagnation.wire`)."""
     return json.dumps(body, allow_nan=False)
 
 
@@ -175,11 +175,7 @@ class _Listings(NamedTuple):
 
     histograms: dict
     exact: dict
-    version: tuple  # both listings' engine.snapshot: identifies the data they list
-
-
-def _list(values: np.ndarray) -> list:
-    return [None if not np.isfinite(v) else float(v) for v in values]
+    version: tuple  # both listings' provider.snapshot: identifies the data they list
 
 
 class StagnationPlugin(base_plugin.TBPlugin):
@@ -189,10 +185,12 @@ class StagnationPlugin(base_plugin.TBPlugin):
 
     def __init__(self, context: base_plugin.TBContext) -> None:
         hints = context.sampling_hints
-        self._reader = engine.Reader(
-            context.data_provider,
-            engine.downsample_from_hints(hints),
-            exact_downsample=engine.downsample_from_hints(hints, records.PLUGIN_NAME),
+        self._engine = engine.Engine(
+            provider.ProviderSource(
+                context.data_provider,
+                provider.downsample_from_hints(hints),
+                exact_downsample=provider.downsample_from_hints(hints, records.PLUGIN_NAME),
+            )
         )
         self._listed: caches.Recent[_Listings] = caches.Recent(LISTING_TTL)  # experiment -> listings
         self._answers: caches.LRU[Answer] = caches.LRU(ANSWER_CACHE_BYTES, lambda a: a.nbytes)
@@ -238,42 +236,37 @@ class StagnationPlugin(base_plugin.TBPlugin):
         )
 
     def ranking_impl(self, ctx, experiment: str, query: Query) -> Answer:
-        """The ranking JSON (:func:`findings.ranking_json`), encoded once per query and data version."""
+        """The ranking answer (:func:`wire.ranking_json`), encoded once per query and data version."""
         tag_filter = tagfilter.compile_tag_filter(query.tag)
         listings = self._listings(ctx, experiment)
         key = (experiment, query, listings.version)
         answer = self._answers.get(key)
         if answer is None:
-            result, all_runs = self._rank(ctx, experiment, listings, query.runs, query.ratio)
+            outcome, all_runs = self._rank(ctx, experiment, listings, query.runs, query.ratio)
             rows = ranking.select(
-                result.rows, roles=query.roles or None, statuses=query.statuses or None, tag_filter=tag_filter
+                outcome.ranking.rows,
+                roles=query.roles or None,
+                statuses=query.statuses or None,
+                tag_filter=tag_filter,
             )
-            answer = Answer(_dumps(findings.ranking_json(result, rows, all_runs)))
+            answer = Answer(_dumps(wire.ranking_json(outcome.ranking, outcome.findings, rows, all_runs)))
             self._answers.put(key, answer)
         return answer
 
     def series_impl(self, ctx, experiment: str, run: str, tag: str, ratio: float) -> dict:
-        """One row with everything the detail view charts: drift per sample and its matched exact series."""
+        """One row with everything the detail view charts (:func:`wire.series_json`)."""
         listings = self._listings(ctx, experiment)
-        result, _ = self._rank(ctx, experiment, listings, (run,), ratio)
+        outcome, _ = self._rank(ctx, experiment, listings, (run,), ratio)
+        result = outcome.ranking
         row = next((r for r in result.rows if r.tag == tag), None)
         if row is None:
             raise errors.NotFoundError(f"unknown tag {tag!r} in run {run!r}")
-        thresholds = result.thresholds[run]
-        body = {
-            **findings.record(row),
-            "thresholds": {src: findings.json_number(t) for src, t in thresholds.items()},
-        }
-        matched = result.exact.get((run, tag), {})
-        for source in (ranking.EXACT, ranking.CHECKPOINT):
-            body[source] = _exact_json(matched.get(source))
         meta = listings.histograms.get(run, {}).get(tag)
         if meta is None:  # a parameter with exact data only
             series = drift.analyse([], [], [])
         else:
-            series = self._reader.series(ctx, experiment, run, tag, meta)
-        body.update(series_json(series))
-        return body
+            series = self._engine.series(ctx, experiment, run, tag, meta)
+        return wire.series_json(row, result.thresholds[run], series, result.exact.get((run, tag), {}))
 
     def _listings(self, ctx, experiment: str) -> _Listings:
         """Both listings of an experiment, read at most once per LISTING_TTL.
@@ -291,18 +284,18 @@ class StagnationPlugin(base_plugin.TBPlugin):
         if listed is not None:
             return listed
         made_at = time.monotonic()  # before listing: the data can only be newer
-        histograms = self._reader.histogram_tags(ctx, experiment)
-        exact_listing = self._reader.exact_tags(ctx, experiment)
+        histograms = self._engine.source.histogram_tags(ctx, experiment)
+        exact_listing = self._engine.source.exact_tags(ctx, experiment)
         listed = _Listings(
-            histograms, exact_listing, (engine.snapshot(histograms), engine.snapshot(exact_listing))
+            histograms, exact_listing, (provider.snapshot(histograms), provider.snapshot(exact_listing))
         )
         self._listed.put(experiment, listed, made_at)
         return listed
 
     def _rank(
         self, ctx, experiment: str, listings: _Listings, runs: tuple[str, ...], ratio: float
-    ) -> tuple[ranking.Ranking, list[str]]:
-        """Ranking of the chosen runs (all if none), and all runs."""
+    ) -> tuple[engine.Outcome, list[str]]:
+        """Ranking and findings of the chosen runs (all if none), and all runs."""
         histograms, exact_listing = listings.histograms, listings.exact
         all_runs = sorted(set(histograms) | set(exact_listing))
         if runs:
@@ -311,43 +304,4 @@ class StagnationPlugin(base_plugin.TBPlugin):
                 raise errors.NotFoundError(f"unknown run {missing[0]!r}")
             histograms = {r: t for r, t in histograms.items() if r in runs}
             exact_listing = {r: t for r, t in exact_listing.items() if r in runs}
-        return self._reader.rank(ctx, experiment, histograms, exact_listing, ratio), all_runs
-
-
-def series_json(series: drift.Series) -> dict:
-    """The per-sample arrays the tab charts.
-
-    No verdict here: ``stagnant_since`` is the row's, measured on the source that scored it
-    against that source's threshold, and a second figure from the histograms alone could
-    only contradict it.
-    """
-    values = histogram.quantiles(series.histograms)
-    return {
-        "steps": [int(s) for s in series.steps],
-        "wall_times": [float(w) for w in series.wall_times],
-        "drift": _list(series.drift),
-        "rate": _list(series.rate),
-        "percentiles": {
-            "bps": list(histogram.DISTRIBUTION_BPS),
-            "values": [_list(v) if np.isfinite(v).all() else None for v in values],
-        },
-    }
-
-
-def _exact_json(series: exact_series.ExactSeries | None) -> dict | None:
-    """One exact-movement series as the tab charts it; ``None`` where the row has none.
-
-    ``thinned``: ``{kept, written}`` records where the loader kept fewer than were written, else ``None``.
-    """
-    if series is None:
-        return None
-    return {
-        "axis": series.axis,
-        "thinned": {"kept": series.kept, "written": series.written} if series.thinned else None,
-        "steps": [int(s) for s in series.steps],
-        "update_ratio": _list(series.update_ratio),
-        "rms": _list(series.rms),
-        "grad_norm": _list(series.grad_norm) if len(series.grad_norm) else None,
-        "change": _list(series.change) if len(series.change) else None,
-        "cosine": _list(series.cosine) if len(series.cosine) else None,
-    }
+        return self._engine.rank(ctx, experiment, histograms, exact_listing, ratio), all_runs

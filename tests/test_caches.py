@@ -20,8 +20,7 @@ from tensorboard.plugins import base_plugin
 from werkzeug.test import Client
 from writers import write_torch
 
-from tb_stagnation import caches, plugin
-from tb_stagnation.verdict import findings
+from tb_stagnation import caches, plugin, wire
 
 
 def test_lru_evicts_least_recently_used_past_its_budget() -> None:
@@ -65,8 +64,8 @@ def test_plugin_keeps_answers_within_its_budget(tmp_path, monkeypatch) -> None:
     one = len(Client(plugin.StagnationPlugin(context).get_plugin_apps()["/ranking"]).get("/").data)
     monkeypatch.setattr(plugin, "ANSWER_CACHE_BYTES", int(1.5 * one))  # room for one answer, not two
     built = []
-    ranking_json = findings.ranking_json
-    monkeypatch.setattr(findings, "ranking_json", lambda *a, **k: built.append(1) or ranking_json(*a, **k))
+    ranking_json = wire.ranking_json
+    monkeypatch.setattr(wire, "ranking_json", lambda *a, **k: built.append(1) or ranking_json(*a, **k))
     route = Client(plugin.StagnationPlugin(context).get_plugin_apps()["/ranking"])
     first = route.get("/")
     assert route.get("/").data == first.data and len(built) == 1  # kept

@@ -20,7 +20,8 @@ import numpy as np
 import pytest
 from conftest import HERE, QUIET_ENV
 
-from tb_stagnation import cli, records
+from tb_stagnation import cli, engine, records
+from tb_stagnation.measure import exact_series
 from tb_stagnation.checkpoints import imported
 from tb_stagnation.sources import eventfile
 from tb_stagnation.verdict import ranking
@@ -78,7 +79,7 @@ def run(*args: str) -> tuple[int, str]:
 
 def imported_series(logdir: Path) -> dict[str, dict[str, object]]:
     """run -> param -> checkpoint series, as the CLI reads them."""
-    return {run: sources.get(records.CHECKPOINT, {}) for run, sources in eventfile.read_logdir(str(logdir)).exact().items()}
+    return {run: sources.get(records.CHECKPOINT, {}) for run, sources in exact_series.collect_exact(eventfile.read_logdir(str(logdir)).exact).items()}
 
 
 def reference(name: str, directory: Path, steps: list[int]) -> list[dict[str, np.ndarray]]:
@@ -157,7 +158,7 @@ def test_each_framework_ranks_frozen_slow_and_ordinary_layers_from_its_checkpoin
     assert len(imported.files(str(run_dir))) == 1, err  # beside the training's own events
     run_name = os.path.relpath(run_dir, directory)
 
-    result, _ = cli.load(str(directory), ranking.DEFAULT_RATIO)
+    result = engine.analyse_logdir(str(directory)).ranking
     series = imported_series(directory)[run_name]
     kernel, bias = VARIABLES[name]
     param = lambda layer, var: pattern.format(layer=layer, var=var)  # noqa: E731
@@ -205,7 +206,7 @@ def test_names_meet_the_histograms_of_the_same_parameters(trained, tmp_path) -> 
     for name in ("lightning", "keras", "tf1", "tf2", "torch"):
         directory = fresh(trained, name, tmp_path)
         assert run("checkpoints", directory)[0] == 0
-        result, _ = cli.load(str(directory), ranking.DEFAULT_RATIO)
+        result = engine.analyse_logdir(str(directory)).ranking
         checkpoint_rows = [r for r in result.rows if r.source == ranking.CHECKPOINT]
         assert len(checkpoint_rows) == 8
         # Each checkpoint row is the histogram row of the same parameter: it has both figures.
@@ -220,7 +221,7 @@ def test_keras_archives_are_read_like_their_weights(trained, tmp_path) -> None:
     series = imported_series(directory)["logs/train"]
     assert set(series) == {f"net/{layer}/{var}" for layer in ("dense", "frozen", "slow", "out") for var in ("kernel", "bias")}
     assert all(s.steps.tolist() == [0, 1, 2] and s.axis == records.EPOCH for s in series.values())
-    result, _ = cli.load(str(directory), ranking.DEFAULT_RATIO)
+    result = engine.analyse_logdir(str(directory)).ranking
     status = {r.tag: r.status for r in result.rows}
     assert status["net/frozen/kernel"] == ranking.FROZEN and status["net/dense/kernel"] == ranking.MOVING
 
@@ -304,7 +305,7 @@ def test_zero_tensors_report_their_change_and_frozen_ones_are_frozen(tmp_path) -
     assert np.isnan(series["lora_b"].update_ratio[1])  # ||W_0|| = 0: no ratio, never a division by it
     np.testing.assert_allclose(series["lora_b"].change[1:], [0.1, 0.1])
     np.testing.assert_allclose(series["lora_b"].update_ratio[2], 1.0 / 10)
-    result, _ = cli.load(str(tmp_path), ranking.DEFAULT_RATIO)
+    result = engine.analyse_logdir(str(tmp_path)).ranking
     assert {r.tag: r.status for r in result.rows}["stuck"] == ranking.FROZEN
 
 

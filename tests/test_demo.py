@@ -133,9 +133,10 @@ def test_no_moving_row_is_stagnant_since_a_step(rows: dict[str, dict[str, dict]]
 
 def test_frozen_layer_keeps_checkpoints_whose_exact_movement_agrees(demo_logdir: Path) -> None:
     """The demo imports frozen_layer's TF2 checkpoints: its parameters get checkpoint series too."""
+    from tb_stagnation.measure import exact_series
     from tb_stagnation.sources import eventfile
 
-    series = eventfile.read_logdir(str(demo_logdir)).exact()["frozen_layer"]["checkpoint"]
+    series = exact_series.collect_exact(eventfile.read_logdir(str(demo_logdir)).exact)["frozen_layer"]["checkpoint"]
     assert series["conv3/kernel"].frozen and series["conv3/bias"].frozen
     assert series["conv3/kernel"].steps.tolist() == [0, 100, 180]  # every 100 steps and the last
     moving = [s for p, s in series.items() if p.endswith("/kernel") and not p.startswith("conv3")]

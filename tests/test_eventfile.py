@@ -11,7 +11,7 @@ from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import crc32c as refer
 from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c as reference_masked_crc32c
 from tensorboard.util import tensor_util
 
-from tb_stagnation import cli
+from tb_stagnation import engine
 from tb_stagnation.measure import histogram
 from tb_stagnation.sources import crc32c, eventfile, tf1_histograms, tf2_layout, tfrecord
 from tb_stagnation.verdict import ranking
@@ -75,10 +75,10 @@ def test_crc32c_of_every_writers_files_matches_the_tf_stub_reference(writer_logs
 @pytest.mark.parametrize("writer", WRITER_NAMES)
 def test_parity_with_tensorboards_data_provider(writer_logs, writer: str) -> None:
     logdir = str(writer_logs[writer])
-    data = eventfile.read_logdir(logdir)
-    assert data.skipped == []
-    direct = {(r.run, r.tag): r for r in ranking.rank(data.summaries(), data.exact()).rows}
-    provided = {(r.run, r.tag): r for r in cli.load_through_tensorboard(logdir, ranking.DEFAULT_RATIO).rows}
+    outcome = engine.analyse_logdir(logdir)
+    assert outcome.skipped == []
+    direct = {(r.run, r.tag): r for r in outcome.ranking.rows}
+    provided = {(r.run, r.tag): r for r in engine.analyse_through_tensorboard(logdir).ranking.rows}
     assert direct.keys() == provided.keys()
     for key, row in provided.items():
         other = direct[key]
@@ -92,12 +92,9 @@ def test_parity_with_tensorboards_data_provider(writer_logs, writer: str) -> Non
 def test_summarising_run_by_run_ranks_as_reading_everything_first(writer_logs) -> None:
     """The CLI drops each run's histograms once summarised; its ranking is the one of the whole log."""
     logdir = str(next(iter(writer_logs.values())).parent)  # every writer's log, one run each
-    whole = eventfile.read_logdir(logdir)
-    assert len(whole.histograms) >= len(writer_logs) and whole.histogram_bytes() > 0
-    by_run = eventfile.read_logdir(logdir, summarise_past=0)
-    assert by_run.histograms == {} and by_run.histogram_bytes() == 0
-    expected = {(r.run, r.tag): r for r in ranking.rank(whole.summaries(), whole.exact()).rows}
-    got = {(r.run, r.tag): r for r in ranking.rank(by_run.summaries(), by_run.exact()).rows}
+    assert len(eventfile.read_logdir(logdir).histograms) >= len(writer_logs)
+    expected = {(r.run, r.tag): r for r in engine.analyse_logdir(logdir).ranking.rows}
+    got = {(r.run, r.tag): r for r in engine.analyse_logdir(logdir, held_bytes=0).ranking.rows}
     assert got.keys() == expected.keys()
     for key, row in expected.items():
         assert (got[key].status, got[key].samples, got[key].last_step) == (row.status, row.samples, row.last_step)

@@ -238,11 +238,10 @@ def test_tf2_permuted_layer_moves_while_its_histograms_stay_identical(tmp_path: 
     assert not np.array_equal(trained[0], trained[-1])
 
     # The ranking prefers the exact measure: moving, although its histogram drift is 0.
-    from tb_stagnation.sources import eventfile
+    from tb_stagnation import engine
     from tb_stagnation.verdict import ranking
 
-    data = eventfile.read_logdir(str(tmp_path))
-    rows = {row.tag: row for row in ranking.rank(data.summaries(), data.exact()).rows}
+    rows = {row.tag: row for row in engine.analyse_logdir(str(tmp_path)).ranking.rows}
     middle = rows["net/middle/kernel"]
     assert (middle.source, middle.status, middle.histogram_score) == (ranking.EXACT, ranking.MOVING, 0.0)
     assert rows["net/hidden/kernel"].source == ranking.EXACT

@@ -5,7 +5,7 @@ learning rate on each side of a frozen one and a slow one (1e-5 x the rate,
 its own parameter group). Every logged value is read back from the event
 files and compared with one computed here, with numpy, from weights and
 gradients a second callback saves independently; statuses come from the
-public ranking (``tb_stagnation.cli.load``) and, once, from a live
+public ranking (``tb_stagnation.engine.analyse_logdir``) and, once, from a live
 TensorBoard.
 """
 
@@ -34,7 +34,7 @@ from tensorboard.util import tensor_util
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.integrations import TensorBoardCallback
 
-from tb_stagnation import cli, records
+from tb_stagnation import engine, records
 from tb_stagnation.integrations.movement import ParameterMovement
 from tb_stagnation.integrations import lightning as lightning_integration
 from tb_stagnation.integrations import transformers as hf_integration
@@ -92,8 +92,9 @@ def read(logdir: Path) -> Logged:
 
 def statuses(logdir: Path) -> dict[str, str]:
     """tag -> status through the public ranking (what `tb-stagnation LOGDIR` prints)."""
-    result, skipped = cli.load(str(logdir), ranking.DEFAULT_RATIO)
-    assert not skipped
+    outcome = engine.analyse_logdir(str(logdir))
+    result = outcome.ranking
+    assert not outcome.skipped
     return {row.tag: row.status for row in result.rows}
 
 
@@ -207,7 +208,7 @@ def test_lightning_snapshots_follow_optimizer_steps_and_add_histograms(tmp_path:
     logged = read(tmp_path)
     assert_logged_as_recorded(logged, record)
     assert logged.histograms == {name: SNAPSHOTS for name in record.weights[0]}  # parameter names, step 0 on
-    rows = {row.tag: row for row in cli.load(str(tmp_path), ranking.DEFAULT_RATIO)[0].rows}
+    rows = {row.tag: row for row in engine.analyse_logdir(str(tmp_path)).ranking.rows}
     assert {tag: row.status for tag, row in rows.items()} == expected_statuses("net.")
     assert all(row.source == ranking.EXACT and np.isfinite(row.histogram_score) for row in rows.values())
 

@@ -31,6 +31,7 @@ from tensorboard.backend.event_processing import plugin_event_multiplexer as mux
 from test_incremental import assert_same_summary
 
 from tb_stagnation import engine
+from tb_stagnation.sources.provider import ProviderSource, sample_of
 from tb_stagnation.measure import drift
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -99,11 +100,11 @@ def test_reload_rereads_only_the_tag_that_changed(tmp_path) -> None:
     logdir = tmp_path / "logs"
     writers, multiplexer = _two_runs_loaded(logdir)
     provider = CountingProvider(multiplexer, str(logdir))
-    reader = engine.Reader(provider, downsample=10**9)
+    reader = engine.Engine(ProviderSource(provider, downsample=10**9))
     ctx = context.RequestContext()
 
     def summaries():
-        return reader.summaries(ctx, "", reader.histogram_tags(ctx, ""))
+        return reader.summaries(ctx, "", reader.source.histogram_tags(ctx, ""))
 
     first = summaries()
     # One read per run (a run's tags in chunks of engine.READ_CHUNK_TAGS), each exactly its tags.
@@ -126,7 +127,7 @@ def test_reload_rereads_only_the_tag_that_changed(tmp_path) -> None:
                 assert second[run][tag] is summary  # the cached object itself
 
     # The per-series cache follows the same version.
-    meta = reader.histogram_tags(ctx, "")["b"]["dense/kernel"]
+    meta = reader.source.histogram_tags(ctx, "")["b"]["dense/kernel"]
     series = reader.series(ctx, "", "b", "dense/kernel", meta)
     assert reader.series(ctx, "", "b", "dense/kernel", meta) is series and len(provider.reads) == 4
     assert list(series.steps) == list(range(0, 60, 5))
@@ -143,20 +144,20 @@ def test_pairs_per_reload_through_the_reservoir(tmp_path) -> None:
     multiplexer = mux.EventMultiplexer(size_guidance={**acc.DEFAULT_SIZE_GUIDANCE, acc.TENSORS: 8})
     multiplexer.AddRunsFromDirectory(str(logdir))
     provider = mdp.MultiplexerDataProvider(multiplexer, str(logdir))
-    reader = engine.Reader(provider, downsample=10**9)
+    reader = engine.Engine(ProviderSource(provider, downsample=10**9))
     ctx = context.RequestContext()
     kept: dict[str, set] = dict.fromkeys(TAGS, set())
     for start in range(0, 120, 20):
         writer.write(range(start, start + 20, 2))
         multiplexer.Reload()
         before = reader.pairs_analysed
-        summaries = reader.summaries(ctx, "", reader.histogram_tags(ctx, ""))["train"]
+        summaries = reader.summaries(ctx, "", reader.source.histogram_tags(ctx, ""))["train"]
         data = provider.read_tensors(ctx, experiment_id="", plugin_name="histograms", downsample=10**9,
                                      run_tag_filter=None)["train"]
         expected_pairs = 0
         for tag, points in data.items():
-            sample = engine.samples_of(points)
-            assert_same_summary(summaries[tag], drift.summarise(drift.analyse(*sample)))
+            sample = sample_of(points)
+            assert_same_summary(summaries[tag], summarise(drift.analyse(*sample)))
             ids = [(d.step, d.wall_time) for d in points]
             pairs = set(zip(ids, ids[1:]))
             expected_pairs += len(pairs - kept[tag])
@@ -174,7 +175,7 @@ def _rows(tb, run: str) -> dict[str, dict]:
 def _cli_rows(logdir: Path) -> dict[tuple[str, str], dict]:
     from tb_stagnation import cli
 
-    result, _ = cli.load(str(logdir), 0.01)
+    result = engine.analyse_logdir(str(logdir), 0.01).ranking
     return {(r.run, r.tag): vars(r) for r in result.rows}
 
 
@@ -250,12 +251,12 @@ def test_a_ranking_reads_a_run_in_chunks_of_tags_and_ranks_as_one_read(tmp_path,
     multiplexer.Reload()
     provider = CountingProvider(multiplexer, str(tmp_path / "logs"))
     ctx = context.RequestContext()
-    whole = engine.Reader(provider, downsample=10**9)
-    expected = whole.summaries(ctx, "", whole.histogram_tags(ctx, ""))
-    monkeypatch.setattr(reading, "READ_CHUNK_TAGS", 2)
+    whole = engine.Engine(ProviderSource(provider, downsample=10**9))
+    expected = whole.summaries(ctx, "", whole.source.histogram_tags(ctx, ""))
+    monkeypatch.setattr(engine, "READ_CHUNK_TAGS", 2)
     provider.reads.clear()
-    chunked = engine.Reader(provider, downsample=10**9)
-    assert chunked.summaries(ctx, "", chunked.histogram_tags(ctx, "")) == expected
+    chunked = engine.Engine(ProviderSource(provider, downsample=10**9))
+    assert chunked.summaries(ctx, "", chunked.source.histogram_tags(ctx, "")) == expected
     assert sorted(map(len, provider.reads)) == [1, 2]
     assert set().union(*provider.reads) == {("a", t) for t in TAGS}
 
@@ -273,9 +274,9 @@ def test_rankings_arriving_together_after_a_reload_read_the_changes_once(tmp_pat
             return super().read_tensors(ctx, **kwargs)
 
     provider = SlowProvider(multiplexer, str(logdir))
-    reader = engine.Reader(provider, downsample=10**9)
+    reader = engine.Engine(ProviderSource(provider, downsample=10**9))
     ctx = context.RequestContext()
-    listing = reader.histogram_tags(ctx, "")
+    listing = reader.source.histogram_tags(ctx, "")
     start, answers = threading.Barrier(4), []
 
     def client() -> None:

@@ -258,11 +258,12 @@ def expected(logdir) -> dict:
 @pytest.fixture(scope="session")
 def written(logdir) -> dict[str, dict[str, int]]:
     """run -> records each exact series holds in the files (the CLI reads them all), source/param keyed."""
+    from tb_stagnation.measure import exact_series
     from tb_stagnation.sources import eventfile
 
     return {
         run: {f"{source}/{param}": series.kept for source, params in sources.items() for param, series in params.items()}
-        for run, sources in eventfile.read_logdir(str(logdir)).exact().items()
+        for run, sources in exact_series.collect_exact(eventfile.read_logdir(str(logdir)).exact).items()
     }
 
 
@@ -429,6 +430,7 @@ def test_a_second_import_numbers_on_from_the_first(logdir) -> None:
 def test_an_import_of_version_1_continues_in_records(tmp_path) -> None:
     from tb_stagnation import records
     from tb_stagnation.checkpoints import imported
+    from tb_stagnation.measure import exact_series
     from tb_stagnation.sources import eventfile
 
     write_version_1(tmp_path, VERSION_1, CHECKPOINTS[:FIRST_IMPORT])
@@ -442,7 +444,7 @@ def test_an_import_of_version_1_continues_in_records(tmp_path) -> None:
     }
     imported.write(str(tmp_path), points, records.STEP, done.records)
     assert imported.imported(str(tmp_path)).records == {param: len(CHECKPOINTS) for param in VERSION_1}
-    series = eventfile.read_logdir(str(tmp_path)).exact()["."][records.CHECKPOINT]
+    series = exact_series.collect_exact(eventfile.read_logdir(str(tmp_path)).exact)["."][records.CHECKPOINT]
     for param, s in series.items():
         assert s.steps.tolist() == CHECKPOINTS and (s.kept, s.written) == (len(CHECKPOINTS), len(CHECKPOINTS))
         assert not s.nonfinite and s.frozen == (VERSION_1[param] == 0)

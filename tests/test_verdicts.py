@@ -5,7 +5,7 @@ The logs are written by ``torch.utils.tensorboard.SummaryWriter.add_histogram``
 outer edges) from small real models trained with torch optimizers, in a
 subprocess (``python tests/test_verdicts.py LOGDIR``) so torch and the
 TensorFlow that TensorBoard may import stay out of the test process. They
-are ranked through ``cli.load`` and ``findings.find``, as the CLI does.
+are ranked through ``engine.analyse_logdir`` (ranking and findings), as the CLI does.
 
 - ``slow_bias``: a 3-layer tanh MLP trained with SGD, one 16-value bias in an
   optimizer group at 1e-8 x the learning rate. The model is float64: in
@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tb_stagnation import cli
+from tb_stagnation import engine
 from tb_stagnation.verdict import findings, ranking
 
 REPO = Path(__file__).resolve().parents[1]
@@ -106,8 +106,9 @@ def logs(tmp_path_factory) -> Path:
 
 
 def _load(path: Path) -> tuple[dict[str, ranking.Row], list[findings.Finding]]:
-    result, skipped = cli.load(str(path), ranking.DEFAULT_RATIO)
-    assert not skipped
+    outcome = engine.analyse_logdir(str(path))
+    result = outcome.ranking
+    assert not outcome.skipped
     return {r.tag: r for r in result.rows}, findings.find(result)
 
 

@@ -31,84 +31,76 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator
 
 import numpy as np
 from google.protobuf.message import DecodeError
 from tensorboard.compat.proto import event_pb2, types_pb2
 
-from tb_stagnation import records
-from tb_stagnation.measure import drift, exact_series
+from tb_stagnation import records, samples
 from tb_stagnation.sources import tf1_histograms, tf2_layout
 from tb_stagnation.sources.tf1_histograms import histogram_from_proto
 from tb_stagnation.sources.tfrecord import Skip, intact_records
 
-__all__ = ["LogData", "Skip", "event_files", "read_logdir", "tensor_values"]
+__all__ = ["LogData", "RunData", "Skip", "event_files", "read_logdir", "read_runs", "tensor_values"]
 
 
-def read_logdir(
-    logdir: str,
-    progress: Callable[[int, int], None] | None = None,
-    summarise_past: int | None = None,
-) -> LogData:
-    """Read every histogram and exact-movement record (or version-1 scalar) under ``logdir``.
+@dataclasses.dataclass
+class RunData:
+    """What one run's event files hold for the plugin, and what reading them cost."""
 
-    With ``summarise_past`` (bytes), runs' histograms are summarised and
-    dropped whenever more than that many are held, so memory follows the
-    largest run, not the log; ``LogData.histograms`` then holds only what
-    is not summarised yet.
+    run: str
+    histograms: dict[str, samples.Sample]
+    exact: dict[str, samples.ExactTag]
+    skipped: list[Skip]
+    files: int
+    records: int
+
+
+def read_runs(logdir: str, progress: Callable[[int, int], None] | None = None) -> Iterator[RunData]:
+    """Every run under ``logdir``, one at a time, with every histogram and exact-movement record.
+
+    One run at a time, so that a caller can summarise and drop histograms as
+    it goes and hold the largest run, not the log.
     """
-    data = LogData(histograms={}, exact_content={}, exact_data={}, skipped=[], files=0, records=0)
     runs = event_files(logdir)
-    total = sum(len(files) for files in runs.values())
+    total, done = sum(len(files) for files in runs.values()), 0
     for run, files in runs.items():
         tags = _Run()
+        data = RunData(run, {}, {}, [], 0, 0)
         for path in files:
             _read_file(path, tags, data)
+            done += 1
             if progress is not None:
-                progress(data.files, total)
-        tags.store(run, data)
+                progress(done, total)
+        tags.store(data)
         del tags
-        if summarise_past is not None and data.histogram_bytes() > summarise_past:
-            data.summarise_held()
-    return data
+        yield data
 
 
 @dataclasses.dataclass
 class LogData:
-    """Everything the CLI ranks, read from one log directory."""
+    """Everything a log directory holds for the plugin, read whole: for tests and small logs."""
 
-    histograms: dict[str, dict[str, _Series]]
-    exact_content: dict[str, dict[str, bytes]]
-    exact_data: dict[str, dict[str, list[_Datum]]]
+    histograms: dict[str, dict[str, samples.Sample]]
+    exact: samples.ExactPoints
     skipped: list[Skip]
     files: int
     records: int
-    summarised: dict[str, dict[str, drift.Summary]] = dataclasses.field(default_factory=dict)
 
-    def summaries(self) -> dict[str, dict[str, drift.Summary]]:
-        """Drift summaries of every series read (summarising what is still held)."""
-        self.summarise_held()
-        return self.summarised
 
-    def summarise_held(self) -> None:
-        """Summarise the held histograms (:func:`drift.summarise_all`, batched over runs) and drop them."""
-        keys = [(run, tag) for run, tags in self.histograms.items() for tag in tags]
-        samples = [(s.steps, s.wall_times, s.values) for s in (self.histograms[r][t] for r, t in keys)]
-        self.histograms = {}
-        for (run, tag), summary in zip(keys, drift.summarise_all(samples)):
-            self.summarised.setdefault(run, {})[tag] = summary
-
-    def histogram_bytes(self) -> int:
-        """What the held histograms take, about."""
-        return sum(_nbytes(s.values) for tags in self.histograms.values() for s in tags.values())
-
-    def exact(self) -> exact_series.ExactData:
-        listing = {
-            run: {tag: _Listing(content) for tag, content in tags.items()}
-            for run, tags in self.exact_content.items()
-        }
-        return exact_series.collect_exact(listing, self.exact_data)
+def read_logdir(logdir: str) -> LogData:
+    """Every run of ``logdir`` at once (:func:`read_runs` holds one run at a time)."""
+    data = LogData({}, {}, [], 0, 0)
+    for run in read_runs(logdir):
+        if run.histograms:
+            data.histograms[run.run] = run.histograms
+        if run.exact:
+            data.exact[run.run] = run.exact
+        data.skipped += run.skipped
+        data.files += run.files
+        data.records += run.records
+    return data
 
 
 def event_files(logdir: str) -> dict[str, list[str]]:
@@ -122,7 +114,7 @@ def event_files(logdir: str) -> dict[str, list[str]]:
     return runs
 
 
-def _read_file(path: str, tags: _Run, data: LogData) -> None:
+def _read_file(path: str, tags: _Run, data: RunData) -> None:
     """Read one file of a run into ``tags``; its damage and counts into ``data``."""
     raw, offsets, ends, skipped = intact_records(path)
     bad = tags.read(raw, offsets, ends)
@@ -141,7 +133,7 @@ class _Run:
         self.samples: dict[str, _Samples] = {}
         self.tf2: dict[str, _Samples] = {}  # the tags whose plugin is histograms
         self.exact_content: dict[str, bytes] = {}
-        self.exact_data: dict[str, list[_Datum]] = {}
+        self.exact_data: dict[str, tuple[list[int], list[np.ndarray]]] = {}
         self._file = 0  # which file, in the high bits of a position
         self._position = -1  # of the record being parsed, among the run's files
         self._named_at: dict[str, int] = {}  # tag -> position of the record naming its plugin
@@ -203,12 +195,12 @@ class _Run:
         values = event.summary.value
         for i in range(len(values)):  # indexing builds fewer wrappers than iterating
             value = values[i]
-            samples = self.tf2.get(value.tag)
-            if samples is not None:
+            held = self.tf2.get(value.tag)
+            if held is not None:
                 tensor = value.tensor
                 content = tensor.tensor_content
                 if content and tensor.dtype == types_pb2.DT_DOUBLE and not len(content) % 24:
-                    samples.append(event.step, event.wall_time, content, self._position)
+                    held.append(event.step, event.wall_time, content, self._position)
                     continue
             bad += self._value(event, value)
         return bad
@@ -223,7 +215,7 @@ class _Run:
         tag = value.tag
         plugin = self.plugin_of.get(tag) or self._learn(tag, value)
         if plugin == records.HISTOGRAMS_PLUGIN_NAME:
-            samples = self.tf2[tag] = self._samples(tag)
+            held = self.tf2[tag] = self._samples(tag)
             tensor = value.tensor
             content = tensor.tensor_content
             if content and tensor.dtype == types_pb2.DT_DOUBLE:
@@ -235,7 +227,7 @@ class _Run:
                     raw = tensor_values(tensor).reshape(-1, 3)
                 except ValueError:  # not [k, 3] or not numeric
                     return 1
-            samples.append(event.step, event.wall_time, raw, self._position)
+            held.append(event.step, event.wall_time, raw, self._position)
         elif plugin == records.PLUGIN_NAME:
             try:
                 values = tensor_values(value.tensor)
@@ -243,7 +235,9 @@ class _Run:
                 return 1
             if not values.size:
                 return 1
-            self.exact_data.setdefault(tag, []).append(_Datum(event.step, values))
+            steps, points = self.exact_data.setdefault(tag, ([], []))
+            steps.append(event.step)
+            points.append(values)
         return 0
 
     def _learn(self, tag: str, value) -> str | None:
@@ -265,7 +259,7 @@ class _Run:
 
     def _histo(self, event, value) -> int:
         """File a TF1 histogram; 1 if it could not be read."""
-        samples = self._samples(value.tag)
+        held = self._samples(value.tag)
         histo = value.histo
         raw = tf1_histograms.packed_parts(histo)
         if raw is None:
@@ -273,23 +267,23 @@ class _Run:
                 raw = histogram_from_proto(histo)
             except ValueError:  # fewer limits than buckets
                 return 1
-        samples.append(event.step, event.wall_time, raw, self._position)
+        held.append(event.step, event.wall_time, raw, self._position)
         return 0
 
     def _samples(self, tag: str) -> _Samples:
-        samples = self.samples.get(tag)
-        if samples is None:
-            samples = self.samples[tag] = _Samples()
-        return samples
+        held = self.samples.get(tag)
+        if held is None:
+            held = self.samples[tag] = _Samples()
+        return held
 
-    def store(self, run: str, data: LogData) -> None:
+    def store(self, data: RunData) -> None:
         """Hand this run's series to ``data``, converted to arrays."""
-        if self.samples:
-            data.histograms[run] = {tag: samples.series() for tag, samples in self.samples.items()}
-        if self.exact_content:
-            data.exact_content[run] = self.exact_content
-        if self.exact_data:
-            data.exact_data[run] = self.exact_data
+        data.histograms = {tag: read.sample() for tag, read in self.samples.items()}
+        data.exact = {
+            tag: samples.ExactTag(self.exact_content[tag], steps, values)
+            for tag, (steps, values) in self.exact_data.items()
+            if tag in self.exact_content
+        }
 
 
 class _Samples:
@@ -322,10 +316,10 @@ class _Samples:
         """Samples of one layout: steps, wall times, an ``(n, k, 3)`` array, positions."""
         self.blocks.append((steps, wall_times, values, positions))
 
-    def series(self) -> _Series:
+    def sample(self) -> samples.Sample:
         """The samples in the order of the files, whichever way each was read."""
         if not self.blocks:
-            return _Series(self.steps, self.wall_times, _values(self.raw))
+            return samples.Sample(self.steps, self.wall_times, _values(self.raw))
         parts = [(self.steps, self.wall_times, _values(self.raw), self.positions)] if self.raw else []
         parts += self.blocks
         order = np.argsort(np.concatenate([np.asarray(p[3], dtype=np.int64) for p in parts]), kind="stable")
@@ -335,43 +329,11 @@ class _Samples:
         else:  # layouts differ: one [k, 3] array per sample
             every = [row for v in values for row in v]
             values = [every[i] for i in order.tolist()]
-        return _Series(
+        return samples.Sample(
             np.concatenate([np.asarray(p[0], dtype=np.int64) for p in parts])[order],
             np.concatenate([np.asarray(p[1], dtype=np.float64) for p in parts])[order],
             values,
         )
-
-
-@dataclasses.dataclass
-class _Series:
-    """One tag's samples in the order read.
-
-    ``values`` is one ``(n, k, 3)`` array when all samples have the same
-    layout (TF2 histograms with a fixed bucket count, TF1 histograms padded
-    with zero rows), else a list of ``[k, 3]`` arrays; ``drift`` takes both.
-    """
-
-    steps: Sequence[int]
-    wall_times: Sequence[float]
-    values: np.ndarray | list[np.ndarray]
-
-
-@dataclasses.dataclass(frozen=True)
-class _Datum:
-    """The shape of a data provider's ``TensorDatum``, for :func:`exact_series.collect_exact`.
-
-    ``numpy`` is flat: a version-2 record's ``(2, columns)`` values, or a
-    version-1 scalar as one element; ``collect_exact`` shapes it by the
-    tag's content.
-    """
-
-    step: int
-    numpy: np.ndarray
-
-
-@dataclasses.dataclass(frozen=True)
-class _Listing:
-    plugin_content: bytes
 
 
 def tensor_values(proto) -> np.ndarray:
@@ -381,10 +343,6 @@ def tensor_values(proto) -> np.ndarray:
     from tensorboard.util import tensor_util  # 0.1 s to import; TF2 histograms never need it
 
     return np.asarray(tensor_util.make_ndarray(proto), dtype=np.float64).reshape(-1)
-
-
-def _nbytes(values: np.ndarray | list[np.ndarray]) -> int:
-    return values.nbytes if isinstance(values, np.ndarray) else sum(v.nbytes for v in values)
 
 
 def _values(raw: list) -> np.ndarray | list[np.ndarray]:
