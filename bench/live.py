@@ -22,7 +22,7 @@ after each append, timed:
   ranking    ``Reader.summaries`` + ``ranking.rank`` after the reload, the
              incremental path: its own ``read_tensors``, and the rest (drift
              and ranking)
-  scratch    ``drift.summarise_all`` of the same samples + ``ranking.rank``:
+  scratch    ``incremental.summarise_all`` of the same samples + ``ranking.rank``:
              what the rest cost before
 
 and the pairs the incremental path measured. Medians over ``--reloads``,
@@ -253,9 +253,10 @@ class Bench:
 
     def __init__(self, loader) -> None:
         from tb_stagnation import engine
+        from tb_stagnation.sources import provider
 
         self.loader = loader
-        self.reader = engine.Reader(loader.provider, engine.DEFAULT_DOWNSAMPLE)
+        self.reader = engine.Engine(provider.ProviderSource(loader.provider, provider.DEFAULT_DOWNSAMPLE))
         self.figures: dict[str, list[float]] = {k: [] for k in
                                                ("sync", "read", "ranking", "rest", "scratch", "pairs", "kept")}
         self.cold = self.cold_pairs = self.initial = float("nan")
@@ -264,7 +265,7 @@ class Bench:
     def rank(self, ctx):
         from tb_stagnation.verdict import ranking
 
-        return self.reader.rank(ctx, "", self.reader.histogram_tags(ctx, ""), {}, ranking.DEFAULT_RATIO)
+        return self.reader.rank(ctx, "", self.reader.source.histogram_tags(ctx, ""), {}, ranking.DEFAULT_RATIO).ranking
 
     def first(self, ctx, last_step: int) -> None:
         t = time.perf_counter()
@@ -281,15 +282,16 @@ class Bench:
         self.figures["sync"].append(time.perf_counter() - t)
 
     def measure(self, ctx) -> None:
-        from tb_stagnation import engine, records
-        from tb_stagnation.measure import drift
+        from tb_stagnation import records
+        from tb_stagnation.measure import incremental
+        from tb_stagnation.sources.provider import DEFAULT_DOWNSAMPLE, sample_of
         from tb_stagnation.verdict import ranking
 
         provider, f = self.loader.provider, self.figures
-        listing = self.reader.histogram_tags(ctx, "")
+        listing = self.reader.source.histogram_tags(ctx, "")
         t = time.perf_counter()
         data = provider.read_tensors(ctx, experiment_id="", plugin_name=records.HISTOGRAMS_PLUGIN_NAME,
-                                     downsample=engine.DEFAULT_DOWNSAMPLE, run_tag_filter=None)
+                                     downsample=DEFAULT_DOWNSAMPLE, run_tag_filter=None)
         f["read"].append(time.perf_counter() - t)
         before, read_before = self.reader.pairs_analysed, provider.seconds
         t = time.perf_counter()
@@ -298,10 +300,10 @@ class Bench:
         f["rest"].append(f["ranking"][-1] - (provider.seconds - read_before))
         f["pairs"].append(self.reader.pairs_analysed - before)
         tags = list(listing[gen.RUN])
-        samples = [engine.samples_of(data[gen.RUN][tag]) for tag in tags]
+        samples = [sample_of(data[gen.RUN][tag]) for tag in tags]
         f["kept"].append(statistics.median(len(s[0]) for s in samples))
         t = time.perf_counter()
-        scratch = drift.summarise_all(samples)
+        scratch = incremental.summarise_all(samples)
         ranking.rank({gen.RUN: dict(zip(tags, scratch))}, {}, ranking.DEFAULT_RATIO)
         f["scratch"].append(time.perf_counter() - t)
         assert len(result.rows) == self.rows, (len(result.rows), self.rows)

@@ -58,9 +58,9 @@ mode, logdir, args = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
 out = {}
 if mode.startswith("cli"):
     import contextlib, io
-    from tb_stagnation import cli
+    from tb_stagnation import cli, engine
     if mode == "cli_whole":
-        cli.HELD_HISTOGRAM_BYTES = 1 << 62
+        engine.HELD_HISTOGRAM_BYTES = 1 << 62
     t = time.perf_counter()
     with contextlib.redirect_stdout(io.StringIO()):
         rc = cli.main([logdir, "--json"])
@@ -83,7 +83,7 @@ else:
     p = plugin.StagnationPlugin(base_plugin.TBContext(data_provider=mdp.MultiplexerDataProvider(m, logdir),
                                                       logdir=logdir, sampling_hints={}))
     route = Client(p.get_plugin_apps()["/ranking"])
-    reader = p._reader
+    reader = p._engine
     t = time.perf_counter(); r = route.get("/"); out["cold"] = time.perf_counter() - t
     assert r.status_code == 200, r.data[:200]
     out["rows"] = len(json.loads(r.data)["rows"])

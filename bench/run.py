@@ -284,9 +284,10 @@ if verify:
 # Drift + ranking over that provider, as the plugin's cold /ranking does it (minus HTTP/JSON).
 from tb_stagnation.verdict import ranking
 from tb_stagnation import engine
-reader = engine.Reader(dp, engine.DEFAULT_DOWNSAMPLE)
+from tb_stagnation.sources.provider import DEFAULT_DOWNSAMPLE, ProviderSource
+reader = engine.Engine(ProviderSource(dp, DEFAULT_DOWNSAMPLE))
 t = time.perf_counter()
-r = reader.rank(ctx, "", reader.histogram_tags(ctx, ""), reader.exact_tags(ctx, ""), ranking.DEFAULT_RATIO)
+r = reader.rank(ctx, "", reader.source.histogram_tags(ctx, ""), reader.source.exact_tags(ctx, ""), ranking.DEFAULT_RATIO).ranking
 out["rank"] = time.perf_counter() - t
 out["rows"] = len(r.rows)
 print(json.dumps(out), flush=True)

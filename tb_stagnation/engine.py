@@ -78,12 +78,12 @@ def analyse_logdir(
     logdir: str,
     ratio: float = ranking.DEFAULT_RATIO,
     progress: Callable[[int, int], None] | None = None,
-    held_bytes: int = HELD_HISTOGRAM_BYTES,
+    held_bytes: int | None = None,
 ) -> Outcome:
     """Every sample of a local log directory, read by the event-file reader (no reservoir).
 
     Runs' histograms are summarised and dropped whenever more than
-    ``held_bytes`` are held (a batch of runs analyses faster than one at a
+    ``held_bytes`` (:data:`HELD_HISTOGRAM_BYTES`) are held (a batch of runs analyses faster than one at a
     time); what could not be read is in :attr:`Outcome.skipped`.
     """
     summarised: dict[str, dict[str, Summary]] = {}
