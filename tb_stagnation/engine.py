@@ -39,7 +39,7 @@ from tb_stagnation import caches, samples
 from tb_stagnation.measure import drift, exact_series, incremental, summaries
 from tb_stagnation.sources import eventfile
 from tb_stagnation.sources.provider import ExactMeta, ProviderSource, snapshot, version
-from tb_stagnation.verdict import findings, ranking
+from tb_stagnation.verdict import findings, ranking, vocabulary
 
 # - each (run, tag)'s analysed pairs and summary, ~20 KB at the Python
 #   loader's 500 samples a tag (incremental.Kept.nbytes): 256 MiB holds a
@@ -76,7 +76,7 @@ def assess(
 
 def analyse_logdir(
     logdir: str,
-    ratio: float = ranking.DEFAULT_RATIO,
+    ratio: float = vocabulary.DEFAULT_RATIO,
     progress: Callable[[int, int], None] | None = None,
     held_bytes: int | None = None,
 ) -> Outcome:
@@ -109,7 +109,7 @@ def analyse_logdir(
     return dataclasses.replace(outcome, skipped=skipped)
 
 
-def analyse_through_tensorboard(logdir: str, ratio: float = ranking.DEFAULT_RATIO) -> Outcome:
+def analyse_through_tensorboard(logdir: str, ratio: float = vocabulary.DEFAULT_RATIO) -> Outcome:
     """Every sample through TensorBoard's own loader, file-system layer and data provider.
 
     For what the event-file reader cannot open (``gs://``, ``s3://``, ...):

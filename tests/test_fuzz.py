@@ -30,6 +30,7 @@ from hypothesis.extra import numpy as hnp
 
 from tb_stagnation.measure import drift, histogram
 from tb_stagnation.verdict import ranking
+from tb_stagnation.verdict.vocabulary import Source, Status
 
 CASES: dict[str, int] = {}
 
@@ -249,12 +250,12 @@ def test_nonfinite_is_flagged_and_poisons_nothing_else(bad, position, poison, co
     together = ranking.rank({"run": {"good/kernel": good_summary, "bad/kernel": bad_summary},
                              "other": {"good/kernel": good_summary}})
     rows = {(r.run, r.tag): r for r in together.rows}
-    assert rows[("run", "bad/kernel")].status == ranking.NONFINITE
+    assert rows[("run", "bad/kernel")].status == Status.NONFINITE
     for run in ("run", "other"):
         row = rows[(run, "good/kernel")]
-        assert row.status != ranking.NONFINITE
+        assert row.status != Status.NONFINITE
         assert row.score == good_summary.score and math.isfinite(row.score)
-        assert math.isfinite(together.thresholds[run][ranking.HISTOGRAM])
+        assert math.isfinite(together.thresholds[run][Source.HISTOGRAM])
     assert rows[("other", "good/kernel")].status == alone.rows[0].status
 
 
