@@ -36,7 +36,8 @@ from collections.abc import Callable, Mapping
 from tensorboard.data import provider
 
 from tb_stagnation import caches, samples
-from tb_stagnation.measure import drift, exact_series, incremental, summaries
+from tb_stagnation.measure import drift, exact_series, incremental
+from tb_stagnation.measure.summaries import Summary
 from tb_stagnation.sources import eventfile
 from tb_stagnation.sources.provider import ExactMeta, ProviderSource, snapshot, version
 from tb_stagnation.verdict import findings, ranking, vocabulary
@@ -83,9 +84,11 @@ def analyse_logdir(
     """Every sample of a local log directory, read by the event-file reader (no reservoir).
 
     Runs' histograms are summarised and dropped whenever more than
-    ``held_bytes`` (:data:`HELD_HISTOGRAM_BYTES`) are held (a batch of runs analyses faster than one at a
-    time); what could not be read is in :attr:`Outcome.skipped`.
+    ``held_bytes`` (default :data:`HELD_HISTOGRAM_BYTES`) are held (a batch of
+    runs analyses faster than one at a time); what could not be read is in
+    :attr:`Outcome.skipped`.
     """
+    held_bytes = HELD_HISTOGRAM_BYTES if held_bytes is None else held_bytes
     summarised: dict[str, dict[str, Summary]] = {}
     held: dict[tuple[str, str], samples.Sample] = {}
     points: samples.ExactPoints = {}
