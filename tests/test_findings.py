@@ -17,12 +17,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import tb_stagnation
-from tb_stagnation import cli, wire
+from tb_stagnation import cli
+from oracles import stagnant_since
+
 from tb_stagnation.measure import drift
+from tb_stagnation.measure.summaries import Summary, Tail, summarise
 from tb_stagnation.measure.exact_series import ExactSeries
-from tb_stagnation.verdict import findings, ranking, vocabulary
-from tb_stagnation.verdict.vocabulary import Kind, Status
+from tb_stagnation.verdict import findings, naming, ranking, vocabulary
 
 REPO = Path(__file__).resolve().parents[1]
 STEPS = np.arange(0, 1001, 100)  # 11 samples, 10 intervals of 100 steps
@@ -38,24 +39,24 @@ def _histogram(values: np.ndarray, k: int = 30) -> np.ndarray:
     return np.stack([edges[:-1], edges[1:], counts], axis=1).astype(np.float64)
 
 
-def _summary(rates, nan_at: int | None = None) -> drift.Summary:
+def _summary(rates, nan_at: int | None = None) -> Summary:
     """A tensor whose histogram drifts by ``rates[i]`` per step over interval ``i`` (one rate: all)."""
     rates = np.broadcast_to(np.asarray(rates, dtype=np.float64), (len(STEPS) - 1,))
     shifts = np.concatenate([[0.0], np.cumsum(rates * np.diff(STEPS))])
     hists = [_histogram(BASE + s) for s in shifts]
     if nan_at is not None:
         hists[list(STEPS).index(nan_at)][3, 2] = np.nan
-    return drift.summarise(drift.analyse(STEPS, STEPS + next(_WRITTEN) * 1e-3, hists))
+    return summarise(drift.analyse(STEPS, STEPS + next(_WRITTEN) * 1e-3, hists))
 
 
 FROZEN = "frozen"
 
 
-def _frozen_summary() -> drift.Summary:
+def _frozen_summary() -> Summary:
     return _summary(0.0)
 
 
-def _network(rates: dict[str, object], gradients: bool = True) -> dict[str, drift.Summary]:
+def _network(rates: dict[str, object], gradients: bool = True) -> dict[str, Summary]:
     """Tags ``<layer>/kernel``, ``<layer>/bias`` (and a still ``.../gradient``) moving at each layer's rate.
 
     A rate is per step (or per interval, an array), or ``FROZEN``. A layer far slower than
@@ -160,11 +161,10 @@ def test_tail_answers_stagnant_since_for_every_threshold() -> None:
         steps = np.cumsum(rng.integers(1, 5, n))
         rates = rng.choice([np.nan, 1e-3, 1e-4, 1e-5, 2e-4], n) * rng.random(n)
         rates[0] = np.nan
-        series = drift.Series(steps, steps.astype(float), None, None, None, None, rates, None, None, 0.0)
-        tail = drift.tail(steps, rates)
+        tail = Tail.of(steps, rates)
         for threshold in (1e-7, 3e-5, 1e-4, 5e-4, np.nan):
             since, after = tail.since(threshold)
-            assert since == drift.stagnant_since(series, threshold)
+            assert since == stagnant_since(steps, rates, threshold)
             if since is not None:
                 measured = np.flatnonzero(np.isfinite(rates))
                 assert after == int((steps[measured] > since).sum()) or since == tail.start
@@ -233,7 +233,7 @@ def test_every_threshold_comes_from_the_runs_parameters_whichever_source_scores_
     result = ranking.rank({"run": tags}, exact)
     assert result.thresholds["run"]["histogram"] == pytest.approx(0.01 * TYPICAL, rel=0.05)
     assert result.thresholds["run"]["exact"] == pytest.approx(1e-5)
-    params = [r for r in result.rows if r.role in vocabulary.PARAMETER_ROLES]
+    params = [r for r in result.rows if r.role in naming.PARAMETER_ROLES]
     assert {r.source for r in params} == {"exact"} and len(params) == 8
     assert all(r.status == "moving" and r.stagnant_since is None for r in params)
 
@@ -251,9 +251,9 @@ def test_a_run_of_gradients_only_has_no_stagnant_threshold() -> None:
     assert np.isnan(ranking.rank({"run": tags}).thresholds["run"]["histogram"])
 
 
-def _measured(score: float, floor: float) -> drift.Summary:
+def _measured(score: float, floor: float) -> Summary:
     """A histogram-scored tag of 11 samples, steps 0-1000, with these figures."""
-    return drift.Summary(11, 0, 0.0, 1000, score, score * 1000, floor, False, False, ())
+    return Summary(11, 0, 0.0, 1000, score, score * 1000, floor, False, False, ())
 
 
 def test_histograms_too_coarse_for_the_threshold_are_blind() -> None:
@@ -277,46 +277,22 @@ def test_coarse_buckets_leave_a_tag_unresolved_only_near_the_threshold() -> None
 
 
 def test_definitions_cover_every_status_role_source_and_kind() -> None:
-    body = wire.definitions_json()
-    assert [s["name"] for s in body["statuses"]] == list(vocabulary.STATUSES)
-    assert [r["name"] for r in body["roles"]] == list(vocabulary.ROLES)
-    assert [s["name"] for s in body["sources"]] == list(vocabulary.SOURCE_PREFERENCE)
+    body = vocabulary.as_json()
+    assert [s["name"] for s in body["statuses"]] == list(ranking.STATUSES)
+    assert [r["name"] for r in body["roles"]] == list(naming.ROLES)
+    assert [s["name"] for s in body["sources"]] == list(ranking.SOURCE_PREFERENCE)
     assert [k["name"] for k in body["finding_kinds"]] == list(vocabulary.FINDING_KINDS)
-    assert set(body["parameter_roles"]) == vocabulary.PARAMETER_ROLES
-    assert set(body["stuck_statuses"]) == vocabulary.STUCK_STATUSES
-    assert body["default_ratio"] == vocabulary.DEFAULT_RATIO
+    assert set(body["parameter_roles"]) == naming.PARAMETER_ROLES
+    assert set(body["stuck_statuses"]) == ranking.STUCK_STATUSES
+    assert body["default_ratio"] == ranking.DEFAULT_RATIO
     for group in ("statuses", "roles", "sources", "finding_kinds"):
         assert all(entry["meaning"] for entry in body[group])
-
-
-def test_meanings_state_the_thresholds_the_code_uses() -> None:
-    meaning = {entry["name"]: entry["meaning"] for entry in wire.definitions_json()["finding_kinds"]}
-    vanishing = meaning["vanishing_gradient"]
-    assert f"at least {vocabulary.VANISHING_MIN_LAYERS} consecutive parameter layers" in vanishing
-    assert f"by at least {vocabulary.VANISHING_MIN_FALL:g}x" in vanishing
-    unresolved = {entry["name"]: entry["meaning"] for entry in wire.definitions_json()["statuses"]}["unresolved"]
-    assert f"within {vocabulary.UNRESOLVED_MARGIN:g}x of it" in unresolved
-
-
-def test_a_status_and_a_finding_kind_are_different_words_with_the_same_string() -> None:
-    # A finding of kind frozen is not a status, yet JSON, the CLI and the tab see the same "frozen".
-    assert Status.FROZEN is not Kind.FROZEN and type(Status.FROZEN) is not type(Kind.FROZEN)
-    assert json.dumps({Status.FROZEN: [Kind.FROZEN, Status.STAGNANT]}) == '{"frozen": ["frozen", "stagnant"]}'
-    assert f"{Kind.VANISHING_GRADIENT} {Status.UNRESOLVED!r}" == "vanishing_gradient 'unresolved'"
-
-
-def test_an_unknown_role_is_refused_with_the_roles_as_plain_words(capsys) -> None:
-    with pytest.raises(SystemExit) as exit:
-        cli.main([".", "--role", "kernel"])
-    assert exit.value.code == 2
-    err = capsys.readouterr().err
-    assert "invalid choice: 'kernel' (choose from 'weight', 'bias', 'norm_scale'," in err
 
 
 def test_ranking_json_carries_findings_and_definitions() -> None:
     tags = _network({"conv1": TYPICAL, "conv2": TYPICAL, "conv3": FROZEN})
     result = ranking.rank({"run": tags})
-    body = json.loads(json.dumps(wire.ranking_json(result, findings.find(result), result.rows, ["run"]), allow_nan=False))
+    body = json.loads(json.dumps(findings.ranking_json(result, result.rows, ["run"]), allow_nan=False))
     assert list(body) == ["ratio", "runs", "findings", "rows", "layers", "thresholds", "thinned", "definitions"]
     assert body["thinned"] == {}  # every record kept
     assert body["findings"] == [{
@@ -348,9 +324,9 @@ def demo(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def demo_findings(demo: Path) -> dict[str, list[findings.Finding]]:
-    analysis = tb_stagnation.analyse(demo)
-    found: dict[str, list[findings.Finding]] = {run: [] for run in analysis.runs}
-    for f in analysis.findings:
+    result, _ = cli.load(str(demo), ranking.DEFAULT_RATIO)
+    found: dict[str, list[findings.Finding]] = {run: [] for run in result.thresholds}
+    for f in findings.find(result):
         found[f.run].append(f)
     return found
 
@@ -381,15 +357,15 @@ def test_cli_prints_findings_by_run_above_the_table_and_the_route_object_as_json
     body = json.loads(_python(["-m", "tb_stagnation.cli", str(demo), "--json", "--run", "vanishing"], timeout=300))
     assert list(body) == ["ratio", "runs", "findings", "rows", "layers", "thresholds", "thinned", "definitions"]
     assert body["thinned"] == {}  # every record kept
-    assert body["findings"] == [wire.finding_json(f) for f in demo_findings["vanishing"]]
+    assert body["findings"] == [findings.finding_json(f) for f in demo_findings["vanishing"]]
     assert {r["run"] for r in body["rows"]} == {"vanishing"} and set(body["thresholds"]) == {"vanishing"}
 
 
 def test_imported_checkpoints_give_frozen_and_stagnant_findings(tmp_path: Path) -> None:
     _python([str(REPO / "tests" / "checkpoint_writers.py"), "torch", str(tmp_path)], timeout=600)
     _python(["-m", "tb_stagnation.cli", "checkpoints", str(tmp_path), "--quiet"], timeout=300)
-    analysis = tb_stagnation.analyse(tmp_path)
-    result, found = analysis.ranking, _kinds(analysis.findings)
+    result, _ = cli.load(str(tmp_path), ranking.DEFAULT_RATIO)
+    found = _kinds(findings.find(result))
     [frozen], [stagnant] = found.pop("frozen"), found.pop("stagnant")
     assert not found
     assert set(frozen.tags) == {"frozen.weight", "frozen.bias"}

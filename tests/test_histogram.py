@@ -5,7 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tb_stagnation.measure import drift, histogram
+from oracles import batch, wasserstein
+
+from tb_stagnation.measure import drift, histogram, incremental
+from tb_stagnation.measure.summaries import summarise
 
 
 def buckets_uniform(values: np.ndarray, k: int = 30) -> np.ndarray:
@@ -30,7 +33,8 @@ def tf1_edges(values: np.ndarray) -> np.ndarray:
 
 
 def w1(a: np.ndarray, b: np.ndarray) -> float:
-    return float(histogram.wasserstein(*[histogram.batch([x]) for x in (a, b)])[0])
+    """W1 of two raw histograms through the kernel the drift uses."""
+    return float(histogram.wasserstein_pairs(batch([a, b]), np.array([0]), np.array([1]))[0])
 
 
 def exact_w1(x: np.ndarray, y: np.ndarray) -> float:
@@ -84,7 +88,7 @@ def test_rust_loader_empty_outer_buckets_are_ignored() -> None:
 
 
 def test_moments_and_quantiles_match_raw_values() -> None:
-    b = histogram.batch([buckets_uniform(VALUES, 200)])
+    b = batch([buckets_uniform(VALUES, 200)])
     mean, rms = histogram.moments(b)
     assert mean[0] == pytest.approx(VALUES.mean(), abs=1e-4)
     assert rms[0] == pytest.approx(np.sqrt(np.mean(VALUES**2)), rel=1e-3)
@@ -99,9 +103,9 @@ def test_series_rate_divides_by_gap_and_detects_frozen() -> None:
     scale = np.fmax(series.rms[:-1], series.rms[1:])  # the larger RMS of each pair
     assert series.rate[1] == pytest.approx(0.01 / scale[0] / 10, rel=1e-6)
     assert series.rate[2] == pytest.approx(0.02 / scale[1] / 20, rel=1e-6)
-    summary = drift.summarise(series)
+    summary = summarise(series)
     assert not summary.frozen and summary.samples == 3
-    frozen = drift.summarise(drift.analyse([0, 1, 2], [0, 1, 2], [hists[0]] * 3))
+    frozen = summarise(drift.analyse([0, 1, 2], [0, 1, 2], [hists[0]] * 3))
     assert frozen.frozen and frozen.score == 0.0
 
 
@@ -123,31 +127,33 @@ def test_nonfinite_sample_is_flagged_not_propagated() -> None:
     bad = buckets_uniform(VALUES)
     bad[3, 2] = np.nan
     series = drift.analyse([0, 1, 2, 3], [0, 1, 2, 3], [buckets_uniform(VALUES), bad, buckets_uniform(VALUES), buckets_uniform(VALUES + 0.01)])
-    summary = drift.summarise(series)
+    summary = summarise(series)
     assert summary.nonfinite
     assert np.isnan(series.rate[1]) and np.isnan(series.rate[2]) and np.isfinite(series.rate[3])
 
 
-def test_merged_edges_path_equals_the_general_evaluation() -> None:
-    """The O(K log K) merge agrees with evaluating every bucket at every edge."""
+def test_w1_equals_the_reference_on_gaps_point_masses_and_overlaps() -> None:
+    """The kernel (merged knots; every edge for overlapping buckets) agrees with W1 by its definition."""
     rng = np.random.default_rng(7)
 
-    def random_histogram() -> np.ndarray:
+    def random_histogram(overlapping: bool) -> np.ndarray:
         k = int(rng.integers(1, 40))
-        edges = np.sort(rng.normal(0, 1, 2 * k)).reshape(k, 2)  # gaps between buckets
+        if overlapping:  # no writer's layout, but a damaged file's: buckets cover each other
+            edges = np.sort(rng.normal(0, 1, (k, 2)), axis=1)
+        else:
+            edges = np.sort(rng.normal(0, 1, 2 * k)).reshape(k, 2)  # gaps between buckets
         points = rng.random(k) < 0.2
         edges[points, 1] = edges[points, 0]  # and point masses
         return np.column_stack([edges, rng.integers(0, 5, k)])
 
-    a = histogram.batch([random_histogram() for _ in range(300)])
-    b = histogram.batch([random_histogram() for _ in range(300)])
-    merged = histogram.wasserstein(a, b)
-    general = histogram._wasserstein_general(a, b)
-    usable = (a.total > 0) & (b.total > 0)
-    np.testing.assert_allclose(merged[usable], general[usable], rtol=1e-9, atol=1e-12)
-    overlapping = histogram.batch([np.array([[0.0, 2.0, 1.0], [1.0, 3.0, 1.0]])])
-    shifted = histogram.batch([np.array([[1.0, 3.0, 1.0], [2.0, 4.0, 1.0]])])
-    assert histogram.wasserstein(overlapping, shifted)[0] == pytest.approx(1.0)
+    for overlapping in (False, True):
+        pairs = [(random_histogram(overlapping), random_histogram(overlapping)) for _ in range(150)]
+        h = batch([x for pair in pairs for x in pair])
+        got = histogram.wasserstein_pairs(h, np.arange(0, 300, 2), np.arange(1, 300, 2))
+        want = np.array([wasserstein(a, b) for a, b in pairs])
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12, equal_nan=True)
+        assert np.isfinite(want).sum() > 100  # most pairs hold mass on both sides
+    assert w1(np.array([[0.0, 2.0, 1.0], [1.0, 3.0, 1.0]]), np.array([[1.0, 3.0, 1.0], [2.0, 4.0, 1.0]])) == pytest.approx(1.0)
 
 
 def test_many_series_at_once_equal_one_at_a_time(monkeypatch) -> None:
@@ -169,9 +175,9 @@ def test_many_series_at_once_equal_one_at_a_time(monkeypatch) -> None:
         steps = rng.permutation(np.arange(n) * int(rng.integers(1, 50)))
         as_array = s % 2 == 0 and n > 0
         samples.append((steps, np.zeros(n), np.stack(hists) if as_array else hists))
-    one_by_one = [drift.summarise(drift.analyse(*sample)) for sample in samples]
-    monkeypatch.setattr(drift, "_GROUP_BUCKETS", 37 * 30)
-    together = drift.summarise_all(samples)
+    one_by_one = [summarise(drift.analyse(*sample)) for sample in samples]
+    monkeypatch.setattr(incremental, "_GROUP_BUCKETS", 37 * 30)
+    together = incremental.summarise_all(samples)
     assert len(together) == len(one_by_one)
     for a, b in zip(one_by_one, together):
         for field in a.__dataclass_fields__:

@@ -1,8 +1,8 @@
-"""Incremental analysis (``drift.update_all``, ``engine.Reader``) against a from-scratch one.
+"""Incremental analysis (``incremental.update_all``, ``engine.Engine``) against a from-scratch one.
 
 - Property: random appends (fresh, frozen, empty and non-finite samples,
   rewrites of a step by a restart) and reservoir drops, the incremental
-  :class:`drift.Summary` after each one equal to ``drift.summarise(drift.analyse(...))`` on the
+  :class:`~tb_stagnation.measure.summaries.Summary` after each one equal to ``summarise(drift.analyse(...))`` on the
   same samples, field by field (exact, or 1e-12 relative for floats), and
   only pairs involving a new sample or closing a gap measured.
 - The reader's cache: bounded in bytes, least recently used evicted, an evicted tag
@@ -22,7 +22,9 @@ from tensorboard.backend.event_processing import data_provider as mdp
 from tensorboard.backend.event_processing import plugin_event_multiplexer as mux
 
 from tb_stagnation import engine
-from tb_stagnation.measure import drift
+from tb_stagnation.sources.provider import ProviderSource
+from tb_stagnation.measure import drift, incremental
+from tb_stagnation.measure.summaries import Summary, summarise
 
 
 def _close(a, b) -> bool:
@@ -33,8 +35,8 @@ def _close(a, b) -> bool:
     return type(a) is type(b) and a == b
 
 
-def assert_same_summary(incremental: drift.Summary, scratch: drift.Summary) -> None:
-    for field in dataclasses.fields(drift.Summary):
+def assert_same_summary(incremental: Summary, scratch: Summary) -> None:
+    for field in dataclasses.fields(Summary):
         mine, theirs = getattr(incremental, field.name), getattr(scratch, field.name)
         assert _close(mine, theirs), (field.name, mine, theirs)
 
@@ -82,14 +84,14 @@ def test_incremental_equals_from_scratch(operations, seed) -> None:
         order = list(rng.permutation(sorted(samples)))  # the loader's order is not the engine's concern
         sample = ([int(s) for s in order], [samples[s][0] for s in order], [samples[s][1] for s in order])
         before = kept
-        kept = drift.update_all([kept], [sample])[0]
-        assert_same_summary(kept.summary(), drift.summarise(drift.analyse(*sample)))
+        kept = incremental.update_all([kept], [sample])[0]
+        assert_same_summary(kept.summary(), summarise(drift.analyse(*sample)))
         # Measured: exactly the pairs not already kept (new samples, or a gap closed).
         old_pairs = set() if before is None else set(_pairs(before))
         assert kept.pairs_analysed == len(set(_pairs(kept)) - old_pairs)
 
 
-def _pairs(kept: drift.Kept):
+def _pairs(kept: incremental.Kept):
     ids = list(zip(kept.steps.tolist(), kept.wall_times.tolist()))
     return zip(ids, ids[1:])
 
@@ -97,8 +99,8 @@ def _pairs(kept: drift.Kept):
 def test_unchanged_series_measures_nothing() -> None:
     rng = np.random.default_rng(1)
     sample = (list(range(10)), [float(s) for s in range(10)], [_histogram(rng, "fresh", s, None) for s in range(10)])
-    first = drift.update_all([None], [sample])[0]
-    again = drift.update_all([first], [sample])[0]
+    first = incremental.update_all([None], [sample])[0]
+    again = incremental.update_all([first], [sample])[0]
     assert (first.pairs_analysed, again.pairs_analysed) == (9, 0)
     assert again.summary() == first.summary()
 
@@ -131,14 +133,14 @@ def test_reader_cache_is_bounded_in_bytes_and_evicts_least_recently_used() -> No
     data = _Provider()
     ctx = context.RequestContext()
     data.series = {"a": list(range(6))}
-    probe = engine.Reader(data, downsample=10**9)
-    probe.summaries(ctx, "", probe.histogram_tags(ctx, ""))
+    probe = engine.Engine(ProviderSource(data, downsample=10**9))
+    probe.summaries(ctx, "", probe.source.histogram_tags(ctx, ""))
     one = probe.summary_cache.nbytes  # a 6-sample tag's entry; 5-sample ones are smaller
     assert one > 0
-    reader = engine.Reader(data, downsample=10**9, summary_cache_bytes=int(2.5 * one))
+    reader = engine.Engine(ProviderSource(data, downsample=10**9), summary_cache_bytes=int(2.5 * one))
 
     def rank(*tags):
-        listing = {"run": {t: m for t, m in reader.histogram_tags(ctx, "")["run"].items() if t in tags}}
+        listing = {"run": {t: m for t, m in reader.source.histogram_tags(ctx, "")["run"].items() if t in tags}}
         return reader.summaries(ctx, "", listing)
 
     data.series = {"a": list(range(5)), "b": list(range(5)), "c": list(range(5))}

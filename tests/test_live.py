@@ -33,6 +33,7 @@ from test_incremental import assert_same_summary
 from tb_stagnation import engine
 from tb_stagnation.sources.provider import ProviderSource, sample_of
 from tb_stagnation.measure import drift
+from tb_stagnation.measure.summaries import summarise
 
 ROOT = Path(__file__).resolve().parent.parent
 TAGS = {"conv1/kernel": 0.02, "conv1/bias": 0.01, "dense/kernel": 0.03}

@@ -28,7 +28,6 @@ import pytest
 
 from tb_stagnation import engine
 from tb_stagnation.verdict import findings, ranking
-from tb_stagnation.verdict.vocabulary import Source, Status
 
 REPO = Path(__file__).resolve().parents[1]
 SLOW_FACTOR = 1e-8
@@ -116,7 +115,7 @@ def _load(path: Path) -> tuple[dict[str, ranking.Row], list[findings.Finding]]:
 def _floors_are_resolved_w1(rows: dict[str, ranking.Row]) -> None:
     """Every histogram row shows its floor, and it is finer than the threshold (the samples resolve it)."""
     for row in rows.values():
-        assert row.source == Source.HISTOGRAM
+        assert row.source == ranking.HISTOGRAM
         assert 0 < row.floor < row.threshold, row
 
 
@@ -136,11 +135,11 @@ def test_a_bias_at_1e8_of_the_learning_rate_is_stagnant_the_rest_moving(logs: Pa
 def test_a_deep_sigmoid_mlp_is_stuck_near_the_input_and_a_vanishing_gradient(logs: Path) -> None:
     rows, found = _load(logs / "sigmoid10")
     for i in range(1, 5):
-        assert rows[f"dense{i}/kernel"].status in (Status.FROZEN, Status.STAGNANT), rows[f"dense{i}/kernel"]
-    assert not [r for r in rows.values() if r.status == Status.UNRESOLVED]
+        assert rows[f"dense{i}/kernel"].status in (ranking.FROZEN, ranking.STAGNANT), rows[f"dense{i}/kernel"]
+    assert not [r for r in rows.values() if r.status == ranking.UNRESOLVED]
     fourth = rows["dense4/kernel"]
     assert 0 < fourth.score < fourth.threshold and fourth.floor < fourth.threshold
-    assert rows["dense10/kernel"].status == Status.MOVING
+    assert rows["dense10/kernel"].status == ranking.MOVING
     assert rows["dense10/kernel"].score > 1e4 * fourth.score
     [vanishing] = [f for f in found if f.kind == "vanishing_gradient"]
     assert "dense4" in vanishing.layers and vanishing.layers[-1] in ("dense9", "dense10")
@@ -149,12 +148,14 @@ def test_a_deep_sigmoid_mlp_is_stuck_near_the_input_and_a_vanishing_gradient(log
 
 def test_a_run_where_every_layer_moves_has_no_finding(logs: Path) -> None:
     rows, found = _load(logs / "healthy")
-    assert {r.status for r in rows.values()} == {Status.MOVING}
+    assert {r.status for r in rows.values()} == {ranking.MOVING}
     assert found == []
     _floors_are_resolved_w1(rows)
 
 
 def test_the_floor_is_the_drift_between_samples_identical_but_for_rounding() -> None:
+    from oracles import batch
+
     from tb_stagnation.measure import drift, histogram
 
     rng = np.random.default_rng(0)
@@ -166,10 +167,10 @@ def test_the_floor_is_the_drift_between_samples_identical_but_for_rounding() -> 
     nudged = h.copy()
     nudged[0, 0] = np.nextafter(np.float32(h[0, 0]), np.float32(-np.inf))  # the minimum one float32 ulp down
     nudged[-1, 1] = np.nextafter(np.float32(h[-1, 1]), np.float32(np.inf))  # the maximum one float32 ulp up
-    b = histogram.batch([h, nudged])
-    w1 = histogram.wasserstein(b.take(np.array([0])), b.take(np.array([1])))[0]
+    b = batch([h, nudged])
+    w1 = histogram.wasserstein_pairs(b, np.array([0]), np.array([1]))[0]
     assert w1 > 0 and histogram.rounding_floor(b)[0] == pytest.approx(w1, rel=1e-6)
-    assert histogram.rounding_floor(histogram.batch([h.astype(np.float64) + 1e-12]))[0] < w1 / 1e6  # float64 edges
+    assert histogram.rounding_floor(batch([h.astype(np.float64) + 1e-12]))[0] < w1 / 1e6  # float64 edges
     series = drift.analyse([0, 10], [0.0, 1.0], [h, nudged])
     _, rms = histogram.moments(b)
     assert series.floor[1] == pytest.approx(histogram.rounding_floor(b)[1] / rms.max() / 10)

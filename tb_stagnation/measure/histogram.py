@@ -140,11 +140,6 @@ def _compact(keep: np.ndarray, width: int, offset: int, columns) -> list[np.ndar
     return out
 
 
-def batch(histograms: Sequence[np.ndarray]) -> Batch:
-    """Finite raw ``[k, 3]`` histograms as one cleaned :class:`Batch`."""
-    return clean(stack(histograms))
-
-
 def _probabilities(b: Batch) -> np.ndarray:
     """Bucket masses normalised per histogram; all-zero rows stay zero."""
     total = b.total[:, None]
@@ -246,8 +241,8 @@ def _cdf_at(b: Batch, p: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndar
     return continuous + after, continuous + at_or_after
 
 
-def wasserstein(a: Batch, b: Batch) -> np.ndarray:
-    """Wasserstein-1 distance between ``a[i]`` and ``b[i]`` for every ``i``.
+def wasserstein_pairs(h: Batch, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """Wasserstein-1 distance between ``h[i[k]]`` and ``h[j[k]]`` for every ``k``.
 
     W1 is the integral of |F_a - F_b|. Between consecutive edges of either
     histogram both CDFs are linear, so each piece integrates in closed form:
@@ -256,19 +251,11 @@ def wasserstein(a: Batch, b: Batch) -> np.ndarray:
     change and h (d0^2 + d1^2) / (2 (|d0| + |d1|)) with one. The result is
     exact under the uniform-in-bucket model, for any two bucket layouts.
     Empty histograms give NaN.
-    """
-    index = np.arange(len(a))
-    return _distances(a, _cdf(a), index, b, _cdf(b), index)
-
-
-def wasserstein_pairs(h: Batch, i: np.ndarray, j: np.ndarray) -> np.ndarray:
-    """W1 between ``h[i[k]]`` and ``h[j[k]]`` for every ``k``.
 
     Each CDF is built once however many pairs use it: a series of n
     samples has n - 1 consecutive pairs but only n distributions.
     """
-    cdf = _cdf(h)
-    return _distances(h, cdf, np.asarray(i), h, cdf, np.asarray(j))
+    return _distances(h, _cdf(h), np.asarray(i), np.asarray(j))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -312,28 +299,28 @@ def _cdf(b: Batch) -> _Cdf:
     return _Cdf(x, y, slope, (dx >= 0).all(axis=1))
 
 
-def _distances(a: Batch, ca: _Cdf, i: np.ndarray, b: Batch, cb: _Cdf, j: np.ndarray) -> np.ndarray:
-    """W1 between ``a[i[k]]`` and ``b[j[k]]``, in chunks that bound memory.
+def _distances(h: Batch, cdf: _Cdf, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """W1 between ``h[i[k]]`` and ``h[j[k]]``, in chunks that bound memory.
 
     Rows whose buckets do not overlap (every writer's) take a merge of the
     two knot lists, O(K log K); overlapping buckets, which no writer
-    produces, take the general evaluation of every bucket at every edge,
-    O(K^2).
+    produces but a damaged or hand-made file can hold, take the general
+    evaluation of every bucket at every edge, O(K^2).
     """
     out = np.empty(len(i))
-    ordered = ca.ordered[i] & cb.ordered[j]
+    ordered = cdf.ordered[i] & cdf.ordered[j]
     merged = np.flatnonzero(ordered)
-    step = max(1, _CHUNK_ELEMENTS // (ca.x.shape[1] + cb.x.shape[1]))
+    step = max(1, _CHUNK_ELEMENTS // (2 * cdf.x.shape[1]))
     for start in range(0, len(merged), step):
         k = merged[start : start + step]
-        out[k] = _merged(ca.take(i[k]), cb.take(j[k]))
+        out[k] = _merged(cdf.take(i[k]), cdf.take(j[k]))
     rest = np.flatnonzero(~ordered)
-    width = a.left.shape[1] + b.left.shape[1]
+    width = 2 * h.left.shape[1]
     step = max(1, _CHUNK_ELEMENTS // max(1, 2 * width * width))
     for start in range(0, len(rest), step):
         k = rest[start : start + step]
-        out[k] = _wasserstein_general(a.take(i[k]), b.take(j[k]))
-    out[(a.total[i] <= 0) | (b.total[j] <= 0)] = np.nan
+        out[k] = _wasserstein_general(h.take(i[k]), h.take(j[k]))
+    out[(h.total[i] <= 0) | (h.total[j] <= 0)] = np.nan
     return out
 
 
@@ -383,6 +370,7 @@ def _abs_area(d0: np.ndarray, d1: np.ndarray, h: np.ndarray) -> np.ndarray:
 
 
 def _wasserstein_general(a: Batch, b: Batch) -> np.ndarray:
+    """W1 of aligned rows by the CDFs' limits at every edge of both: right for overlapping buckets too."""
     knots = np.sort(np.concatenate([a.left, a.right, b.left, b.right], axis=1), axis=1)
     pa, pb = _probabilities(a), _probabilities(b)
     fa_left, fa_right = _cdf_at(a, pa, knots)
