@@ -26,6 +26,8 @@ setup(
         "h5py": ["h5py>=3.8", "tqdm>=4.60"],
         "lightning": ["lightning>=2.1", "tqdm>=4.60"],
         "transformers": ["transformers>=4.42", "accelerate>=0.26", "safetensors>=0.4", "tqdm>=4.60"],
+        # Analysis.to_pandas (tb_stagnation.analyse in a notebook).
+        "pandas": ["pandas>=1.5"],
         # Record CRCs checked by google-crc32c's compiled code, 1.4-9x faster than the numpy fallback.
         "fast": ["google-crc32c>=1.5"],
         # The demo and the framework writer helpers.
@@ -45,6 +47,7 @@ setup(
             "pytest>=7",
             "hypothesis>=6",
             "playwright>=1.40",
+            "pandas>=1.5",
         ],
         "bench": ["tbparse>=0.0.9", "pandas>=1.5", "google-crc32c>=1.5"],
     },

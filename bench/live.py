@@ -263,9 +263,9 @@ class Bench:
         self.rows = 0
 
     def rank(self, ctx):
-        from tb_stagnation.verdict import ranking
+        from tb_stagnation.verdict import vocabulary
 
-        return self.reader.rank(ctx, "", self.reader.source.histogram_tags(ctx, ""), {}, ranking.DEFAULT_RATIO).ranking
+        return self.reader.rank(ctx, "", self.reader.source.histogram_tags(ctx, ""), {}, vocabulary.DEFAULT_RATIO).ranking
 
     def first(self, ctx, last_step: int) -> None:
         t = time.perf_counter()
@@ -285,7 +285,7 @@ class Bench:
         from tb_stagnation import records
         from tb_stagnation.measure import incremental
         from tb_stagnation.sources.provider import DEFAULT_DOWNSAMPLE, sample_of
-        from tb_stagnation.verdict import ranking
+        from tb_stagnation.verdict import ranking, vocabulary
 
         provider, f = self.loader.provider, self.figures
         listing = self.reader.source.histogram_tags(ctx, "")
@@ -304,7 +304,7 @@ class Bench:
         f["kept"].append(statistics.median(len(s[0]) for s in samples))
         t = time.perf_counter()
         scratch = incremental.summarise_all(samples)
-        ranking.rank({gen.RUN: dict(zip(tags, scratch))}, {}, ranking.DEFAULT_RATIO)
+        ranking.rank({gen.RUN: dict(zip(tags, scratch))}, {}, vocabulary.DEFAULT_RATIO)
         f["scratch"].append(time.perf_counter() - t)
         assert len(result.rows) == self.rows, (len(result.rows), self.rows)
 

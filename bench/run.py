@@ -282,12 +282,12 @@ if verify:
     del d
     print(json.dumps(out), flush=True)
 # Drift + ranking over that provider, as the plugin's cold /ranking does it (minus HTTP/JSON).
-from tb_stagnation.verdict import ranking
+from tb_stagnation.verdict import vocabulary
 from tb_stagnation import engine
 from tb_stagnation.sources.provider import DEFAULT_DOWNSAMPLE, ProviderSource
 reader = engine.Engine(ProviderSource(dp, DEFAULT_DOWNSAMPLE))
 t = time.perf_counter()
-r = reader.rank(ctx, "", reader.source.histogram_tags(ctx, ""), reader.source.exact_tags(ctx, ""), ranking.DEFAULT_RATIO).ranking
+r = reader.rank(ctx, "", reader.source.histogram_tags(ctx, ""), reader.source.exact_tags(ctx, ""), vocabulary.DEFAULT_RATIO).ranking
 out["rank"] = time.perf_counter() - t
 out["rows"] = len(r.rows)
 print(json.dumps(out), flush=True)

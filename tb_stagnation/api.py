@@ -16,7 +16,7 @@ import os
 from collections.abc import Callable, Iterable
 
 from tb_stagnation import engine, wire
-from tb_stagnation.verdict import findings, ranking
+from tb_stagnation.verdict import findings, ranking, vocabulary
 
 ROOT_RUN = "."
 """TensorBoard's name for a run whose event files sit at the top of the log directory."""
@@ -59,7 +59,7 @@ class Analysis:
 
 def analyse(
     path_or_url: str | os.PathLike,
-    ratio: float = ranking.DEFAULT_RATIO,
+    ratio: float = vocabulary.DEFAULT_RATIO,
     runs: Iterable[str] | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> Analysis:

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 
 from tb_stagnation import api, tagfilter, wire
 from tb_stagnation.checkpoints import command
-from tb_stagnation.verdict import findings, naming, ranking, vocabulary
+from tb_stagnation.verdict import findings, ranking, vocabulary
 
 PROG = "tb-stagnation"
 EXIT_STUCK, EXIT_USAGE = 1, 2
@@ -67,9 +67,9 @@ def _parser() -> argparse.ArgumentParser:
     roles.add_argument(
         "--role",
         action="append",
-        choices=naming.ROLES,
+        choices=vocabulary.ROLES,
         metavar="ROLE",
-        help=f"only this role (repeatable): {', '.join(naming.ROLES)}; the table shows parameters "
+        help=f"only this role (repeatable): {', '.join(vocabulary.ROLES)}; the table shows parameters "
         f"({', '.join(vocabulary.parameter_roles())}) by default, --json and --csv every role",
     )
     roles.add_argument(
@@ -79,7 +79,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--ratio",
         type=float,
-        default=ranking.DEFAULT_RATIO,
+        default=vocabulary.DEFAULT_RATIO,
         help="stagnant below this fraction of the run's typical parameter score (default %(default)s)",
     )
     p.add_argument(
@@ -165,7 +165,7 @@ def _findings_text(found: Sequence[findings.Finding], runs: Sequence[str], width
 
 def _hidden_note(hidden: Sequence[ranking.Row]) -> str:
     """How many rows of each role the table left out, and the flags that show them."""
-    counts = [(role, n) for role in naming.ROLES if (n := sum(r.role == role for r in hidden))]
+    counts = [(role, n) for role in vocabulary.ROLES if (n := sum(r.role == role for r in hidden))]
     parts = [f"{n} {role}" for role, n in counts]
     counted = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
     flags = ", ".join(f"--role {role}" for role, _ in counts)
@@ -180,11 +180,11 @@ def _text(
     # COLUMNS if set, else the terminal's width, else (piped) a fixed width for the prose;
     # the table's names are shortened on a terminal only: in a pipe they are grepped.
     width = max(40, shutil.get_terminal_size((PIPED_WIDTH, 24)).columns)
-    shown = ranking.select(rows, roles=naming.PARAMETER_ROLES if parameters_only else None)
+    shown = ranking.select(rows, roles=vocabulary.PARAMETER_ROLES if parameters_only else None)
     table, shortened = _table(shown, width if sys.stdout.isatty() else None)
     notes = []
     if len(shown) < len(rows):
-        notes.append(_hidden_note([r for r in rows if r.role not in naming.PARAMETER_ROLES]))
+        notes.append(_hidden_note([r for r in rows if r.role not in vocabulary.PARAMETER_ROLES]))
     if shortened:
         notes.append(f"names shortened in the middle (…) to fit {width} columns; --csv prints them whole")
     parts = [_findings_text(found, runs, width), table]
@@ -254,7 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.flush()
     except BrokenPipeError:  # `tb-stagnation LOGDIR | head`: the reader has what it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
-    stuck = [r for r in rows if r.role in naming.PARAMETER_ROLES and r.status in ranking.STUCK_STATUSES]
+    stuck = [r for r in rows if r.role in vocabulary.PARAMETER_ROLES and r.status in vocabulary.STUCK_STATUSES]
     if args.fail_on_stagnant and stuck:
         return _fail(f"{len(stuck)} parameter tag(s) frozen or stagnant", EXIT_STUCK)
     return 0

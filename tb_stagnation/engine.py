@@ -40,7 +40,7 @@ from tb_stagnation.measure import drift, exact_series, incremental
 from tb_stagnation.measure.summaries import Summary
 from tb_stagnation.sources import eventfile
 from tb_stagnation.sources.provider import ExactMeta, ProviderSource, snapshot, version
-from tb_stagnation.verdict import findings, ranking
+from tb_stagnation.verdict import findings, ranking, vocabulary
 
 # - each (run, tag)'s analysed pairs and summary, ~20 KB at the Python
 #   loader's 500 samples a tag (incremental.Kept.nbytes): 256 MiB holds a
@@ -77,16 +77,18 @@ def assess(
 
 def analyse_logdir(
     logdir: str,
-    ratio: float = ranking.DEFAULT_RATIO,
+    ratio: float = vocabulary.DEFAULT_RATIO,
     progress: Callable[[int, int], None] | None = None,
     held_bytes: int | None = None,
 ) -> Outcome:
     """Every sample of a local log directory, read by the event-file reader (no reservoir).
 
     Runs' histograms are summarised and dropped whenever more than
-    ``held_bytes`` (:data:`HELD_HISTOGRAM_BYTES`) are held (a batch of runs analyses faster than one at a
-    time); what could not be read is in :attr:`Outcome.skipped`.
+    ``held_bytes`` (default :data:`HELD_HISTOGRAM_BYTES`) are held (a batch of
+    runs analyses faster than one at a time); what could not be read is in
+    :attr:`Outcome.skipped`.
     """
+    held_bytes = HELD_HISTOGRAM_BYTES if held_bytes is None else held_bytes
     summarised: dict[str, dict[str, Summary]] = {}
     held: dict[tuple[str, str], samples.Sample] = {}
     points: samples.ExactPoints = {}
@@ -110,7 +112,7 @@ def analyse_logdir(
     return dataclasses.replace(outcome, skipped=skipped)
 
 
-def analyse_through_tensorboard(logdir: str, ratio: float = ranking.DEFAULT_RATIO) -> Outcome:
+def analyse_through_tensorboard(logdir: str, ratio: float = vocabulary.DEFAULT_RATIO) -> Outcome:
     """Every sample through TensorBoard's own loader, file-system layer and data provider.
 
     For what the event-file reader cannot open (``gs://``, ``s3://``, ...):

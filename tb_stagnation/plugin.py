@@ -29,7 +29,7 @@ from werkzeug.datastructures import Headers
 from tb_stagnation import caches, engine, records, tagfilter, wire
 from tb_stagnation.measure import drift
 from tb_stagnation.sources import provider
-from tb_stagnation.verdict import naming, ranking
+from tb_stagnation.verdict import ranking, vocabulary
 
 logger = logging.getLogger(__name__)
 # Encoded ranking answers kept, by bytes (body plus gzip): ~2 MB at 1,000 tags,
@@ -130,15 +130,15 @@ class Query(NamedTuple):
     roles: frozenset[str] = frozenset()  # empty: every role
     statuses: frozenset[str] = frozenset()  # empty: every status
     tag: str = ""  # a regex (tagfilter), empty: every tag
-    ratio: float = ranking.DEFAULT_RATIO
+    ratio: float = vocabulary.DEFAULT_RATIO
 
     @classmethod
     def from_request(cls, request: wrappers.Request) -> Query:
         """The query of a request; a malformed one raises ``errors.InvalidArgumentError``."""
         return cls(
             runs=tuple(sorted(set(request.args.getlist("run")))),  # one key whatever their order
-            roles=_choices(request, "role", naming.ROLES),
-            statuses=_choices(request, "status", ranking.STATUSES),
+            roles=_choices(request, "role", vocabulary.ROLES),
+            statuses=_choices(request, "status", vocabulary.STATUSES),
             tag=request.args.get("tag") or "",
             ratio=_ratio(request),
         )
@@ -155,7 +155,7 @@ def _choices(request: wrappers.Request, name: str, allowed: tuple[str, ...]) -> 
 def _ratio(request: wrappers.Request) -> float:
     raw = request.args.get("ratio")
     if raw is None:
-        return ranking.DEFAULT_RATIO
+        return vocabulary.DEFAULT_RATIO
     try:
         value = float(raw)
     except ValueError:

@@ -22,7 +22,7 @@ import numpy as np
 
 from tb_stagnation import records
 from tb_stagnation.measure import drift, exact_series, histogram
-from tb_stagnation.verdict import findings, naming, ranking, vocabulary
+from tb_stagnation.verdict import findings, ranking, vocabulary
 
 ROW_FIELDS = (
     "run", "tag", "layer", "role", "order", "status", "score", "net", "samples", "first_step",
@@ -178,13 +178,13 @@ def exact_series_json(series: exact_series.ExactSeries | None) -> dict | None:
 def definitions_json() -> dict:
     """The ``definitions`` object: what every word of the answers means, for the tab's legends."""
     return {
-        "statuses": _entries(vocabulary.STATUS_MEANINGS, ranking.STATUSES),
-        "roles": _entries(vocabulary.ROLE_MEANINGS, naming.ROLES),
-        "sources": _entries(vocabulary.SOURCE_MEANINGS, ranking.SOURCE_PREFERENCE),
+        "statuses": _entries(vocabulary.STATUS_MEANINGS, vocabulary.STATUSES),
+        "roles": _entries(vocabulary.ROLE_MEANINGS, vocabulary.ROLES),
+        "sources": _entries(vocabulary.SOURCE_MEANINGS, vocabulary.SOURCE_PREFERENCE),
         "finding_kinds": _entries(vocabulary.FINDING_MEANINGS, vocabulary.FINDING_KINDS),
         "parameter_roles": vocabulary.parameter_roles(),
         "stuck_statuses": vocabulary.stuck_statuses(),
-        "default_ratio": ranking.DEFAULT_RATIO,
+        "default_ratio": vocabulary.DEFAULT_RATIO,
         "thinned": vocabulary.THINNED_MEANING,
         "keep_all_flag": records.KEEP_ALL_FLAG,
     }

@@ -24,7 +24,8 @@ from tb_stagnation import cli, engine, records
 from tb_stagnation.measure import exact_series
 from tb_stagnation.checkpoints import imported
 from tb_stagnation.sources import eventfile
-from tb_stagnation.verdict import ranking
+from tb_stagnation.verdict import matching
+from tb_stagnation.verdict.vocabulary import Source, Status
 
 WRITERS = ("lightning", "hf", "hf_sharded", "torch", "tf2", "tf2_counter", "tf1", "keras", "keras_archive")
 # framework -> (run directory the movement goes into, steps, the names it is logged under)
@@ -164,15 +165,15 @@ def test_each_framework_ranks_frozen_slow_and_ordinary_layers_from_its_checkpoin
     param = lambda layer, var: pattern.format(layer=layer, var=var)  # noqa: E731
     assert set(series) == {param(layer, var) for layer in ("dense", "frozen", "slow", "out") for var in (kernel, bias)}
     row_of = {r.tag: r for r in result.rows if r.run == run_name}
-    tag_of = ranking.match_exact(row_of, series)  # where a histogram of the parameter exists, its row
+    tag_of = matching.match_exact(row_of, series)  # where a histogram of the parameter exists, its row
     rows = {p: row_of[tag_of.get(p, p)] for p in series}
-    assert rows[param("frozen", kernel)].status == rows[param("frozen", bias)].status == ranking.FROZEN
-    assert rows[param("slow", kernel)].status == ranking.STAGNANT
+    assert rows[param("frozen", kernel)].status == rows[param("frozen", bias)].status == Status.FROZEN
+    assert rows[param("slow", kernel)].status == Status.STAGNANT
     if name in NONZERO_BIAS:
-        assert rows[param("slow", bias)].status == ranking.STAGNANT
+        assert rows[param("slow", bias)].status == Status.STAGNANT
     for layer in ("dense", "out"):
-        assert rows[param(layer, kernel)].status == ranking.MOVING
-    assert {r.source for r in rows.values()} == {ranking.CHECKPOINT}
+        assert rows[param(layer, kernel)].status == Status.MOVING
+    assert {r.source for r in rows.values()} == {Source.CHECKPOINT}
     assert {r.axis for r in rows.values()} == {records.EPOCH if name == "keras" else records.STEP}
 
     # The logged figures are numpy's on the same files: each series is one tensor's.
@@ -207,11 +208,11 @@ def test_names_meet_the_histograms_of_the_same_parameters(trained, tmp_path) -> 
         directory = fresh(trained, name, tmp_path)
         assert run("checkpoints", directory)[0] == 0
         result = engine.analyse_logdir(str(directory)).ranking
-        checkpoint_rows = [r for r in result.rows if r.source == ranking.CHECKPOINT]
+        checkpoint_rows = [r for r in result.rows if r.source == Source.CHECKPOINT]
         assert len(checkpoint_rows) == 8
         # Each checkpoint row is the histogram row of the same parameter: it has both figures.
-        assert all(np.isfinite(r.histogram_score) or r.status == ranking.FROZEN for r in checkpoint_rows), name
-        assert not [r for r in result.rows if r.source == ranking.HISTOGRAM and r.role != "gradient"], name
+        assert all(np.isfinite(r.histogram_score) or r.status == Status.FROZEN for r in checkpoint_rows), name
+        assert not [r for r in result.rows if r.source == Source.HISTOGRAM and r.role != "gradient"], name
 
 
 def test_keras_archives_are_read_like_their_weights(trained, tmp_path) -> None:
@@ -223,7 +224,7 @@ def test_keras_archives_are_read_like_their_weights(trained, tmp_path) -> None:
     assert all(s.steps.tolist() == [0, 1, 2] and s.axis == records.EPOCH for s in series.values())
     result = engine.analyse_logdir(str(directory)).ranking
     status = {r.tag: r.status for r in result.rows}
-    assert status["net/frozen/kernel"] == ranking.FROZEN and status["net/dense/kernel"] == ranking.MOVING
+    assert status["net/frozen/kernel"] == Status.FROZEN and status["net/dense/kernel"] == Status.MOVING
 
 
 def test_new_checkpoints_extend_the_series_as_a_full_import_would(trained, tmp_path) -> None:
@@ -306,7 +307,7 @@ def test_zero_tensors_report_their_change_and_frozen_ones_are_frozen(tmp_path) -
     np.testing.assert_allclose(series["lora_b"].change[1:], [0.1, 0.1])
     np.testing.assert_allclose(series["lora_b"].update_ratio[2], 1.0 / 10)
     result = engine.analyse_logdir(str(tmp_path)).ranking
-    assert {r.tag: r.status for r in result.rows}["stuck"] == ranking.FROZEN
+    assert {r.tag: r.status for r in result.rows}["stuck"] == Status.FROZEN
 
 
 def test_bf16_and_fp16_are_upcast_exactly(tmp_path) -> None:

@@ -239,12 +239,12 @@ def test_tf2_permuted_layer_moves_while_its_histograms_stay_identical(tmp_path: 
 
     # The ranking prefers the exact measure: moving, although its histogram drift is 0.
     from tb_stagnation import engine
-    from tb_stagnation.verdict import ranking
+    from tb_stagnation.verdict.vocabulary import Source, Status
 
     rows = {row.tag: row for row in engine.analyse_logdir(str(tmp_path)).ranking.rows}
     middle = rows["net/middle/kernel"]
-    assert (middle.source, middle.status, middle.histogram_score) == (ranking.EXACT, ranking.MOVING, 0.0)
-    assert rows["net/hidden/kernel"].source == ranking.EXACT
+    assert (middle.source, middle.status, middle.histogram_score) == (Source.EXACT, Status.MOVING, 0.0)
+    assert rows["net/hidden/kernel"].source == Source.EXACT
 
 
 # ---------------------------------------------------------------------------- PyTorch
@@ -339,10 +339,11 @@ def test_torch_layer_at_1e_5_learning_rate_logs_1e_5_ratio(tmp_path: Path) -> No
         np.testing.assert_allclose(slow / fast, 1e-5, rtol=0.3)
 
     from tb_stagnation.verdict import ranking  # the backend's; imported here so its changes fail only this test
+    from tb_stagnation.verdict.vocabulary import Status
 
     status = {row.tag: row.status for row in ranking.rank({}, {"slow": {records.EXACT: series}}).rows}
-    assert status["slow.weight"] == status["slow.bias"] == ranking.STAGNANT
-    assert status["fast.weight"] == status["fast.bias"] == ranking.MOVING
+    assert status["slow.weight"] == status["slow.bias"] == Status.STAGNANT
+    assert status["fast.weight"] == status["fast.bias"] == Status.MOVING
 
 
 # ------------------------------------------------------- core, reader, TensorBoard facts

@@ -17,13 +17,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tb_stagnation import cli
+import tb_stagnation
+from tb_stagnation import cli, wire
 from oracles import stagnant_since
 
 from tb_stagnation.measure import drift
 from tb_stagnation.measure.summaries import Summary, Tail, summarise
 from tb_stagnation.measure.exact_series import ExactSeries
-from tb_stagnation.verdict import findings, naming, ranking, vocabulary
+from tb_stagnation.verdict import findings, ranking, vocabulary
+from tb_stagnation.verdict.vocabulary import Kind, Status
 
 REPO = Path(__file__).resolve().parents[1]
 STEPS = np.arange(0, 1001, 100)  # 11 samples, 10 intervals of 100 steps
@@ -233,7 +235,7 @@ def test_every_threshold_comes_from_the_runs_parameters_whichever_source_scores_
     result = ranking.rank({"run": tags}, exact)
     assert result.thresholds["run"]["histogram"] == pytest.approx(0.01 * TYPICAL, rel=0.05)
     assert result.thresholds["run"]["exact"] == pytest.approx(1e-5)
-    params = [r for r in result.rows if r.role in naming.PARAMETER_ROLES]
+    params = [r for r in result.rows if r.role in vocabulary.PARAMETER_ROLES]
     assert {r.source for r in params} == {"exact"} and len(params) == 8
     assert all(r.status == "moving" and r.stagnant_since is None for r in params)
 
@@ -277,22 +279,46 @@ def test_coarse_buckets_leave_a_tag_unresolved_only_near_the_threshold() -> None
 
 
 def test_definitions_cover_every_status_role_source_and_kind() -> None:
-    body = vocabulary.as_json()
-    assert [s["name"] for s in body["statuses"]] == list(ranking.STATUSES)
-    assert [r["name"] for r in body["roles"]] == list(naming.ROLES)
-    assert [s["name"] for s in body["sources"]] == list(ranking.SOURCE_PREFERENCE)
+    body = wire.definitions_json()
+    assert [s["name"] for s in body["statuses"]] == list(vocabulary.STATUSES)
+    assert [r["name"] for r in body["roles"]] == list(vocabulary.ROLES)
+    assert [s["name"] for s in body["sources"]] == list(vocabulary.SOURCE_PREFERENCE)
     assert [k["name"] for k in body["finding_kinds"]] == list(vocabulary.FINDING_KINDS)
-    assert set(body["parameter_roles"]) == naming.PARAMETER_ROLES
-    assert set(body["stuck_statuses"]) == ranking.STUCK_STATUSES
-    assert body["default_ratio"] == ranking.DEFAULT_RATIO
+    assert set(body["parameter_roles"]) == vocabulary.PARAMETER_ROLES
+    assert set(body["stuck_statuses"]) == vocabulary.STUCK_STATUSES
+    assert body["default_ratio"] == vocabulary.DEFAULT_RATIO
     for group in ("statuses", "roles", "sources", "finding_kinds"):
         assert all(entry["meaning"] for entry in body[group])
+
+
+def test_meanings_state_the_thresholds_the_code_uses() -> None:
+    meaning = {entry["name"]: entry["meaning"] for entry in wire.definitions_json()["finding_kinds"]}
+    vanishing = meaning["vanishing_gradient"]
+    assert f"at least {vocabulary.VANISHING_MIN_LAYERS} consecutive parameter layers" in vanishing
+    assert f"by at least {vocabulary.VANISHING_MIN_FALL:g}x" in vanishing
+    unresolved = {entry["name"]: entry["meaning"] for entry in wire.definitions_json()["statuses"]}["unresolved"]
+    assert f"within {vocabulary.UNRESOLVED_MARGIN:g}x of it" in unresolved
+
+
+def test_a_status_and_a_finding_kind_are_different_words_with_the_same_string() -> None:
+    # A finding of kind frozen is not a status, yet JSON, the CLI and the tab see the same "frozen".
+    assert Status.FROZEN is not Kind.FROZEN and type(Status.FROZEN) is not type(Kind.FROZEN)
+    assert json.dumps({Status.FROZEN: [Kind.FROZEN, Status.STAGNANT]}) == '{"frozen": ["frozen", "stagnant"]}'
+    assert f"{Kind.VANISHING_GRADIENT} {Status.UNRESOLVED!r}" == "vanishing_gradient 'unresolved'"
+
+
+def test_an_unknown_role_is_refused_with_the_roles_as_plain_words(capsys) -> None:
+    with pytest.raises(SystemExit) as exit:
+        cli.main([".", "--role", "kernel"])
+    assert exit.value.code == 2
+    err = capsys.readouterr().err
+    assert "invalid choice: 'kernel' (choose from 'weight', 'bias', 'norm_scale'," in err
 
 
 def test_ranking_json_carries_findings_and_definitions() -> None:
     tags = _network({"conv1": TYPICAL, "conv2": TYPICAL, "conv3": FROZEN})
     result = ranking.rank({"run": tags})
-    body = json.loads(json.dumps(findings.ranking_json(result, result.rows, ["run"]), allow_nan=False))
+    body = json.loads(json.dumps(wire.ranking_json(result, findings.find(result), result.rows, ["run"]), allow_nan=False))
     assert list(body) == ["ratio", "runs", "findings", "rows", "layers", "thresholds", "thinned", "definitions"]
     assert body["thinned"] == {}  # every record kept
     assert body["findings"] == [{
@@ -324,9 +350,9 @@ def demo(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def demo_findings(demo: Path) -> dict[str, list[findings.Finding]]:
-    result, _ = cli.load(str(demo), ranking.DEFAULT_RATIO)
-    found: dict[str, list[findings.Finding]] = {run: [] for run in result.thresholds}
-    for f in findings.find(result):
+    analysis = tb_stagnation.analyse(demo)
+    found: dict[str, list[findings.Finding]] = {run: [] for run in analysis.runs}
+    for f in analysis.findings:
         found[f.run].append(f)
     return found
 
@@ -357,15 +383,15 @@ def test_cli_prints_findings_by_run_above_the_table_and_the_route_object_as_json
     body = json.loads(_python(["-m", "tb_stagnation.cli", str(demo), "--json", "--run", "vanishing"], timeout=300))
     assert list(body) == ["ratio", "runs", "findings", "rows", "layers", "thresholds", "thinned", "definitions"]
     assert body["thinned"] == {}  # every record kept
-    assert body["findings"] == [findings.finding_json(f) for f in demo_findings["vanishing"]]
+    assert body["findings"] == [wire.finding_json(f) for f in demo_findings["vanishing"]]
     assert {r["run"] for r in body["rows"]} == {"vanishing"} and set(body["thresholds"]) == {"vanishing"}
 
 
 def test_imported_checkpoints_give_frozen_and_stagnant_findings(tmp_path: Path) -> None:
     _python([str(REPO / "tests" / "checkpoint_writers.py"), "torch", str(tmp_path)], timeout=600)
     _python(["-m", "tb_stagnation.cli", "checkpoints", str(tmp_path), "--quiet"], timeout=300)
-    result, _ = cli.load(str(tmp_path), ranking.DEFAULT_RATIO)
-    found = _kinds(findings.find(result))
+    analysis = tb_stagnation.analyse(tmp_path)
+    result, found = analysis.ranking, _kinds(analysis.findings)
     [frozen], [stagnant] = found.pop("frozen"), found.pop("stagnant")
     assert not found
     assert set(frozen.tags) == {"frozen.weight", "frozen.bias"}

@@ -39,13 +39,13 @@ from tb_stagnation.integrations.movement import ParameterMovement
 from tb_stagnation.integrations import lightning as lightning_integration
 from tb_stagnation.integrations import transformers as hf_integration
 from tb_stagnation.summary import TorchArrayOps
-from tb_stagnation.verdict import ranking
+from tb_stagnation.verdict.vocabulary import Source, Status
 
 HERE = Path(__file__).parent
 EVERY, STEPS = 5, 20
 SNAPSHOTS = list(range(0, STEPS + 1, EVERY))
 RTOL = 1e-5
-LAYERS = {"fast": ranking.MOVING, "out": ranking.MOVING, "slow": ranking.STAGNANT, "frozen": ranking.FROZEN}
+LAYERS = {"fast": Status.MOVING, "out": Status.MOVING, "slow": Status.STAGNANT, "frozen": Status.FROZEN}
 QUIET_ENV = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "2"}
 
 # ------------------------------------------------------------------------------ reading
@@ -210,7 +210,7 @@ def test_lightning_snapshots_follow_optimizer_steps_and_add_histograms(tmp_path:
     assert logged.histograms == {name: SNAPSHOTS for name in record.weights[0]}  # parameter names, step 0 on
     rows = {row.tag: row for row in engine.analyse_logdir(str(tmp_path)).ranking.rows}
     assert {tag: row.status for tag, row in rows.items()} == expected_statuses("net.")
-    assert all(row.source == ranking.EXACT and np.isfinite(row.histogram_score) for row in rows.values())
+    assert all(row.source == Source.EXACT and np.isfinite(row.histogram_score) for row in rows.values())
 
 
 def test_lightning_without_a_tensorboard_logger_fails_before_training(tmp_path: Path) -> None:

@@ -28,6 +28,7 @@ import pytest
 
 from tb_stagnation import engine
 from tb_stagnation.verdict import findings, ranking
+from tb_stagnation.verdict.vocabulary import Source, Status
 
 REPO = Path(__file__).resolve().parents[1]
 SLOW_FACTOR = 1e-8
@@ -115,7 +116,7 @@ def _load(path: Path) -> tuple[dict[str, ranking.Row], list[findings.Finding]]:
 def _floors_are_resolved_w1(rows: dict[str, ranking.Row]) -> None:
     """Every histogram row shows its floor, and it is finer than the threshold (the samples resolve it)."""
     for row in rows.values():
-        assert row.source == ranking.HISTOGRAM
+        assert row.source == Source.HISTOGRAM
         assert 0 < row.floor < row.threshold, row
 
 
@@ -135,11 +136,11 @@ def test_a_bias_at_1e8_of_the_learning_rate_is_stagnant_the_rest_moving(logs: Pa
 def test_a_deep_sigmoid_mlp_is_stuck_near_the_input_and_a_vanishing_gradient(logs: Path) -> None:
     rows, found = _load(logs / "sigmoid10")
     for i in range(1, 5):
-        assert rows[f"dense{i}/kernel"].status in (ranking.FROZEN, ranking.STAGNANT), rows[f"dense{i}/kernel"]
-    assert not [r for r in rows.values() if r.status == ranking.UNRESOLVED]
+        assert rows[f"dense{i}/kernel"].status in (Status.FROZEN, Status.STAGNANT), rows[f"dense{i}/kernel"]
+    assert not [r for r in rows.values() if r.status == Status.UNRESOLVED]
     fourth = rows["dense4/kernel"]
     assert 0 < fourth.score < fourth.threshold and fourth.floor < fourth.threshold
-    assert rows["dense10/kernel"].status == ranking.MOVING
+    assert rows["dense10/kernel"].status == Status.MOVING
     assert rows["dense10/kernel"].score > 1e4 * fourth.score
     [vanishing] = [f for f in found if f.kind == "vanishing_gradient"]
     assert "dense4" in vanishing.layers and vanishing.layers[-1] in ("dense9", "dense10")
@@ -148,7 +149,7 @@ def test_a_deep_sigmoid_mlp_is_stuck_near_the_input_and_a_vanishing_gradient(log
 
 def test_a_run_where_every_layer_moves_has_no_finding(logs: Path) -> None:
     rows, found = _load(logs / "healthy")
-    assert {r.status for r in rows.values()} == {ranking.MOVING}
+    assert {r.status for r in rows.values()} == {Status.MOVING}
     assert found == []
     _floors_are_resolved_w1(rows)
 

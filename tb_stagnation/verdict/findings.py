@@ -1,19 +1,23 @@
-"""What a ranking means, in plain sentences: the findings of each run, and the ranking JSON.
+"""What a ranking means, in plain sentences: a :class:`~ranking.Ranking` in, each run's findings out.
 
-A finding names a problem the ranking shows (:data:`vocabulary.FINDING_KINDS`),
-the tags and layers it concerns and, in one sentence, the figures that show
-it. Findings only ever name what a status or a profile already measured:
+Detection and wording only; the JSON of a finding is
+:func:`tb_stagnation.wire.finding_json`'s. A finding names a problem the
+ranking shows (a :class:`~vocabulary.Kind`), the tags and layers it concerns
+and, in one sentence, the figures that show it. Findings only ever name what
+a status or a profile already measured (thresholds from :mod:`vocabulary`):
 
 - ``frozen``: parameter tags whose status is ``frozen``, one finding per layer;
 - ``stalled``: parameter tags that reached the stagnant threshold, then stayed
-  below it for at least :data:`STALLED_MIN_INTERVALS` measured intervals and
-  :data:`STALLED_MIN_SHARE` of the run's intervals;
+  below it for at least :data:`~vocabulary.STALLED_MIN_INTERVALS` measured
+  intervals and :data:`~vocabulary.STALLED_MIN_SHARE` of the run's intervals;
 - ``stagnant``: the other parameter tags whose status is ``stagnant``;
 - ``vanishing_gradient``: the layer profile (:attr:`ranking.Ranking.layers`)
-  falls steadily towards the input over :data:`VANISHING_MIN_LAYERS` layers or
-  more, by :data:`VANISHING_MIN_FALL` or more, down to a stagnant layer;
+  falls steadily towards the input over :data:`~vocabulary.VANISHING_MIN_LAYERS`
+  layers or more, by :data:`~vocabulary.VANISHING_MIN_FALL` or more, down to a
+  stagnant layer;
 - ``nonfinite``: the first step holding NaN or Inf, any role;
-- ``histogram_blind``: a run whose histograms cannot show its movement.
+- ``histogram_blind``: a run whose histograms cannot show its movement
+  (:data:`~vocabulary.BLIND_UNRESOLVED_SHARE`, :data:`~vocabulary.BLIND_SEEN_SHARE`).
 
 Gradients and activations change with the data, not with learning: they
 never make a stuck finding. A run where every layer moves has no finding.
@@ -23,48 +27,36 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 from tb_stagnation import records
-from tb_stagnation.measure import exact_series
-from tb_stagnation.verdict import naming, ranking, vocabulary
+from tb_stagnation.verdict import ranking
 from tb_stagnation.verdict.vocabulary import (
-    FROZEN,
-    HISTOGRAM_BLIND,
-    NONFINITE,
-    STAGNANT,
-    STALLED,
-    VANISHING_GRADIENT,
+    BLIND_SEEN_SHARE,
+    BLIND_UNRESOLVED_SHARE,
+    JUDGED_ROLES,
+    STALLED_MIN_INTERVALS,
+    STALLED_MIN_SHARE,
+    VANISHING_MIN_FALL,
+    VANISHING_MIN_LAYERS,
+    VANISHING_NOISE,
+    Kind,
+    Source,
+    Status,
 )
 
-STALLED_MIN_INTERVALS = 3
-"""A tag is ``stalled`` only after this many measured intervals below the threshold (one or two are noise)."""
-STALLED_MIN_SHARE = 0.25
-"""... and only if those intervals are at least this share of all its measured intervals."""
-VANISHING_MIN_LAYERS = 3
-"""A vanishing-gradient profile spans at least this many consecutive parameter layers."""
-VANISHING_MIN_FALL = 10.0
-"""... over which the main tensor's score falls at least this factor from the output side to the input side."""
-VANISHING_NOISE = 1.5
-"""A layer may move up to this factor faster than its neighbour towards the output and the fall still counts as steady."""
-BLIND_UNRESOLVED_SHARE = 0.5
-"""``histogram_blind`` when at least this share of a run's histogram-scored parameter tags is ``unresolved``."""
-BLIND_SEEN_SHARE = 0.1
-"""... or when, where an exact source scores a parameter, its histogram drift shows less than this share of the
-exact ratio (median over the run's parameters): the histograms cannot tell these parameters apart."""
-
-# Roles that can be stuck: parameters, and tags whose name does not say (ranked like them).
-_STUCK_ROLES = naming.PARAMETER_ROLES | {naming.OTHER}
-_UNITS = {ranking.HISTOGRAM: "samples", ranking.EXACT: "snapshots", ranking.CHECKPOINT: "checkpoints"}
+_UNITS = {Source.HISTOGRAM: "samples", Source.EXACT: "snapshots", Source.CHECKPOINT: "checkpoints"}
 _AXIS_WORDS = {records.STEP: "step", records.EPOCH: "epoch", records.ORDER: "checkpoint"}
 
 
 @dataclasses.dataclass(frozen=True)
 class Finding:
+    """One problem of a run: its kind, the tags and layers it concerns, since when, and the sentence saying it."""
+
     run: str
-    kind: str  # one of vocabulary.FINDING_KINDS
+    kind: Kind
     tags: tuple[str, ...]
     layers: tuple[str, ...]
     since_step: int | None
@@ -72,7 +64,7 @@ class Finding:
 
 
 def find(result: ranking.Ranking) -> list[Finding]:
-    """Every run's findings: by run, then in :data:`vocabulary.FINDING_KINDS` order, then model order."""
+    """Every run's findings: by run, then in :class:`~vocabulary.Kind` order, then model order."""
     by_run: dict[str, list[ranking.Row]] = {}
     for row in result.rows:
         by_run.setdefault(row.run, []).append(row)
@@ -89,12 +81,17 @@ def find(result: ranking.Ranking) -> list[Finding]:
 def _run_findings(
     run: str, rows: list[ranking.Row], layers: list[ranking.Layer], ratio: float, exact: ranking.MatchedExact
 ) -> list[Finding]:
+    """One run's findings in :class:`~vocabulary.Kind` order.
+
+    A layer in a vanishing-gradient profile is named there, not again as
+    stalled or stagnant: the profile is the cause, its slow layers the symptom.
+    """
     found: list[Finding] = []
     nonfinite = _nonfinite(run, rows)
     if nonfinite:
         found.append(nonfinite)
-    stuck = [r for r in rows if r.role in _STUCK_ROLES]
-    for group in _by_layer([r for r in stuck if r.status == ranking.FROZEN]):
+    stuck = [r for r in rows if r.role in JUDGED_ROLES]
+    for group in _by_layer([r for r in stuck if r.status == Status.FROZEN]):
         found.append(_frozen(run, group, exact))
     vanishing = _vanishing(run, layers)
     found.extend(vanishing)
@@ -103,7 +100,7 @@ def _run_findings(
     for group in _by_layer(stalled):
         found.append(_stalled(run, group))
     stalled_tags = {r.tag for r in stalled}
-    slow = [r for r in stuck if r.status == ranking.STAGNANT and r.tag not in stalled_tags and r.layer not in in_profile]
+    slow = [r for r in stuck if r.status == Status.STAGNANT and r.tag not in stalled_tags and r.layer not in in_profile]
     for group in _by_layer(slow):
         found.append(_stagnant(run, group, ratio))
     blind = _histogram_blind(run, stuck)
@@ -120,9 +117,11 @@ def _by_layer(rows: Sequence[ranking.Row]) -> list[list[ranking.Row]]:
     return list(groups.values())
 
 
-def _finding(run: str, kind: str, rows: Sequence, since: int | None, message: str) -> Finding:
+def _finding(run: str, kind: Kind, rows: Sequence, since: int | None, message: str) -> Finding:
+    """A finding about ``rows``: their tags in the order given, their layers once each."""
     layers = tuple(dict.fromkeys(r.layer for r in rows))
-    return Finding(run=run, kind=kind, tags=tuple(r.tag for r in rows), layers=layers, since_step=since, message=message)
+    tags = tuple(r.tag for r in rows)
+    return Finding(run=run, kind=kind, tags=tags, layers=layers, since_step=since, message=message)
 
 
 # ------------------------------------------------------------------ kinds
@@ -143,18 +142,19 @@ def _frozen(run: str, rows: list[ranking.Row], exact: ranking.MatchedExact) -> F
                 f"{len(series.steps)} {_UNITS[source]} ({words}s {series.steps[0]}-{series.steps[-1]})"
             )
     message = f"{_names([r.tag for r in rows])} never changed over {' and '.join(evidence)}"
-    return _finding(run, FROZEN, rows, first, message)
+    return _finding(run, Kind.FROZEN, rows, first, message)
 
 
 def _is_stalled(row: ranking.Row) -> bool:
     """Moved at the threshold, then stayed below it for long enough to mean something."""
-    if row.status not in (ranking.MOVING, ranking.STAGNANT) or row.stagnant_since is None:
+    if row.status not in (Status.MOVING, Status.STAGNANT) or row.stagnant_since is None:
         return False
     below, total = row.stagnant_intervals, row.intervals
     return 0 < below < total and below >= STALLED_MIN_INTERVALS and below >= STALLED_MIN_SHARE * total
 
 
 def _stalled(run: str, rows: list[ranking.Row]) -> Finding:
+    """Since when one layer's stalled tags stayed below the threshold, and how fast they still move."""
     since = min(r.stagnant_since for r in rows)
     last = max((r.last_step for r in rows if r.last_step is not None), default=None)
     below = max(r.stagnant_intervals for r in rows)
@@ -168,10 +168,11 @@ def _stalled(run: str, rows: list[ranking.Row]) -> Finding:
         + f" ({below} of {total} measured intervals); {still} at {_fig(max(r.score for r in rows))} "
         f"per {unit} by median"
     )
-    return _finding(run, STALLED, rows, since, message)
+    return _finding(run, Kind.STALLED, rows, since, message)
 
 
 def _stagnant(run: str, rows: list[ranking.Row], ratio: float) -> Finding:
+    """One layer's stagnant tags against the run's typical parameter (the threshold over ``ratio``)."""
     fastest = max(rows, key=lambda r: r.score)
     threshold = fastest.threshold
     typical = threshold / ratio
@@ -182,7 +183,7 @@ def _stagnant(run: str, rows: list[ranking.Row], ratio: float) -> Finding:
         f"{_names([r.tag for r in rows])} barely {'moves' if len(rows) == 1 else 'move'}: {figure} per {unit}, "
         f"{_share(share)} of the run's typical parameter ({_fig(typical)}; stagnant below {_fig(threshold)})"
     )
-    return _finding(run, STAGNANT, rows, None, message)
+    return _finding(run, Kind.STAGNANT, rows, None, message)
 
 
 def _vanishing(run: str, layers: list[ranking.Layer]) -> list[Finding]:
@@ -194,12 +195,12 @@ def _vanishing(run: str, layers: list[ranking.Layer]) -> list[Finding]:
         if len(stretch) < VANISHING_MIN_LAYERS:
             continue
         fall = stretch[-1].score / stretch[0].score
-        slow = [layer for layer in stretch if layer.status in (ranking.STAGNANT, ranking.UNRESOLVED)]
+        slow = [layer for layer in stretch if layer.status in (Status.STAGNANT, Status.UNRESOLVED)]
         if fall < VANISHING_MIN_FALL or not slow:
             continue
         per_layer = fall ** (1 / (len(stretch) - 1))
         first, last = stretch[0], stretch[-1]
-        unit = "step" if first.source != ranking.CHECKPOINT else "checkpoint interval"
+        unit = "step" if first.source != Source.CHECKPOINT else "checkpoint interval"
         message = (
             f"{_layer_span(slow, stretch)} barely {'moves' if len(slow) == 1 else 'move'}: movement falls about "
             f"{_factor(per_layer)} per layer towards the input over {len(stretch)} layers "
@@ -209,7 +210,7 @@ def _vanishing(run: str, layers: list[ranking.Layer]) -> list[Finding]:
         out.append(
             Finding(
                 run=run,
-                kind=VANISHING_GRADIENT,
+                kind=Kind.VANISHING_GRADIENT,
                 tags=tuple(layer.tag for layer in stretch),
                 layers=tuple(layer.layer for layer in stretch),
                 since_step=None,
@@ -227,7 +228,7 @@ def _falling_stretches(layers: list[ranking.Layer]) -> list[list[ranking.Layer]]
         usable = (
             math.isfinite(layer.score)
             and layer.score > 0
-            and layer.status not in (ranking.FROZEN, ranking.NONFINITE, ranking.INSUFFICIENT)
+            and layer.status not in (Status.FROZEN, Status.NONFINITE, Status.INSUFFICIENT)
         )
         if not usable:
             stretches.append(current)
@@ -242,19 +243,20 @@ def _falling_stretches(layers: list[ranking.Layer]) -> list[list[ranking.Layer]]
 
 
 def _nonfinite(run: str, rows: list[ranking.Row]) -> Finding | None:
-    bad = [r for r in rows if r.status == ranking.NONFINITE]
+    """The first step holding NaN or Inf and its tags: where the trouble started, whatever followed."""
+    bad = [r for r in rows if r.status == Status.NONFINITE]
     if not bad:
         return None
     steps = [r.nonfinite_since for r in bad if r.nonfinite_since is not None]
     first = min(steps) if steps else None
     if first is None:
-        return _finding(run, NONFINITE, bad, None, f"{_names([r.tag for r in bad])} hold NaN or Inf")
+        return _finding(run, Kind.NONFINITE, bad, None, f"{_names([r.tag for r in bad])} hold NaN or Inf")
     at_first = [r for r in bad if r.nonfinite_since == first]
     message = f"NaN or Inf first at {_axis(at_first[0])} {first}, in {_names([r.tag for r in at_first])}"
     if len(bad) > len(at_first):
         message += f"; {len(bad)} tags hold NaN or Inf in all"
     ordered = sorted(bad, key=lambda r: (r.nonfinite_since if r.nonfinite_since is not None else math.inf, r.order))
-    return _finding(run, NONFINITE, ordered, first, message)
+    return _finding(run, Kind.NONFINITE, ordered, first, message)
 
 
 _HOW_EXACT = (
@@ -264,9 +266,10 @@ _HOW_EXACT = (
 
 
 def _histogram_blind(run: str, rows: list[ranking.Row]) -> Finding | None:
-    measured = (ranking.FROZEN, ranking.NONFINITE, ranking.INSUFFICIENT)
-    by_histogram = [r for r in rows if r.source == ranking.HISTOGRAM and r.status not in measured]
-    unresolved = [r for r in by_histogram if r.status == ranking.UNRESOLVED]
+    """A run whose histograms are too coarse for its threshold, or show too little of its exact movement."""
+    measured = (Status.FROZEN, Status.NONFINITE, Status.INSUFFICIENT)
+    by_histogram = [r for r in rows if r.source == Source.HISTOGRAM and r.status not in measured]
+    unresolved = [r for r in by_histogram if r.status == Status.UNRESOLVED]
     if unresolved and len(unresolved) >= BLIND_UNRESOLVED_SHARE * len(by_histogram):
         floor = float(np.nanmedian([r.floor for r in unresolved]))
         message = (
@@ -274,11 +277,11 @@ def _histogram_blind(run: str, rows: list[ranking.Row]) -> Finding | None:
             f"parameter tags are unresolved (the buckets record changes of about {_fig(floor)} per step at the "
             f"finest, the stagnant threshold is {_fig(unresolved[0].threshold)}); {_HOW_EXACT}"
         )
-        return _finding(run, HISTOGRAM_BLIND, unresolved, None, message)
+        return _finding(run, Kind.HISTOGRAM_BLIND, unresolved, None, message)
     both = [
         r
         for r in rows
-        if r.source != ranking.HISTOGRAM
+        if r.source != Source.HISTOGRAM
         and r.status not in measured
         and math.isfinite(r.histogram_score)
         and math.isfinite(r.exact_score)
@@ -290,11 +293,12 @@ def _histogram_blind(run: str, rows: list[ranking.Row]) -> Finding | None:
     if seen >= BLIND_SEEN_SHARE:
         return None
     message = (
-        f"the histograms show {'none' if seen == 0 else 'about ' + _share(seen)} of the exact movement (median over {len(both)} parameters), "
+        f"the histograms show {'none' if seen == 0 else 'about ' + _share(seen)} of the exact movement "
+        f"(median over {len(both)} parameters), "
         f"too little to tell slow from stuck: rank by the exact figures (source {both[0].source}), not by the "
         f"Histograms view; {_HOW_EXACT} in runs without them"
     )
-    return _finding(run, HISTOGRAM_BLIND, both, None, message)
+    return _finding(run, Kind.HISTOGRAM_BLIND, both, None, message)
 
 
 # ------------------------------------------------------------------ wording
@@ -312,6 +316,7 @@ def _fig(value: float) -> str:
 
 
 def _factor(value: float) -> str:
+    """``4.0x``, ``12x``, ``1000x``: how many times one score is another."""
     if value >= 1000:
         return f"{float(f'{value:.2g}'):.0f}x"
     return f"{value:.0f}x" if value >= 10 else f"{value:.1f}x"
@@ -347,70 +352,3 @@ def _layer_span(chosen: Sequence[ranking.Layer], stretch: Sequence[ranking.Layer
     if len(names) >= 3 and positions == list(range(positions[0], positions[0] + len(positions))):
         return f"{names[0]}-{names[-1]}"
     return _names(names)
-
-
-# ------------------------------------------------------------------ JSON
-
-
-def json_number(value):
-    """JSON-friendly number: NaN (nothing measured) and other non-finite values become null."""
-    return None if isinstance(value, float) and not math.isfinite(value) else value
-
-
-def record(obj) -> dict:
-    """A ranking row or layer as JSON: NaN (nothing measured) becomes null."""
-    out = {k: json_number(v) for k, v in vars(obj).items()}
-    if "sparkline" in out:  # a 48-point chart: four significant digits halve the payload
-        out["sparkline"] = [json_number(float(f"{v:.4g}")) for v in out["sparkline"]]
-    return out
-
-
-def finding_json(finding: Finding) -> dict:
-    return {
-        "run": finding.run,
-        "kind": finding.kind,
-        "tags": list(finding.tags),
-        "layers": list(finding.layers),
-        "since_step": finding.since_step,
-        "message": finding.message,
-    }
-
-
-def ranking_json(
-    result: ranking.Ranking,
-    rows: Sequence[ranking.Row],
-    runs: Sequence[str],
-    only_runs: Collection[str] | None = None,
-) -> dict:
-    """The ranking JSON (the ``/ranking`` route's answer and ``tb-stagnation --json``).
-
-    ``rows``: the rows to send (filtered); ``runs``: every run of the
-    experiment. Layers, thresholds and findings are those of the ranked runs,
-    or of ``only_runs`` where given.
-    """
-
-    def shown(run: str) -> bool:
-        return not only_runs or run in only_runs
-
-    return {
-        "ratio": result.ratio,
-        "runs": list(runs),
-        # Before the rows: what a reader of the object (or of `tb-stagnation --json`) wants first.
-        "findings": [finding_json(f) for f in find(result) if shown(f.run)],
-        "rows": [record(r) for r in rows],
-        "layers": [record(layer) for layer in result.layers if shown(layer.run)],
-        "thresholds": {
-            run: {src: json_number(t) for src, t in th.items()} for run, th in result.thresholds.items() if shown(run)
-        },
-        "thinned": _thinned(result, shown),
-        "definitions": vocabulary.as_json(),
-    }
-
-
-def _thinned(result: ranking.Ranking, shown) -> dict[str, dict[str, int]]:
-    """run -> ``{kept, written, series}`` of the exact series a loader kept fewer records of than were written."""
-    by_run: dict[str, list[exact_series.ExactSeries]] = {}
-    for (run, _), sources in result.exact.items():
-        if shown(run):
-            by_run.setdefault(run, []).extend(sources.values())
-    return {run: short for run, series in sorted(by_run.items()) if (short := exact_series.thinned(series))}

@@ -6,7 +6,9 @@ Keras' TensorBoard callback writes ``<model>/<layer>/<weight>/histogram``
 author chose (``conv1/weights``, ``weights_conv1``, ``W_fc1``). The role
 decides what a tag is compared with: parameters against the run's typical
 parameter, gradients and activations not at all (they change with the data,
-not with learning).
+not with learning). The roles themselves, and which of them count as
+parameters, are :class:`~tb_stagnation.verdict.vocabulary.Role` and its sets;
+this module only reads them off names.
 """
 
 from __future__ import annotations
@@ -14,30 +16,18 @@ from __future__ import annotations
 import dataclasses
 import re
 
-WEIGHT, BIAS, NORM_SCALE, NORM_OFFSET, MOVING_STAT = (
-    "weight",
-    "bias",
-    "norm_scale",
-    "norm_offset",
-    "moving_stat",
-)
-GRADIENT, ACTIVATION, OTHER = "gradient", "activation", "other"
-ROLES = (WEIGHT, BIAS, NORM_SCALE, NORM_OFFSET, MOVING_STAT, GRADIENT, ACTIVATION, OTHER)
-# Trained by the optimiser: these define a run's typical movement.
-TRAINABLE_ROLES = frozenset({WEIGHT, BIAS, NORM_SCALE, NORM_OFFSET})
-# Tags whose stillness means a layer does not learn.
-PARAMETER_ROLES = TRAINABLE_ROLES | {MOVING_STAT}
+from tb_stagnation.verdict.vocabulary import Role
 
 _ROLE_WORDS = {
-    WEIGHT: {
+    Role.WEIGHT: {
         "kernel", "kernels", "weight", "weights", "w", "filter", "filters",
         "depthwise_kernel", "pointwise_kernel", "recurrent_kernel", "embeddings",
         "embedding", "weight_ih_l0", "weight_hh_l0",
     },
-    BIAS: {"bias", "biases", "b", "recurrent_bias", "bias_ih_l0", "bias_hh_l0"},
-    NORM_SCALE: {"gamma", "scale"},
-    NORM_OFFSET: {"beta", "offset"},
-    MOVING_STAT: {
+    Role.BIAS: {"bias", "biases", "b", "recurrent_bias", "bias_ih_l0", "bias_hh_l0"},
+    Role.NORM_SCALE: {"gamma", "scale"},
+    Role.NORM_OFFSET: {"beta", "offset"},
+    Role.MOVING_STAT: {
         "moving_mean", "moving_variance", "moving_var", "running_mean",
         "running_var", "num_batches_tracked",
     },
@@ -67,7 +57,7 @@ class TagName:
     """
 
     layer: str
-    role: str
+    role: Role
     param_key: str
 
 
@@ -85,7 +75,7 @@ def strip_variable_suffix(key: str) -> str:
     return f"{head}{sep}{last}" if head else last
 
 
-def _split_role(token: str) -> tuple[str | None, str]:
+def _split_role(token: str) -> tuple[Role | None, str]:
     """Role named by a token and what remains of it as a layer name.
 
     Handles the whole token (``kernel``) and an underscore prefix or suffix
@@ -131,17 +121,17 @@ def parse(tag: str) -> TagName:
     if is_activation:
         tokens.pop()
     param_key = sep.join(tokens) or tag
-    role, layer_tokens = OTHER, list(tokens)
+    role, layer_tokens = Role.OTHER, list(tokens)
     if tokens and not is_activation:
         found, rest = _split_role(tokens[-1])
         if found is not None:
             role = found
             layer_tokens = tokens[:-1] + ([rest] if rest else [])
-    if role in (WEIGHT, BIAS) and layer_tokens and _NORM_LAYER.search(layer_tokens[-1]):
-        role = NORM_SCALE if role == WEIGHT else NORM_OFFSET
+    if role in (Role.WEIGHT, Role.BIAS) and layer_tokens and _NORM_LAYER.search(layer_tokens[-1]):
+        role = Role.NORM_SCALE if role == Role.WEIGHT else Role.NORM_OFFSET
     layer = sep.join(layer_tokens) or param_key
     if is_gradient:
-        return TagName(layer=layer, role=GRADIENT, param_key=param_key)
+        return TagName(layer=layer, role=Role.GRADIENT, param_key=param_key)
     if is_activation:
-        return TagName(layer=layer, role=ACTIVATION, param_key=param_key)
+        return TagName(layer=layer, role=Role.ACTIVATION, param_key=param_key)
     return TagName(layer=layer, role=role, param_key=param_key)

@@ -1,100 +1,188 @@
-"""What the ranking's words mean: statuses, roles, sources and finding kinds, in one place.
+"""The verdict's one vocabulary: statuses, roles, sources, finding kinds, and the thresholds they rest on.
 
-The CLI's help and the tab's legends both read these (the tab through the
-``definitions`` object of the ranking JSON, :func:`as_json`), so a word means
-the same wherever it is shown.
+Every word is a member of a small string enum (:class:`Status`, :class:`Role`,
+:class:`Source`, :class:`Kind`). Statuses and finding kinds share three words
+(``frozen``, ``stagnant``, ``nonfinite``) but are different things, a status
+judging one tag and a finding naming a problem of a run: ``Status.FROZEN`` and
+``Kind.FROZEN`` keep them apart in code, while the wire carries the same
+strings as ever (a member *is* its string: it compares, hashes, formats and
+encodes to JSON as one).
+
+Each threshold is written once, here, and the meanings are built from them.
+The CLI's help and the tab's legends both read the meanings (the tab through
+the ``definitions`` object of the ranking JSON,
+:func:`tb_stagnation.wire.definitions_json`), so a word means the same
+wherever it is shown. This module imports nothing of the verdict: the
+others import it.
 """
 
 from __future__ import annotations
 
-from tb_stagnation import records
-from tb_stagnation.verdict import naming, ranking
+import enum
 
-# Finding kinds (see tb_stagnation.verdict.findings for how each is found).
-FROZEN, STAGNANT, STALLED = "frozen", "stagnant", "stalled"
-VANISHING_GRADIENT, NONFINITE, HISTOGRAM_BLIND = "vanishing_gradient", "nonfinite", "histogram_blind"
-FINDING_KINDS = (NONFINITE, FROZEN, VANISHING_GRADIENT, STALLED, STAGNANT, HISTOGRAM_BLIND)
-# Findings saying that parameters do not learn (a CI gate's concern), as opposed to
-# findings about the data (nonfinite) or about what the histograms can show.
-STUCK_KINDS = (FROZEN, VANISHING_GRADIENT, STALLED, STAGNANT)
+from tb_stagnation import records
+
+
+class Word(enum.StrEnum):
+    """A word of the vocabulary: shown as its string everywhere, in a ``repr`` too.
+
+    The ``repr`` matters where a message lists the choices (argparse's
+    "invalid choice", the routes' 4xx answers): they read ``'frozen'``, as
+    they did when the words were plain strings.
+    """
+
+    def __repr__(self) -> str:
+        return repr(self.value)
+
+
+class Status(Word):
+    """The one status a ranked tag gets (see :func:`tb_stagnation.verdict.ranking.rank`)."""
+
+    FROZEN = "frozen"
+    STAGNANT = "stagnant"
+    MOVING = "moving"
+    NONFINITE = "nonfinite"
+    UNRESOLVED = "unresolved"
+    INSUFFICIENT = "insufficient"
+
+
+class Role(Word):
+    """What a tag's tensor is to its layer, as its name says (see :func:`tb_stagnation.verdict.naming.parse`)."""
+
+    WEIGHT = "weight"
+    BIAS = "bias"
+    NORM_SCALE = "norm_scale"
+    NORM_OFFSET = "norm_offset"
+    MOVING_STAT = "moving_stat"
+    GRADIENT = "gradient"
+    ACTIVATION = "activation"
+    OTHER = "other"
+
+
+class Source(Word):
+    """Which measurement scores a row; the exact sources are named as the plugin's records name them."""
+
+    HISTOGRAM = "histogram"
+    EXACT = records.EXACT
+    CHECKPOINT = records.CHECKPOINT
+
+
+class Kind(Word):
+    """A finding's kind (see :mod:`tb_stagnation.verdict.findings`), in the order a run's findings are listed."""
+
+    NONFINITE = "nonfinite"
+    FROZEN = "frozen"
+    VANISHING_GRADIENT = "vanishing_gradient"
+    STALLED = "stalled"
+    STAGNANT = "stagnant"
+    HISTOGRAM_BLIND = "histogram_blind"
+
+
+STATUSES = tuple(Status)
+ROLES = tuple(Role)
+FINDING_KINDS = tuple(Kind)
+SOURCE_PREFERENCE = (Source.EXACT, Source.CHECKPOINT, Source.HISTOGRAM)
+"""Which measurement a row is scored by when it has several: the writers' ratio at every
+snapshot, then the ratio between checkpoints, then histogram drift (a lower bound)."""
+
+TRAINABLE_ROLES = frozenset({Role.WEIGHT, Role.BIAS, Role.NORM_SCALE, Role.NORM_OFFSET})
+"""Trained by the optimiser: these define a run's typical movement."""
+PARAMETER_ROLES = TRAINABLE_ROLES | {Role.MOVING_STAT}
+"""Tags whose stillness means a layer does not learn."""
+JUDGED_ROLES = PARAMETER_ROLES | {Role.OTHER}
+"""Tags that can be called stagnant or stuck: the parameters, and the tags whose name does not say
+(ranked like them). Gradients and activations change with the data, not with learning."""
+STUCK_STATUSES = frozenset({Status.FROZEN, Status.STAGNANT})
+"""Statuses a CI gate fails on (``tb-stagnation --fail-on-stagnant``)."""
+STUCK_KINDS = frozenset({Kind.FROZEN, Kind.VANISHING_GRADIENT, Kind.STALLED, Kind.STAGNANT})
+"""Findings saying that parameters do not learn (a CI gate's concern), as opposed to
+findings about the data (nonfinite) or about what the histograms can show."""
+
+# ------------------------------------------------------------------ thresholds
+
+DEFAULT_RATIO = 0.01
+"""Stagnant: two orders of magnitude slower than the run's typical trainable parameter."""
+UNRESOLVED_MARGIN = 100.0
+"""A histogram-scored tag below its threshold is ``unresolved`` only if the buckets could not
+have shown a change at the threshold's rate (floor at or above it) and its measured drift is
+within this factor of the threshold; drift this far below the threshold is evidence enough
+for ``stagnant``, coarse buckets or not."""
+STALLED_MIN_INTERVALS = 3
+"""A tag is ``stalled`` only after this many measured intervals below the threshold (one or two are noise)."""
+STALLED_MIN_SHARE = 0.25
+"""... and only if those intervals are at least this share of all its measured intervals."""
+VANISHING_MIN_LAYERS = 3
+"""A vanishing-gradient profile spans at least this many consecutive parameter layers."""
+VANISHING_MIN_FALL = 10.0
+"""... over which the main tensor's score falls at least this factor from the output side to the input side."""
+VANISHING_NOISE = 1.5
+"""A layer may move up to this factor faster than its neighbour towards the output, and the fall still counts
+as steady."""
+BLIND_UNRESOLVED_SHARE = 0.5
+"""``histogram_blind`` when at least this share of a run's histogram-scored parameter tags is ``unresolved``."""
+BLIND_SEEN_SHARE = 0.1
+"""... or when, where an exact source scores a parameter, its histogram drift shows less than this share of the
+exact ratio (median over the run's parameters): the histograms cannot tell these parameters apart."""
+
+# ------------------------------------------------------------------ meanings
 
 STATUS_MEANINGS = {
-    ranking.FROZEN: "never changed: every kept histogram identical bucket for bucket, or every exact update exactly 0",
-    ranking.STAGNANT: "moving far slower than the run's typical trainable parameter: score below ratio x the "
+    Status.FROZEN: "never changed: every kept histogram identical bucket for bucket, or every exact update exactly 0",
+    Status.STAGNANT: "moving far slower than the run's typical trainable parameter: score below ratio x the "
     "median score of the run's weights, biases and norm parameters (per source)",
-    ranking.MOVING: "none of the other statuses: moving at least at the stagnant threshold",
-    ranking.NONFINITE: "a kept histogram, logged RMS or update ratio holds NaN or Inf",
-    ranking.UNRESOLVED: "below the stagnant threshold, but the histogram buckets are too coarse to show a change "
-    f"at the threshold's rate, and the drift is within {ranking.UNRESOLVED_MARGIN:g}x of it: the histogram "
-    "cannot tell slow from stuck; "
-    "log the exact update ratio",
-    ranking.INSUFFICIENT: "fewer than two usable samples",
+    Status.MOVING: "none of the other statuses: moving at least at the stagnant threshold",
+    Status.NONFINITE: "a kept histogram, logged RMS or update ratio holds NaN or Inf",
+    Status.UNRESOLVED: "below the stagnant threshold, but the histogram buckets are too coarse to show a change "
+    f"at the threshold's rate, and the drift is within {UNRESOLVED_MARGIN:g}x of it: the histogram "
+    "cannot tell slow from stuck; log the exact update ratio",
+    Status.INSUFFICIENT: "fewer than two usable samples",
 }
 ROLE_MEANINGS = {
-    naming.WEIGHT: "a kernel or weight matrix (also embeddings)",
-    naming.BIAS: "a bias vector",
-    naming.NORM_SCALE: "a normalisation layer's scale (gamma)",
-    naming.NORM_OFFSET: "a normalisation layer's offset (beta)",
-    naming.MOVING_STAT: "a normalisation layer's moving mean or variance (not trained, but follows the data)",
-    naming.GRADIENT: "a parameter's gradient: changes with the data, never called stuck",
-    naming.ACTIVATION: "a layer's output: changes with the data, never called stuck",
-    naming.OTHER: "a tag whose name says nothing of its role; compared with the parameters",
+    Role.WEIGHT: "a kernel or weight matrix (also embeddings)",
+    Role.BIAS: "a bias vector",
+    Role.NORM_SCALE: "a normalisation layer's scale (gamma)",
+    Role.NORM_OFFSET: "a normalisation layer's offset (beta)",
+    Role.MOVING_STAT: "a normalisation layer's moving mean or variance (not trained, but follows the data)",
+    Role.GRADIENT: "a parameter's gradient: changes with the data, never called stuck",
+    Role.ACTIVATION: "a layer's output: changes with the data, never called stuck",
+    Role.OTHER: "a tag whose name says nothing of its role; compared with the parameters",
 }
 SOURCE_MEANINGS = {
-    ranking.HISTOGRAM: "histogram drift: normalised Wasserstein-1 between kept histograms per step, "
+    Source.HISTOGRAM: "histogram drift: normalised Wasserstein-1 between kept histograms per step, "
     "a lower bound on movement",
-    ranking.EXACT: "the exact update ratio ||W_t - W_t-k|| / ||W_t-k|| per step, logged during training "
+    Source.EXACT: "the exact update ratio ||W_t - W_t-k|| / ||W_t-k|| per step, logged during training "
     "by the writers in tb_stagnation.summary",
-    ranking.CHECKPOINT: "the exact update ratio between saved checkpoints, imported by "
+    Source.CHECKPOINT: "the exact update ratio between saved checkpoints, imported by "
     "`tb-stagnation checkpoints SRC`",
 }
 FINDING_MEANINGS = {
-    NONFINITE: "the first step holding NaN or Inf, and which tags hold it",
-    FROZEN: "parameters that never changed",
-    VANISHING_GRADIENT: "movement falls steadily towards the input over at least 3 consecutive parameter layers, "
-    "and by at least 10x, down to layers that are stagnant",
-    STALLED: "parameters that moved, then stayed below the stagnant threshold from a step on",
-    STAGNANT: "parameters far slower than the run's typical parameter over the whole run",
-    HISTOGRAM_BLIND: "the run's parameter movement is below what its histograms can resolve or tell apart; "
+    Kind.NONFINITE: "the first step holding NaN or Inf, and which tags hold it",
+    Kind.FROZEN: "parameters that never changed",
+    Kind.VANISHING_GRADIENT: "movement falls steadily towards the input over at least "
+    f"{VANISHING_MIN_LAYERS} consecutive parameter layers, and by at least {VANISHING_MIN_FALL:g}x, "
+    "down to layers that are stagnant",
+    Kind.STALLED: "parameters that moved, then stayed below the stagnant threshold from a step on",
+    Kind.STAGNANT: "parameters far slower than the run's typical parameter over the whole run",
+    Kind.HISTOGRAM_BLIND: "the run's parameter movement is below what its histograms can resolve or tell apart; "
     "exact figures come from the writers in tb_stagnation.summary or `tb-stagnation checkpoints SRC`",
 }
-
 THINNED_MEANING = (
     "TensorBoard kept fewer of the plugin's exact-movement records than were written (its Python loader keeps 10 "
     "a tag by default, the Rust one 100): scores, statuses and findings come from the records it kept; start "
     f"TensorBoard with {records.KEEP_ALL_FLAG} to keep them all"
 )
 
-assert set(STATUS_MEANINGS) == set(ranking.STATUSES)
-assert set(ROLE_MEANINGS) == set(naming.ROLES)
-assert set(SOURCE_MEANINGS) == set(ranking.SOURCE_PREFERENCE)
-assert set(FINDING_MEANINGS) == set(FINDING_KINDS)
+assert set(STATUS_MEANINGS) == set(Status)
+assert set(ROLE_MEANINGS) == set(Role)
+assert set(SOURCE_MEANINGS) == set(Source) == set(SOURCE_PREFERENCE)
+assert set(FINDING_MEANINGS) == set(Kind)
 
 
-def parameter_roles() -> list[str]:
-    """The roles whose stillness means a layer does not learn, in naming.ROLES order."""
-    return [r for r in naming.ROLES if r in naming.PARAMETER_ROLES]
+def parameter_roles() -> list[Role]:
+    """The roles whose stillness means a layer does not learn, in :data:`ROLES` order."""
+    return [r for r in ROLES if r in PARAMETER_ROLES]
 
 
-def stuck_statuses() -> list[str]:
-    """The statuses ``--fail-on-stagnant`` fails on, in ranking.STATUSES order."""
-    return [s for s in ranking.STATUSES if s in ranking.STUCK_STATUSES]
-
-
-def _entries(meanings: dict[str, str], order) -> list[dict[str, str]]:
-    return [{"name": name, "meaning": meanings[name]} for name in order]
-
-
-def as_json() -> dict:
-    """The ``definitions`` object of the ranking JSON."""
-    return {
-        "statuses": _entries(STATUS_MEANINGS, ranking.STATUSES),
-        "roles": _entries(ROLE_MEANINGS, naming.ROLES),
-        "sources": _entries(SOURCE_MEANINGS, ranking.SOURCE_PREFERENCE),
-        "finding_kinds": _entries(FINDING_MEANINGS, FINDING_KINDS),
-        "parameter_roles": parameter_roles(),
-        "stuck_statuses": stuck_statuses(),
-        "default_ratio": ranking.DEFAULT_RATIO,
-        "thinned": THINNED_MEANING,
-        "keep_all_flag": records.KEEP_ALL_FLAG,
-    }
+def stuck_statuses() -> list[Status]:
+    """The statuses ``--fail-on-stagnant`` fails on, in :data:`STATUSES` order."""
+    return [s for s in STATUSES if s in STUCK_STATUSES]
