@@ -28,6 +28,7 @@ from torch.utils.tensorboard import SummaryWriter as TorchSummaryWriter
 
 from tb_stagnation import records, summary
 from tb_stagnation.measure.exact_series import ExactSeries, collect_exact
+from tb_stagnation.sources.provider import ProviderSource
 
 EVERY = 5
 RTOL = 1e-5
@@ -47,10 +48,9 @@ def read_exact(logdir: Path) -> dict[str, dict[str, ExactSeries]]:
 
     run -> parameter -> series, of the training-time writers (source ``exact``).
     """
-    provider, ctx = _provider(logdir), RequestContext()
-    listed = provider.list_tensors(ctx, experiment_id="", plugin_name=records.PLUGIN_NAME)
-    read = provider.read_tensors(ctx, experiment_id="", plugin_name=records.PLUGIN_NAME, downsample=1000)
-    return {run: sources[records.EXACT] for run, sources in collect_exact(listed, read).items()}
+    source, ctx = ProviderSource(_provider(logdir), downsample=1000), RequestContext()
+    points = source.exact_points(ctx, "", source.exact_tags(ctx, ""))
+    return {run: sources[records.EXACT] for run, sources in collect_exact(points).items()}
 
 
 def expected_ratio(before: np.ndarray, after: np.ndarray, steps: int) -> float:

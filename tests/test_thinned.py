@@ -452,29 +452,24 @@ def test_an_import_of_version_1_continues_in_records(tmp_path) -> None:
 
 def test_a_missing_sample_is_absent_and_a_real_nan_is_nonfinite() -> None:
     """Version 1 through a loader that kept different steps of each quantity, and records with a NaN."""
-    from collections import namedtuple
-
     from tb_stagnation import records
     from tb_stagnation.measure import exact_series
+    from tb_stagnation.samples import ExactTag
 
-    Listed, Scalar, Tensor = namedtuple("Listed", "plugin_content"), namedtuple("Scalar", "step value"), namedtuple("Tensor", "step numpy")
+    def old(quantity: str, points: list[tuple[int, float]]) -> ExactTag:
+        content = json.dumps({"version": 1, "param": "w", "quantity": quantity}).encode()
+        return ExactTag(content, [s for s, _ in points], [np.array([v]) for _, v in points])
 
-    def old(quantity: str) -> Listed:
-        content = {"version": 1, "param": "w", "quantity": quantity}
-        return Listed(json.dumps(content).encode())
+    def record(seq: int, **quantities: float) -> np.ndarray:
+        return np.frombuffer(records.record_value("v", quantities, seq).tensor.tensor_content)
 
-    def record(step: int, seq: int, **quantities: float) -> Tensor:
-        value = records.record_value("v", quantities, seq)
-        return Tensor(step, np.frombuffer(value.tensor.tensor_content).reshape(2, -1))
-
-    listed = {"run": {"r": old("update_ratio"), "s": old("rms"),
-                      "v": Listed(records.create_summary_metadata("v").plugin_data.content)}}
-    read = {"run": {
-        "r": [Scalar(10, 0.0), Scalar(30, 0.0)],
-        "s": [Scalar(20, 0.5), Scalar(30, 0.5)],
-        "v": [record(10, 0, update_ratio=1e-3, rms=0.5), record(30, 2, update_ratio=1e-3), record(40, 3, rms=float("nan"))],
+    points = {"run": {
+        "r": old("update_ratio", [(10, 0.0), (30, 0.0)]),
+        "s": old("rms", [(20, 0.5), (30, 0.5)]),
+        "v": ExactTag(records.create_summary_metadata("v").plugin_data.content, [10, 30, 40],
+                      [record(0, update_ratio=1e-3, rms=0.5), record(2, update_ratio=1e-3), record(3, rms=float("nan"))]),
     }}
-    data = exact_series.collect_exact(listed, read)["run"][records.EXACT]
+    data = exact_series.collect_exact(points)["run"][records.EXACT]
     w, v = data["w"], data["v"]
     assert w.steps.tolist() == [10, 20, 30] and np.isnan(w.rms[0]) and np.isnan(w.update_ratio[1])
     assert not w.nonfinite and w.frozen and (w.kept, w.written, w.thinned) == (3, 3, False)
