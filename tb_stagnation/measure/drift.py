@@ -54,6 +54,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from tb_stagnation.measure import histogram
+from tb_stagnation.samples import Sample
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,10 +90,6 @@ class Series:
         arrays = (self.steps, self.wall_times, h.left, h.right, h.count, self.finite, self.rms,
                   self.drift, self.rate, self.floor, self.same)
         return sum(a.nbytes for a in arrays)
-
-
-Sample = tuple[Sequence[int], Sequence[float], Sequence[np.ndarray]]
-"""One series' raw samples: steps, wall times and ``[k, 3]`` histograms (or one ``(n, k, 3)`` array)."""
 
 
 def analyse(steps: Sequence[int], wall_times: Sequence[float], raw: Sequence[np.ndarray]) -> Series:

@@ -23,8 +23,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from tb_stagnation.measure import drift, histogram, summaries
-from tb_stagnation.measure.drift import Sample
 from tb_stagnation.measure.summaries import Summary
+from tb_stagnation.samples import Sample
 
 # Buckets (samples x bucket count) analysed together in `update_all`:
 # enough to amortise numpy's per-call cost over many small series, few
