@@ -1,10 +1,17 @@
-"""User-supplied tag regexes, bounded so that one cannot pin a thread.
+"""User-supplied tag regexes: the one rule of the route, the CLI and the tab.
+
+A tag filter is a regular expression searched in tag names, case-insensitive,
+as TensorBoard's own tag filters are (its frontend builds ``new RegExp(filter,
+'i')``): ``dense`` finds ``Dense/kernel``. The tab applies the same rule
+client-side (frontend/src/tagfilter.ts: the same limits and messages, and it
+refuses what JavaScript and Python read differently), so one pattern shows the
+same rows in the tab, the ranking route and ``tb-stagnation --tag``.
 
 Python's ``re`` has no time-out, so the work a pattern can trigger is bounded
 up front: a length limit, and no quantified group that itself holds a
 quantifier or an alternation (``(a+)+``, ``(a|aa)*``), the shape of patterns
-that backtrack exponentially. Tag names are short, so what is left runs in
-time roughly linear in their length.
+that backtrack exponentially, and no backreference. Tag names are short, so
+what is left runs in time roughly linear in their length.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ from tensorboard import errors
 
 MAX_LENGTH = 256
 _NESTED_QUANTIFIER = re.compile(r"\((?:[^()\\]|\\.)*[*+?}|](?:[^()\\]|\\.)*\)\s*[*+?{]")
-_BACKREFERENCE = re.compile(r"\\[1-9]|\(\?P=")
+_BACKREFERENCE = re.compile(r"\\[1-9]|\(\?P=|\\k<")  # \k<name> is JavaScript's: refused alike
 
 
 class TagFilterError(errors.InvalidArgumentError):
@@ -27,7 +34,7 @@ class TagFilterError(errors.InvalidArgumentError):
 
 
 def compile_tag_filter(pattern: str | None) -> re.Pattern | None:
-    """The compiled pattern, ``None`` for no filter; raises :class:`TagFilterError`."""
+    """The compiled pattern (case-insensitive), ``None`` for no filter; raises :class:`TagFilterError`."""
     if not pattern:
         return None
     if len(pattern) > MAX_LENGTH:
@@ -38,6 +45,6 @@ def compile_tag_filter(pattern: str | None) -> re.Pattern | None:
             "or a backreference, could take unbounded time; simplify it"
         )
     try:
-        return re.compile(pattern)
+        return re.compile(pattern, re.IGNORECASE)
     except re.error as e:
         raise TagFilterError(f"invalid tag regex: {e}") from None

@@ -358,11 +358,14 @@ def test_stagnation_tab_in_tensorboard(tb_url, browser):
         frame.locator('tr[aria-selected="true"]').press("ArrowUp")
         frame.wait_for_selector(".stg-charts .uplot canvas", timeout=60_000)
 
-        # Filter: an invalid regex says so inline; a valid one filters rows.
+        # Filter: a refused regex says why inline, in the route's words; a valid one filters rows,
+        # case-insensitive as the route and the CLI (tests/test_tag_filter.py).
         tag_input = frame.locator("input[aria-label^='Filter tags']")
         tag_input.fill("conv1(")
-        frame.locator(".stg-invalid", has_text="invalid regex").wait_for(timeout=10_000)
-        tag_input.fill("frozen")
+        frame.locator(".stg-invalid", has_text="invalid tag regex").wait_for(timeout=10_000)
+        tag_input.fill("(frozen+)+")
+        frame.locator(".stg-invalid", has_text="could take unbounded time").wait_for(timeout=10_000)
+        tag_input.fill("FROZEN")
         frame.wait_for_function(
             "() => [...document.querySelectorAll('tr[data-run]')].every(tr => tr.dataset.tag.startsWith('frozen/'))",
             timeout=10_000,

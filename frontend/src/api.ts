@@ -1,6 +1,6 @@
-// The JSON contract of docs/http_api.md, normalised: non-finite numbers (sent as strings
-// by TensorBoard's Respond) become JS numbers, missing fields become null or defaults, so
-// the views never meet an undefined.
+// The JSON contract of docs/http_api.md, normalised: missing fields become null or
+// defaults, so the views never meet an undefined. Every number the server sends is finite
+// or null by construction (its JSON has no NaN), so a number field is a number or null.
 import { FALLBACK, type Definitions, type Term } from "./definitions";
 
 export interface Row {
@@ -292,17 +292,9 @@ function str(v: unknown, dflt = ""): string {
   return typeof v === "string" ? v : v == null ? dflt : String(v);
 }
 
-/** A JSON number as TensorBoard's Respond sends it: non-finite values arrive as strings. */
+/** A JSON number, or null (null, or anything else where a number belongs). */
 function num(v: unknown): number | null {
-  if (typeof v === "number") return v;
-  if (typeof v === "string") {
-    if (v === "NaN") return NaN;
-    if (v === "Infinity") return Infinity;
-    if (v === "-Infinity") return -Infinity;
-    const n = Number(v);
-    return v.trim() !== "" && !Number.isNaN(n) ? n : null;
-  }
-  return null;
+  return typeof v === "number" ? v : null;
 }
 
 function numArray(v: unknown): (number | null)[] {

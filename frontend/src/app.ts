@@ -6,19 +6,17 @@ import { httpStatus, type LayerPoint, type Ranking, type Row, type Series } from
 import { FALLBACK } from "./definitions";
 import { Slot } from "./dom";
 import { lastCall } from "./memo";
-import {
-  filterRows, findingsByRun, nextSort, profileLines, reconcile, revealPatch, roleOptions, scoreScale,
-  selectedRow, shownRanks, sortRows, statusCounts, tagFilter,
-} from "./store";
+import { filterRows, filtersShowing, findRow, nextSort, reconcile, sortRows } from "./store";
+import { compileTagFilter } from "./tagfilter";
 import type { Theme } from "./theme";
 import { writeState } from "./url";
-import { detailView, showCharts, type SeriesLoad } from "./views/detail";
-import { findingsView } from "./views/findings";
+import { detailView, scrollToCharts, type SeriesLoad } from "./views/detail";
+import { findingsByRun, findingsView } from "./views/findings";
 import { headerView } from "./views/header";
 import { noticeView } from "./views/notices";
-import { profileView } from "./views/profile";
-import { keepRowInView, showSelection, tableView, type Reveal } from "./views/table";
-import { toolbarView } from "./views/toolbar";
+import { profileLines, profileView } from "./views/profile";
+import { keepRowInView, markSelectedRow, scoreBarPercent, shownRanks, tableView, type Reveal } from "./views/table";
+import { roleOptions, statusCounts, toolbarView } from "./views/toolbar";
 import { ALL_ROLES, type SortKey, type ViewState } from "./viewstate";
 
 /** Data sources, latest-only (index.ts): a call that a newer one superseded never settles. */
@@ -59,7 +57,7 @@ export class App {
   private readonly filtered = lastCall(filterRows);
   private readonly sorted = lastCall(sortRows);
   private readonly ranks = lastCall(shownRanks);
-  private readonly scale = lastCall(scoreScale);
+  private readonly barPercent = lastCall(scoreBarPercent);
   private readonly roles = lastCall(roleOptions);
   private readonly counts = lastCall(statusCounts);
   private readonly findingGroups = lastCall(findingsByRun);
@@ -70,10 +68,10 @@ export class App {
     select: (row: Row, reveal: Reveal) => this.update({ sel: [row.run, row.tag] }, reveal),
     pickFinding: (row: Row) => {
       const params = this.ranking?.definitions.parameter_roles ?? FALLBACK.parameter_roles;
-      this.update({ ...revealPatch(this.state, row, params), sel: [row.run, row.tag] }, "charts");
+      this.update({ ...filtersShowing(this.state, row, params), sel: [row.run, row.tag] }, "charts");
     },
     pickLayer: (p: LayerPoint) => {
-      const row = this.ranking && selectedRow(this.ranking, [p.run, p.tag]);
+      const row = this.ranking && findRow(this.ranking, [p.run, p.tag]);
       if (row) this.update({ sel: [row.run, row.tag] });
     },
     sort: (key: SortKey) => this.update(nextSort(this.state, key)),
@@ -160,7 +158,7 @@ export class App {
     if (r) this.ranking = reconcile(this.ranking, r);
     if (again) this.load();
     const ranking = this.ranking;
-    if (r && ranking && this.state.sel && !selectedRow(ranking, this.state.sel)) {
+    if (r && ranking && this.state.sel && !findRow(ranking, this.state.sel)) {
       this.update({ sel: null }); // the selected tag is gone: so is it from the URL
     } else {
       this.render();
@@ -200,7 +198,7 @@ export class App {
     }
     const defs = r.definitions;
     const filters = { tag: s.tag, role: s.role, status: s.status, hidden: s.hidden };
-    const tagError = tagFilter(this.tagDraft ?? s.tag).error;
+    const tagError = compileTagFilter(this.tagDraft ?? s.tag).error;
     const groups = this.findingGroups(r, s.hidden);
     this.findings.show(groups && { groups, runs: r.runs, kinds: defs.finding_kinds, sel: s.sel, on: this.on });
     this.toolbar.show({
@@ -218,9 +216,9 @@ export class App {
     });
     const shown = this.filtered(r, filters);
     const rows = this.sorted(shown, s.sort, s.desc, defs.statuses);
-    this.table.show({ rows, ranks: this.ranks(shown), total: r.rows.length, runs: r.runs, sort: s.sort, desc: s.desc, defs, scale: this.scale(r.rows), tagError, on: this.on });
-    const tr = showSelection(this.table.el, s.sel);
-    const row = selectedRow(r, s.sel);
+    this.table.show({ rows, ranks: this.ranks(shown), total: r.rows.length, runs: r.runs, sort: s.sort, desc: s.desc, defs, barPercent: this.barPercent(r.rows), tagError, on: this.on });
+    const tr = markSelectedRow(this.table.el, s.sel);
+    const row = findRow(r, s.sel);
     const load = row && this.seriesOf(row);
     this.detail.show({ row, load, runs: r.runs, defs, theme: this.theme });
     const lines = this.lines(r, s.hidden);
@@ -240,7 +238,7 @@ export class App {
       tr.scrollIntoView({ block: "nearest" });
     } else {
       const show = () => {
-        showCharts(this.detail.el);
+        scrollToCharts(this.detail.el);
         keepRowInView(tr);
       };
       if (load?.state === "loading") {

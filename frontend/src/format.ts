@@ -3,9 +3,6 @@
 /** Compact, readable numbers: 0.0123, 1.2e-4, 12.3, 4.5e+6; "–" for nothing measured. */
 export function fmt(v: number | null | undefined, digits = 3): string {
   if (v === null || v === undefined) return "–";
-  if (Number.isNaN(v)) return "NaN";
-  if (v === Infinity) return "∞";
-  if (v === -Infinity) return "-∞";
   if (v === 0) return "0";
   const a = Math.abs(v);
   if (a >= 1e-3 && a < 1e5) {
@@ -14,13 +11,6 @@ export function fmt(v: number | null | undefined, digits = 3): string {
   }
   const [m, e] = v.toExponential(digits - 1).split("e");
   return `${String(Number(m))}e${Number(e)}`;
-}
-
-/** Scores in one aligned format, so a column of them lines up: 6.46e-3. */
-export function fmtSci(v: number | null): string {
-  if (v === null || !Number.isFinite(v) || v === 0) return fmt(v);
-  const [m, e] = v.toExponential(2).split("e");
-  return `${m}e${Number(e)}`;
 }
 
 export function fmtStep(v: number | null | undefined): string {
@@ -45,10 +35,4 @@ export function elide(text: string, max: number): string {
   if (text.length <= max) return text;
   const head = Math.ceil((max - 1) / 2);
   return text.slice(0, head) + "…" + text.slice(text.length - (max - 1 - head));
-}
-
-/** Escape a string so it matches itself literally in a regular expression. */
-export function escapeRegExp(s: string): string {
-  // Only the syntax characters: valid with and without the `u` flag.
-  return s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 }

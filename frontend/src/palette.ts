@@ -34,17 +34,3 @@ const STATUS_SWATCHES: Record<string, Swatch> = {
 export function statusSwatch(status: string): Swatch {
   return STATUS_SWATCHES[status] ?? STATUS_SWATCHES.insufficient;
 }
-
-// A finding kind takes the colour of the status it resembles.
-const KIND_STATUS: Record<string, string> = {
-  frozen: "frozen",
-  stagnant: "stagnant",
-  stalled: "stagnant",
-  vanishing_gradient: "stagnant",
-  nonfinite: "nonfinite",
-  histogram_blind: "unresolved",
-};
-
-export function findingColour(kind: string): string {
-  return statusSwatch(KIND_STATUS[kind] ?? "insufficient").colour;
-}

@@ -1,15 +1,15 @@
-// Parsing the server's JSON: missing fields tolerated, non-finite numbers kept.
+// Parsing the server's JSON: missing fields tolerated, a number field a number or null.
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { parseRanking, parseSeries } from "../src/api";
 import { FALLBACK } from "../src/definitions";
 
 test("an answer without findings or definitions: null findings, the fallback vocabulary", () => {
-  const r = parseRanking({ ratio: 0.01, runs: ["b"], rows: [{ run: "a", tag: "t", score: "NaN" }] });
+  const r = parseRanking({ ratio: 0.01, runs: ["b"], rows: [{ run: "a", tag: "t", score: null, net: 0.5 }] });
   assert.equal(r.findings, null);
   assert.deepEqual(r.definitions, FALLBACK);
   assert.deepEqual(r.runs, ["a", "b"]);
-  assert.ok(Number.isNaN(r.rows[0].score));
+  assert.deepEqual([r.rows[0].score, r.rows[0].net, r.rows[0].samples], [null, 0.5, null]);
   assert.equal(r.rows[0].axis, "step");
   assert.equal(r.rows[0].rank, 1);
 });

@@ -1,16 +1,22 @@
 // Drift versus depth: each layer's score in model order, one line per run of a group of runs
-// with the same layers (store.profileGroups). The x axis names those layers; dots take the
+// with the same layers (views/profile: profileGroups). The x axis names those layers; dots take the
 // status colour; every chart of the profile shares one y range (profileScale).
 import type uPlot from "uplot";
 import type { LayerPoint } from "../api";
 import { elide, fmt } from "../format";
 import { statusSwatch } from "../palette";
-import type { ProfileLine } from "../store";
 import type { Theme } from "../theme";
 import type { Selection } from "../viewstate";
 import { axis, type Chart } from "./frame";
 import { decadeSplits, forLog, logValues, zeroLevel } from "./logscale";
 import { marks } from "./marks";
+
+/** One run's line of the chart. */
+export interface ProfileLine {
+  run: string;
+  /** The run's layers in model order. */
+  points: LayerPoint[];
+}
 
 const CHAR_PX = 6.3; // average width of an 11px Roboto character
 const Y_AXIS_PX = 70;

@@ -9,7 +9,7 @@ import { mountChart, type Chart } from "../charts/frame";
 import { ratioChart, type RatioLine, type Threshold } from "../charts/ratio";
 import { meaning, type Definitions } from "../definitions";
 import { h, type Scope } from "../dom";
-import { axisLabel, axisName, escapeRegExp, fmt, fmtStep } from "../format";
+import { axisLabel, axisName, fmt, fmtStep } from "../format";
 import { runColour } from "../palette";
 import type { Theme } from "../theme";
 import { runLabel, statusBadge } from "./parts";
@@ -54,7 +54,7 @@ export function detailView(p: DetailProps, scope: Scope): HTMLElement {
  * Scroll the page so the detail's first row of charts (or, while its series loads, the place
  * the charts will take) is in view, the detail's header above it if there is room.
  */
-export function showCharts(el: HTMLElement): void {
+export function scrollToCharts(el: HTMLElement): void {
   const panels = Array.from(el.querySelectorAll<HTMLElement>(".stg-charts > [data-chart]"));
   const firstRow = panels.filter((panel) => panel.offsetTop === panels[0].offsetTop);
   const shown = firstRow.length ? firstRow : Array.from(el.querySelectorAll<HTMLElement>(".stg-detail-body"));
@@ -111,6 +111,12 @@ function distributionsHref(tag: string): string {
   const root = new URL("../../../", document.baseURI);
   root.hash = `distributions&tagFilter=${encodeURIComponent("^" + escapeRegExp(tag) + "$")}`;
   return root.href;
+}
+
+/** `s` escaped to match itself literally, in TensorBoard's tag filter (a JavaScript regex). */
+function escapeRegExp(s: string): string {
+  // Only the syntax characters: valid with and without the `u` flag.
+  return s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 }
 
 function chartPanels(row: Row, s: Series, colour: string, theme: Theme, scope: Scope): HTMLElement[] {

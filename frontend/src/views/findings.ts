@@ -1,12 +1,47 @@
 // Findings first: what the ranking found, run by run, one plain sentence each. A click
 // selects the finding's layer in the table.
-import type { Row } from "../api";
+import type { Finding, Ranking, Row } from "../api";
 import { explain, type Term } from "../definitions";
 import { h } from "../dom";
-import { findingColour, runColour } from "../palette";
-import type { FindingItem, RunFindings } from "../store";
+import { runColour, statusSwatch } from "../palette";
+import { findRow, shownRuns } from "../store";
 import type { Selection } from "../viewstate";
 import { runLabel } from "./parts";
+
+export interface FindingItem {
+  finding: Finding;
+  /** The row a click selects, or null when the ranking holds none of its tags or layers. */
+  target: Row | null;
+}
+
+export interface RunFindings {
+  run: string;
+  items: FindingItem[];
+}
+
+/** Findings of the shown runs, grouped by run in run order; null when the server sent none. */
+export function findingsByRun(ranking: Ranking, hidden: readonly string[]): RunFindings[] | null {
+  const findings = ranking.findings;
+  if (!findings) return null;
+  return shownRuns(ranking.runs, hidden).map((run) => ({
+    run,
+    items: findings.filter((f) => f.run === run).map((finding) => ({ finding, target: findingTarget(ranking, finding) })),
+  }));
+}
+
+/** A finding's row: its first tag that is a row of its run, else its first layer's main tag. */
+function findingTarget(ranking: Ranking, f: Finding): Row | null {
+  for (const tag of f.tags) {
+    const row = findRow(ranking, [f.run, tag]);
+    if (row) return row;
+  }
+  for (const layer of f.layers) {
+    const main = ranking.layers.find((l) => l.run === f.run && l.layer === layer);
+    const row = main ? findRow(ranking, [f.run, main.tag]) : null;
+    if (row) return row;
+  }
+  return null;
+}
 
 export interface FindingsProps {
   groups: readonly RunFindings[];
@@ -53,4 +88,18 @@ function findingView({ finding, target }: FindingItem, p: FindingsProps): HTMLEl
     { ...attrs, type: "button", "aria-current": selected ? "true" : null, onclick: () => p.on.pickFinding(target) },
     content,
   );
+}
+
+// A finding kind takes the colour of the status it resembles.
+const KIND_STATUS: Record<string, string> = {
+  frozen: "frozen",
+  stagnant: "stagnant",
+  stalled: "stagnant",
+  vanishing_gradient: "stagnant",
+  nonfinite: "nonfinite",
+  histogram_blind: "unresolved",
+};
+
+function findingColour(kind: string): string {
+  return statusSwatch(KIND_STATUS[kind] ?? "insufficient").colour;
 }

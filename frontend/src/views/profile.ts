@@ -1,14 +1,46 @@
 // Drift versus depth: stuck early layers (the vanishing-gradient signature) stand out.
-import type { LayerPoint } from "../api";
+import type { LayerPoint, Ranking } from "../api";
 import { mountChart } from "../charts/frame";
-import { profileChart, profileScale } from "../charts/profile";
+import { profileChart, profileScale, type ProfileLine } from "../charts/profile";
 import { explain, type Term } from "../definitions";
 import { h, type Scope } from "../dom";
 import { runColour, statusSwatch } from "../palette";
-import { profileGroups, type ProfileLine } from "../store";
+import { shownRuns } from "../store";
 import type { Theme } from "../theme";
 import type { Selection } from "../viewstate";
 import { runLabel } from "./parts";
+
+/** One line per shown run that has layers, for the drift-versus-depth profile. */
+export function profileLines(ranking: Ranking, hidden: readonly string[]): ProfileLine[] {
+  return shownRuns(ranking.runs, hidden)
+    .map((run) => ({ run, points: ranking.layers.filter((l) => l.run === run).sort((a, b) => a.order - b.order) }))
+    .filter((line) => line.points.length);
+}
+
+/** Runs drawn on one chart of the profile: they share the layers on its x axis. */
+export interface ProfileGroup {
+  /** The layer names of every line of the group, in model order. */
+  layers: string[];
+  lines: ProfileLine[];
+}
+
+/**
+ * The profile's charts: runs with the same layers in the same order share one chart (the
+ * healthy and the broken variant of one model, side by side); a run of another architecture
+ * gets its own, since a shared axis would draw its layers between layers they have nothing
+ * to do with. In the order of each group's first run.
+ */
+export function profileGroups(lines: readonly ProfileLine[]): ProfileGroup[] {
+  const groups = new Map<string, ProfileGroup>();
+  for (const line of lines) {
+    const layers = line.points.map((p) => p.layer);
+    const key = JSON.stringify(layers);
+    const group = groups.get(key);
+    if (group) group.lines.push(line);
+    else groups.set(key, { layers, lines: [line] });
+  }
+  return [...groups.values()];
+}
 
 export interface ProfileProps {
   lines: readonly ProfileLine[];

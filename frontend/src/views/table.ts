@@ -4,9 +4,8 @@ import type { Row } from "../api";
 import { mountSparkline } from "../charts/sparkline";
 import { explain, type Definitions } from "../definitions";
 import { h, type Scope } from "../dom";
-import { axisLabel, axisName, fmt, fmtSci, fmtStep } from "../format";
+import { axisLabel, axisName, fmt, fmtStep } from "../format";
 import { runColour, statusSwatch } from "../palette";
-import { keyTarget } from "../store";
 import type { Selection, SortKey } from "../viewstate";
 import { runLabel, statusBadge } from "./parts";
 
@@ -21,15 +20,16 @@ export interface TableHandlers {
 
 export interface TableProps {
   rows: readonly Row[];
-  /** Each row's rank among the shown rows (store.shownRanks): what the # column says. */
+  /** Each row's rank among the shown rows (shownRanks): what the # column says. */
   ranks: ReadonlyMap<Row, number>;
   total: number;
   runs: readonly string[];
   sort: SortKey;
   desc: boolean;
   defs: Definitions;
-  scale: (score: number | null) => number;
-  /** Why the tag filter filters nothing, if it is not a valid regex. */
+  /** A score's bar length in percent (scoreBarPercent). */
+  barPercent: (score: number | null) => number;
+  /** Why the tag filter filters nothing, if it is refused. */
   tagError: string | null;
   on: TableHandlers;
 }
@@ -53,6 +53,37 @@ const COLUMNS: Column[] = [
   { key: "last_step", label: "last step", num: true },
   { key: "source", label: "source", title: "The measurement behind the movement score" },
 ];
+
+/**
+ * Each shown row's place in the server's ranking counted among the shown rows only (1 =
+ * most moving), so the # column runs 1, 2, 3, ... over what the filters let through
+ * instead of skipping the gradients and runs they hide.
+ */
+export function shownRanks(rows: readonly Row[]): Map<Row, number> {
+  return new Map([...rows].sort((a, b) => a.rank - b.rank).map((row, i) => [row, i + 1]));
+}
+
+/**
+ * Bar length (percent) of a score on a log scale spanning every positive score of the
+ * ranking, filters or not, so bars compare across filters. Zero and missing scores: 0.
+ */
+export function scoreBarPercent(rows: readonly Row[]): (v: number | null) => number {
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (const { score } of rows) {
+    if (score !== null && score > 0) {
+      lo = Math.min(lo, score);
+      hi = Math.max(hi, score);
+    }
+  }
+  const l0 = Math.log10(lo);
+  const l1 = Math.log10(hi);
+  return (v) => {
+    if (v === null || v <= 0 || !Number.isFinite(l0)) return 0;
+    if (l1 - l0 < 1e-9) return 100;
+    return 6 + (94 * (Math.log10(v) - l0)) / (l1 - l0);
+  };
+}
 
 export function tableView(p: TableProps, scope: Scope): HTMLElement {
   const tbody = h("tbody", { onkeydown: (ev: Event) => onKey(ev as KeyboardEvent, p) });
@@ -93,7 +124,7 @@ export function tableView(p: TableProps, scope: Scope): HTMLElement {
 }
 
 /** Mark the selected row (roving tabindex); returns its element, if it is shown. */
-export function showSelection(el: HTMLElement, sel: Selection | null): HTMLTableRowElement | null {
+export function markSelectedRow(el: HTMLElement, sel: Selection | null): HTMLTableRowElement | null {
   const trs = Array.from(el.querySelectorAll<HTMLTableRowElement>("tr[data-run]"));
   let selected: HTMLTableRowElement | null = null;
   for (const tr of trs) {
@@ -171,7 +202,7 @@ function rowView(row: Row, spark: HTMLElement, p: TableProps): HTMLElement {
       h(
         "div",
         { class: "stg-score" },
-        h("div", { class: "stg-bar" }, h("div", { style: `width:${p.scale(row.score).toFixed(1)}%;background:${swatch.colour}` })),
+        h("div", { class: "stg-bar" }, h("div", { style: `width:${p.barPercent(row.score).toFixed(1)}%;background:${swatch.colour}` })),
         h("span", { class: "stg-score-val" }, fmtSci(row.score)),
       ),
     ),
@@ -208,7 +239,7 @@ function noRows(p: TableProps): HTMLElement {
     h(
       "td",
       { colspan: String(COLUMNS.length), class: "stg-empty" },
-      p.tagError ? "The tag filter is not a valid regular expression. " : "No tags match the filters. ",
+      p.tagError ? "The tag filter is refused (see the filter). " : "No tags match the filters. ",
       h("button", { class: "stg-btn", type: "button", onclick: () => p.on.clearFilters() }, "clear filters"),
     ),
   );
@@ -217,9 +248,45 @@ function noRows(p: TableProps): HTMLElement {
 function onKey(ev: KeyboardEvent, p: TableProps): void {
   const trs = Array.from((ev.currentTarget as HTMLElement).querySelectorAll("tr[data-run]"));
   const current = trs.indexOf(document.activeElement as Element);
-  const next = keyTarget(ev.key, current, trs.length);
+  const next = rowAfterKey(ev.key, current, trs.length);
   if (next === null) return;
   ev.preventDefault();
   if (ev.key === "Enter" || ev.key === " ") p.on.select(p.rows[next], "charts");
   else if (next !== current) p.on.select(p.rows[next], "row");
+}
+
+/**
+ * Keyboard navigation: the index of the row a key moves to from `current` (-1: no row
+ * focused) among `count` rows, or null for a key that does not navigate. Enter and Space
+ * answer the current row itself (select it).
+ */
+export function rowAfterKey(key: string, current: number, count: number): number | null {
+  if (count <= 0) return null;
+  const last = count - 1;
+  switch (key) {
+    case "ArrowDown":
+      return Math.min(last, current + 1);
+    case "ArrowUp":
+      return Math.max(0, current - 1);
+    case "Home":
+      return 0;
+    case "End":
+      return last;
+    case "PageDown":
+      return Math.min(last, Math.max(current, 0) + 10);
+    case "PageUp":
+      return Math.max(0, current - 10);
+    case "Enter":
+    case " ":
+      return current >= 0 ? current : null;
+    default:
+      return null;
+  }
+}
+
+/** Scores in one aligned format, so a column of them lines up: 6.46e-3. */
+function fmtSci(v: number | null): string {
+  if (v === null || v === 0) return fmt(v);
+  const [m, e] = v.toExponential(2).split("e");
+  return `${m}e${Number(e)}`;
 }

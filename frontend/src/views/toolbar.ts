@@ -1,9 +1,10 @@
 // The filters: runs, stagnant threshold ratio, tag regex, role, status.
-import type { Term } from "../definitions";
-import { explain } from "../definitions";
+import type { Ranking } from "../api";
+import { explain, meaning, type Term } from "../definitions";
 import { h } from "../dom";
 import { runColour, statusSwatch } from "../palette";
-import type { RoleOption } from "../store";
+import { filterRows, type Filters } from "../store";
+import { ALL_ROLES, PARAMETERS } from "../viewstate";
 
 export interface ToolbarHandlers {
   setHidden(hidden: string[]): void;
@@ -26,6 +27,37 @@ export interface ToolbarProps {
   /** Rows per status under the other filters. */
   counts: ReadonlyMap<string, number>;
   on: ToolbarHandlers;
+}
+
+export interface RoleOption {
+  value: string;
+  label: string;
+  title: string;
+}
+
+/** The role filter's choices with row counts (of the shown runs): parameters, all, each role present. */
+export function roleOptions(ranking: Ranking, hidden: readonly string[], current: string): RoleOption[] {
+  const defs = ranking.definitions;
+  const rows = ranking.rows.filter((r) => !hidden.includes(r.run));
+  const counts = new Map<string, number>();
+  for (const r of rows) counts.set(r.role, (counts.get(r.role) ?? 0) + 1);
+  const params = rows.filter((r) => defs.parameter_roles.includes(r.role)).length;
+  const known = defs.roles.map((t) => t.name);
+  const roles = [...known, ...[...counts.keys()].filter((r) => !known.includes(r))];
+  return [
+    { value: PARAMETERS, label: `parameters (${params})`, title: `roles ${defs.parameter_roles.join(", ")}` },
+    { value: ALL_ROLES, label: `all (${rows.length})`, title: "every role, gradients and activations too" },
+    ...roles
+      .filter((r) => counts.has(r) || r === current)
+      .map((r) => ({ value: r, label: `${r} (${counts.get(r) ?? 0})`, title: meaning(defs.roles, r) })),
+  ];
+}
+
+/** Rows per status under every filter but the status filter: the status chips' counts. */
+export function statusCounts(ranking: Ranking, f: Filters): Map<string, number> {
+  const counts = new Map<string, number>();
+  for (const r of filterRows(ranking, f, true)) counts.set(r.status, (counts.get(r.status) ?? 0) + 1);
+  return counts;
 }
 
 export function toolbarView(p: ToolbarProps): HTMLElement {
