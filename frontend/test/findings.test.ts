@@ -2,26 +2,10 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { findingsByRun } from "../src/views/findings";
-import { finding, layer, ranking } from "./fixtures";
+import { twoRuns } from "./fixtures";
 
 describe("findings", () => {
-  const r = ranking(
-    [
-      { run: "a", tag: "conv1/kernel", layer: "conv1" },
-      { run: "a", tag: "conv2/kernel/gradient", layer: "conv2", role: "gradient" },
-      { run: "a", tag: "conv3/kernel", layer: "conv3" },
-      { run: "b", tag: "conv1/kernel", layer: "conv1" },
-    ],
-    {
-      runs: ["a", "b"],
-      layers: [layer({ run: "a", layer: "conv3", tag: "conv3/kernel" })],
-      findings: [
-        finding({ kind: "stagnant", tags: ["gone/kernel", "conv2/kernel/gradient"], layers: ["conv2"] }),
-        finding({ kind: "frozen", tags: [], layers: ["conv3"] }),
-        finding({ kind: "histogram_blind", tags: ["nowhere"], layers: ["nowhere"] }),
-      ],
-    },
-  );
+  const r = twoRuns();
 
   test("grouped by run in run order; a run without findings has an empty group", () => {
     const groups = findingsByRun(r, [])!;

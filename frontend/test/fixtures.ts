@@ -33,3 +33,25 @@ export function ranking(rows: Partial<Row>[], over: Partial<Ranking> = {}): Rank
     ...over,
   };
 }
+
+/** Two runs: a parameter, a gradient and a frozen layer in run a, one parameter in run b;
+ * findings naming a gradient, a tag that is gone, and a layer that is nowhere. */
+export function twoRuns(): Ranking {
+  return ranking(
+    [
+      { run: "a", tag: "conv1/kernel", layer: "conv1" },
+      { run: "a", tag: "conv2/kernel/gradient", layer: "conv2", role: "gradient" },
+      { run: "a", tag: "conv3/kernel", layer: "conv3" },
+      { run: "b", tag: "conv1/kernel", layer: "conv1" },
+    ],
+    {
+      runs: ["a", "b"],
+      layers: [layer({ run: "a", layer: "conv3", tag: "conv3/kernel" })],
+      findings: [
+        finding({ kind: "stagnant", tags: ["gone/kernel", "conv2/kernel/gradient"], layers: ["conv2"] }),
+        finding({ kind: "frozen", tags: [], layers: ["conv3"] }),
+        finding({ kind: "histogram_blind", tags: ["nowhere"], layers: ["nowhere"] }),
+      ],
+    },
+  );
+}

@@ -5,7 +5,7 @@ import { describe, test } from "node:test";
 import { filterRows, filtersShowing, findRow, nextSort, reconcile, sortRows, type Filters } from "../src/store";
 import { FALLBACK } from "../src/definitions";
 import { DEFAULT_STATE } from "../src/viewstate";
-import { finding, layer, ranking } from "./fixtures";
+import { finding, layer, ranking, twoRuns } from "./fixtures";
 
 const defaults: Filters = DEFAULT_STATE;
 const tags = (rows: { tag: string }[]) => rows.map((r) => r.tag);
@@ -74,23 +74,7 @@ describe("sortRows", () => {
 });
 
 describe("filtersShowing and findRow", () => {
-  const r = ranking(
-    [
-      { run: "a", tag: "conv1/kernel", layer: "conv1" },
-      { run: "a", tag: "conv2/kernel/gradient", layer: "conv2", role: "gradient" },
-      { run: "a", tag: "conv3/kernel", layer: "conv3" },
-      { run: "b", tag: "conv1/kernel", layer: "conv1" },
-    ],
-    {
-      runs: ["a", "b"],
-      layers: [layer({ run: "a", layer: "conv3", tag: "conv3/kernel" })],
-      findings: [
-        finding({ kind: "stagnant", tags: ["gone/kernel", "conv2/kernel/gradient"], layers: ["conv2"] }),
-        finding({ kind: "frozen", tags: [], layers: ["conv3"] }),
-        finding({ kind: "histogram_blind", tags: ["nowhere"], layers: ["nowhere"] }),
-      ],
-    },
-  );
+  const r = twoRuns();
 
   test("filtersShowing changes only the filters that hide the row", () => {
     const target = r.rows[1]; // a gradient of run a
