@@ -7,6 +7,9 @@ and, in one sentence, the figures that show it. Findings only ever name what
 a status or a profile already measured (thresholds from :mod:`vocabulary`):
 
 - ``frozen``: parameter tags whose status is ``frozen``, one finding per layer;
+  consecutive repeated blocks (:mod:`blocks`) whose every tensor is frozen
+  make one finding (``model.layers.0-1: all 18 tensors never changed ...``),
+  and so for ``stalled`` and ``stagnant``;
 - ``stalled``: parameter tags that reached the stagnant threshold, then stayed
   below it for at least :data:`~vocabulary.STALLED_MIN_INTERVALS` measured
   intervals and :data:`~vocabulary.STALLED_MIN_SHARE` of the run's intervals;
@@ -32,7 +35,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from tb_stagnation import records
-from tb_stagnation.verdict import ranking
+from tb_stagnation.verdict import blocks, ranking
 from tb_stagnation.verdict.vocabulary import (
     BLIND_SEEN_SHARE,
     BLIND_UNRESOLVED_SHARE,
@@ -91,18 +94,18 @@ def _run_findings(
     if nonfinite:
         found.append(nonfinite)
     stuck = [r for r in rows if r.role in JUDGED_ROLES]
-    for group in _by_layer([r for r in stuck if r.status == Status.FROZEN]):
-        found.append(_frozen(run, group, exact))
+    for name, group in _grouped([r for r in stuck if r.status == Status.FROZEN], stuck):
+        found.append(_frozen(run, name, group, exact))
     vanishing = _vanishing(run, layers)
     found.extend(vanishing)
     in_profile = {name for f in vanishing for name in f.layers}
     stalled = [r for r in stuck if _is_stalled(r) and r.layer not in in_profile]
-    for group in _by_layer(stalled):
-        found.append(_stalled(run, group))
+    for name, group in _grouped(stalled, stuck):
+        found.append(_stalled(run, name, group))
     stalled_tags = {r.tag for r in stalled}
     slow = [r for r in stuck if r.status == Status.STAGNANT and r.tag not in stalled_tags and r.layer not in in_profile]
-    for group in _by_layer(slow):
-        found.append(_stagnant(run, group, ratio))
+    for name, group in _grouped(slow, stuck):
+        found.append(_stagnant(run, name, group, ratio))
     blind = _histogram_blind(run, stuck)
     if blind:
         found.append(blind)
@@ -117,6 +120,46 @@ def _by_layer(rows: Sequence[ranking.Row]) -> list[list[ranking.Row]]:
     return list(groups.values())
 
 
+def _grouped(chosen: Sequence[ranking.Row], tensors: Sequence[ranking.Row]) -> list[tuple[str | None, list[ranking.Row]]]:
+    """``chosen`` in groups of one finding each, in model order, with the name of the blocks a group is.
+
+    Consecutive blocks whose every tensor among ``tensors`` (the run's
+    parameters) is chosen are one group, named by their span
+    (``model.layers.0-1``): a user asks which blocks learn, and a 32-block
+    model with half its blocks frozen would otherwise read 144 findings.
+    The other chosen rows are grouped by layer (name ``None``), as a block
+    where only some tensors share the verdict is told layer by layer.
+    """
+    picked = {r.tag for r in chosen}
+    of_block: dict[tuple[str, int], tuple[blocks.Block, list[ranking.Row]]] = {}
+    for row in tensors:
+        block = blocks.parse(row.tag)
+        if block is not None:
+            of_block.setdefault(block.key, (block, []))[1].append(row)
+    spans: list[list[tuple[blocks.Block, list[ranking.Row]]]] = []
+    for key in sorted(of_block):
+        block, rows = of_block[key]
+        if not all(r.tag in picked for r in rows):
+            continue
+        if spans and spans[-1][-1][0].prefix == block.prefix and spans[-1][-1][0].index + 1 == block.index:
+            spans[-1].append((block, rows))
+        else:
+            spans.append([(block, rows)])
+    groups: list[tuple[str | None, list[ranking.Row]]] = []
+    for span in spans:
+        rows = sorted((r for _, block_rows in span for r in block_rows), key=lambda r: r.order)
+        if len(rows) > 1:  # one tensor is told by its own name
+            groups.append((blocks.span(span[0][0], span[-1][0]), rows))
+    in_blocks = {r.tag for _, rows in groups for r in rows}
+    groups.extend((None, rows) for rows in _by_layer([r for r in chosen if r.tag not in in_blocks]))
+    return sorted(groups, key=lambda group: group[1][0].order)
+
+
+def _subject(name: str | None, rows: Sequence[ranking.Row]) -> str:
+    """What a finding is about: ``model.layers.0-1: all 18 tensors`` for blocks, else the tags."""
+    return f"{name}: all {len(rows)} tensors" if name is not None else _names([r.tag for r in rows])
+
+
 def _finding(run: str, kind: Kind, rows: Sequence, since: int | None, message: str) -> Finding:
     """A finding about ``rows``: their tags in the order given, their layers once each."""
     layers = tuple(dict.fromkeys(r.layer for r in rows))
@@ -127,7 +170,7 @@ def _finding(run: str, kind: Kind, rows: Sequence, since: int | None, message: s
 # ------------------------------------------------------------------ kinds
 
 
-def _frozen(run: str, rows: list[ranking.Row], exact: ranking.MatchedExact) -> Finding:
+def _frozen(run: str, name: str | None, rows: list[ranking.Row], exact: ranking.MatchedExact) -> Finding:
     """Names the evidence of the scoring source, and of any other exact source that agrees."""
     first = min((r.first_step for r in rows if r.first_step is not None), default=None)
     last = max((r.last_step for r in rows if r.last_step is not None), default=None)
@@ -141,7 +184,7 @@ def _frozen(run: str, rows: list[ranking.Row], exact: ranking.MatchedExact) -> F
             evidence.append(
                 f"{len(series.steps)} {_UNITS[source]} ({words}s {series.steps[0]}-{series.steps[-1]})"
             )
-    message = f"{_names([r.tag for r in rows])} never changed over {' and '.join(evidence)}"
+    message = f"{_subject(name, rows)} never changed over {' and '.join(evidence)}"
     return _finding(run, Kind.FROZEN, rows, first, message)
 
 
@@ -153,8 +196,8 @@ def _is_stalled(row: ranking.Row) -> bool:
     return 0 < below < total and below >= STALLED_MIN_INTERVALS and below >= STALLED_MIN_SHARE * total
 
 
-def _stalled(run: str, rows: list[ranking.Row]) -> Finding:
-    """Since when one layer's stalled tags stayed below the threshold, and how fast they still move."""
+def _stalled(run: str, name: str | None, rows: list[ranking.Row]) -> Finding:
+    """Since when one layer's (or blocks') stalled tags stayed below the threshold, and how fast they still move."""
     since = min(r.stagnant_since for r in rows)
     last = max((r.last_step for r in rows if r.last_step is not None), default=None)
     below = max(r.stagnant_intervals for r in rows)
@@ -162,7 +205,7 @@ def _stalled(run: str, rows: list[ranking.Row]) -> Finding:
     unit = _axis(rows[0])
     still = "it still moves" if len(rows) == 1 else "they still move"
     message = (
-        f"{_names([r.tag for r in rows])} moved, then stayed below the stagnant threshold "
+        f"{_subject(name, rows)} moved, then stayed below the stagnant threshold "
         f"({_fig(rows[0].threshold)} per {unit}) from {unit} {since}"
         + (f" to {last}" if last is not None and last > since else "")
         + f" ({below} of {total} measured intervals); {still} at {_fig(max(r.score for r in rows))} "
@@ -171,8 +214,8 @@ def _stalled(run: str, rows: list[ranking.Row]) -> Finding:
     return _finding(run, Kind.STALLED, rows, since, message)
 
 
-def _stagnant(run: str, rows: list[ranking.Row], ratio: float) -> Finding:
-    """One layer's stagnant tags against the run's typical parameter (the threshold over ``ratio``)."""
+def _stagnant(run: str, name: str | None, rows: list[ranking.Row], ratio: float) -> Finding:
+    """One layer's (or blocks') stagnant tags against the run's typical parameter (the threshold over ``ratio``)."""
     fastest = max(rows, key=lambda r: r.score)
     threshold = fastest.threshold
     typical = threshold / ratio
@@ -180,7 +223,7 @@ def _stagnant(run: str, rows: list[ranking.Row], ratio: float) -> Finding:
     figure = _fig(fastest.score) if len(rows) == 1 else f"at most {_fig(fastest.score)}"
     share = fastest.score / typical if typical > 0 else float("nan")
     message = (
-        f"{_names([r.tag for r in rows])} barely {'moves' if len(rows) == 1 else 'move'}: {figure} per {unit}, "
+        f"{_subject(name, rows)} barely {'moves' if len(rows) == 1 else 'move'}: {figure} per {unit}, "
         f"{_share(share)} of the run's typical parameter ({_fig(typical)}; stagnant below {_fig(threshold)})"
     )
     return _finding(run, Kind.STAGNANT, rows, None, message)

@@ -22,7 +22,7 @@ import numpy as np
 from tb_stagnation import records
 from tb_stagnation.measure.summaries import Summary, Tail, sparkline
 from tb_stagnation.measure.exact_series import ExactData, ExactSeries
-from tb_stagnation.verdict import matching, naming
+from tb_stagnation.verdict import blocks, matching, naming
 from tb_stagnation.verdict.vocabulary import (
     DEFAULT_RATIO,
     JUDGED_ROLES,
@@ -229,7 +229,8 @@ def _model_order(measured: _Measured) -> list[str]:
     Exact-only parameters keep their place in what was logged or stored, by
     the source's first step and the writer's own order: not the listing's,
     nor each tag's first kept step, as a loader orders and samples tags its
-    own way.
+    own way. Repeated blocks then go in numeric order (:func:`blocks.in_model_order`):
+    a safetensors checkpoint stores its tensors alphabetically, ``layers.10`` before ``layers.2``.
     """
     stored_at = {}
     for source in reversed(SOURCE_PREFERENCE[:-1]):
@@ -238,7 +239,9 @@ def _model_order(measured: _Measured) -> list[str]:
         for i, (tag, series) in enumerate(params.items()):
             if len(series.steps):
                 stored_at[tag] = (first, i if series.order is None else series.order)
-    return sorted(measured.names, key=lambda t: _appearance(measured.summaries.get(t), stored_at.get(t), t))
+    return blocks.in_model_order(
+        sorted(measured.names, key=lambda t: _appearance(measured.summaries.get(t), stored_at.get(t), t))
+    )
 
 
 def _thresholds(measured: _Measured, ratio: float) -> dict[Source, float]:

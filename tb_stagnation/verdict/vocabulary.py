@@ -97,6 +97,10 @@ STUCK_STATUSES = frozenset({Status.FROZEN, Status.STAGNANT})
 STUCK_KINDS = frozenset({Kind.FROZEN, Kind.VANISHING_GRADIENT, Kind.STALLED, Kind.STAGNANT})
 """Findings saying that parameters do not learn (a CI gate's concern), as opposed to
 findings about the data (nonfinite) or about what the histograms can show."""
+BLOCK_CONTAINERS = frozenset({"layers", "layer", "h", "blocks", "block", "resblocks"})
+"""Names of the lists a model keeps its repeated blocks in, a block's number after them (``model.layers.3``,
+GPT-2's ``transformer.h.3``, BERT's ``encoder.layer.3``, timm's ``blocks.3``, T5's ``block.3``, CLIP's
+``resblocks.3``): see :mod:`tb_stagnation.verdict.blocks`."""
 
 # ------------------------------------------------------------------ thresholds
 

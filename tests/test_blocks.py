@@ -1,0 +1,168 @@
+"""Repeated blocks: recognised by name, walked in numeric order, and told once when all their tensors agree.
+
+The end-to-end story is the issue's: a tiny Hugging Face Llama (built from
+a config, no download) trained by the HF Trainer on the CPU with
+``model.layers.0`` and ``.1`` frozen, checkpoints every 10 steps, imported
+with ``tb-stagnation checkpoints``. Its 18 frozen tensors are one finding,
+not 18, and the ranking walks the blocks as the model runs them, not as the
+safetensors header lists them (alphabetically).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from pathlib import Path
+
+import pytest
+
+from tb_stagnation import cli, engine
+from tb_stagnation.verdict import blocks
+from tb_stagnation.verdict.vocabulary import Kind, Status
+
+LAYERS, FROZEN_BLOCKS = 4, (0, 1)
+# What one Llama decoder block holds, as its state dict names it.
+BLOCK_TENSORS = (
+    "self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight", "self_attn.o_proj.weight",
+    "mlp.gate_proj.weight", "mlp.up_proj.weight", "mlp.down_proj.weight",
+    "input_layernorm.weight", "post_attention_layernorm.weight",
+)
+
+
+@pytest.fixture(scope="session")
+def llama(tmp_path_factory) -> Path:
+    """A Trainer output directory (checkpoint-10 ... checkpoint-60, runs/) with the checkpoints imported."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM, Trainer, TrainingArguments
+
+    root = tmp_path_factory.mktemp("llama")
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=LAYERS, num_attention_heads=4,
+        num_key_value_heads=4, vocab_size=256, max_position_embeddings=64,
+    )
+    model = LlamaForCausalLM(config)
+    for index in FROZEN_BLOCKS:
+        model.model.layers[index].requires_grad_(False)
+    # Every token id occurs, so that no embedding row is left untrained.
+    ids = torch.randperm(64 * 16, generator=torch.Generator().manual_seed(0)).remainder(256).reshape(64, 16)
+    dataset = [{"input_ids": row, "labels": row} for row in ids]
+    args = TrainingArguments(
+        output_dir=str(root), max_steps=60, per_device_train_batch_size=8, save_strategy="steps", save_steps=10,
+        logging_steps=10, report_to=["tensorboard"], learning_rate=1e-3, lr_scheduler_type="constant",
+        use_cpu=True, disable_tqdm=True, dataloader_num_workers=0,
+    )
+    Trainer(model=model, args=args, train_dataset=dataset).train()
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        assert cli.main(["checkpoints", str(root)]) == 0, err.getvalue()
+    return root
+
+
+@pytest.fixture(scope="session")
+def analysed(llama: Path) -> engine.Outcome:
+    return engine.analyse_logdir(str(llama))
+
+
+def frozen_tags() -> tuple[str, ...]:
+    """Every tensor of the frozen blocks, block by block."""
+    return tuple(f"model.layers.{i}.{name}" for i in FROZEN_BLOCKS for name in BLOCK_TENSORS)
+
+
+def test_frozen_blocks_are_one_finding_that_lists_every_tensor(analysed) -> None:
+    frozen = [f for f in analysed.findings if f.kind == Kind.FROZEN]
+    assert len(frozen) == 1
+    (finding,) = frozen
+    assert finding.message == "model.layers.0-1: all 18 tensors never changed over 6 checkpoints (steps 10-60)"
+    assert sorted(finding.tags) == sorted(frozen_tags())
+    assert finding.since_step == 10
+    # The tags are in model order: block 0's tensors, then block 1's.
+    assert [blocks.parse(t).index for t in finding.tags] == [0] * 9 + [1] * 9
+
+
+def test_the_ranking_walks_blocks_in_model_order(analysed) -> None:
+    rows = sorted(analysed.ranking.rows, key=lambda r: r.order)
+    indices = [b.index for b in (blocks.parse(r.tag) for r in rows) if b is not None]
+    assert sorted(indices) == indices and set(indices) == set(range(LAYERS))
+    assert {r.tag for r in rows if r.status == Status.FROZEN} == set(frozen_tags())
+    profile = [blocks.parse(layer.layer) for layer in analysed.ranking.layers]  # model.layers.0.mlp.up_proj
+    profile_indices = [b.index for b in profile if b is not None]
+    assert sorted(profile_indices) == profile_indices and len(profile_indices) == LAYERS * len(BLOCK_TENSORS)
+
+
+def test_the_cli_prints_the_grouped_finding(llama: Path) -> None:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert cli.main([str(llama)]) == 0
+    text = " ".join(out.getvalue().split())
+    assert "frozen: model.layers.0-1: all 18 tensors never changed over 6 checkpoints (steps 10-60)" in text
+    assert "model.layers.0.self_attn.q_proj.weight never changed" not in text
+
+
+# ------------------------------------------------------------------ names
+
+
+@pytest.mark.parametrize(
+    "tag, prefix, index, rest, name",
+    [
+        ("model.layers.3.self_attn.q_proj.weight", "model.layers", 3, "self_attn.q_proj.weight", "model.layers.3"),
+        ("transformer.h.11.attn.c_attn.weight", "transformer.h", 11, "attn.c_attn.weight", "transformer.h.11"),
+        (
+            "bert.encoder.layer.2.attention.self.query.weight", "bert.encoder.layer", 2,
+            "attention.self.query.weight", "bert.encoder.layer.2",
+        ),
+        ("blocks.0.attn.qkv.weight", "blocks", 0, "attn.qkv.weight", "blocks.0"),
+        (
+            "base_model.model.model.layers.5.self_attn.q_proj.lora_A.default.weight", "base_model.model.model.layers",
+            5, "self_attn.q_proj.lora_A.default.weight", "base_model.model.model.layers.5",
+        ),
+        ("encoder.block.1.layer.0.SelfAttention.q.weight", "encoder.block", 1, "layer.0.SelfAttention.q.weight",
+         "encoder.block.1"),
+        ("transformer_block_2/dense_5/kernel", "transformer_block", 2, "dense_5/kernel", "transformer_block_2"),
+        (
+            "functional/transformer_block_1/multi_head_attention_1/query/kernel/histogram",
+            "functional/transformer_block", 1, "multi_head_attention_1/query/kernel/histogram",
+            "functional/transformer_block_1",
+        ),
+        # Keras names a class's first instance without a number.
+        ("transformer_block/dense/kernel", "transformer_block", 0, "dense/kernel", "transformer_block"),
+    ],
+)
+def test_a_tag_names_its_block(tag: str, prefix: str, index: int, rest: str, name: str) -> None:
+    assert blocks.parse(tag) == blocks.Block(prefix=prefix, index=index, rest=rest, name=name)
+
+
+@pytest.mark.parametrize(
+    "tag",
+    [
+        "conv1.weight",
+        "features.0.weight",  # a Sequential's layers
+        "layer1.0.conv1.weight",  # torchvision ResNet's stages
+        "model.embed_tokens.weight",
+        "model.layers.weight",
+        "model.layers.3",  # nothing in the block
+        "sequential/dense_1/kernel",
+        "downblock.conv.weight",  # Keras' block names are Keras' own, "/"-separated
+    ],
+)
+def test_names_without_a_block(tag: str) -> None:
+    assert blocks.parse(tag) is None
+
+
+def test_blocks_go_in_numeric_order_in_the_places_they_held() -> None:
+    stored = [  # a safetensors header's order: alphabetical
+        "lm_head.weight", "model.layers.0.mlp.weight", "model.layers.1.mlp.weight", "model.layers.10.mlp.weight",
+        "model.layers.10.norm.weight", "model.layers.2.mlp.weight", "model.norm.weight",
+    ]
+    assert blocks.in_model_order(stored) == [
+        "lm_head.weight", "model.layers.0.mlp.weight", "model.layers.1.mlp.weight", "model.layers.2.mlp.weight",
+        "model.layers.10.mlp.weight", "model.layers.10.norm.weight", "model.norm.weight",
+    ]
+
+
+def test_a_span_of_blocks_is_named_by_its_first_and_last_number() -> None:
+    first, last = blocks.parse("model.layers.0.mlp.weight"), blocks.parse("model.layers.15.mlp.weight")
+    assert blocks.span(first, last) == "model.layers.0-15"
+    assert blocks.span(first, first) == "model.layers.0"
+    keras = blocks.parse("transformer_block/dense/kernel"), blocks.parse("transformer_block_3/dense_7/kernel")
+    assert blocks.span(*keras) == "transformer_block_0-3"
