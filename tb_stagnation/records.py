@@ -38,6 +38,22 @@ this data class and for version 1's scalars alike where not noted):
 record on both; TensorBoard 2.21 parses the value as an integer, so ``all``
 is refused, and passes 0 to the data server as its ``all``.
 
+**Unit records** (content version 2 with ``units``): per output unit, the
+checkpoint import's movement, tag ``stagnation/checkpoint/<param>/units``
+(:func:`units_tag`). One record, at the last step of each import, holding
+the movement of every unit summed over all pairs imported so far
+(``sum_i ||W_i[u] - W_{i-1}[u]||``; each import adds its pairs to what the
+previous one wrote, read back from the files): a float32 vector of length
+``1 + units``, the number of pairs first. Why this and no more: the
+``dead_units`` finding needs exact index sets, and a unit is dead when its
+sum is 0 or under a share of the tensor's median unit, which the sum over
+the series answers; one cumulative vector per import keeps a 128k-row
+embedding at 512 KB per import whatever the number of checkpoints (never a
+value per unit per pair), and the newest record, the one that counts, is
+the one both loaders always keep. float32 keeps a unit that moved nonzero
+(checkpoint weights differ by at least float32's smallest step). The
+content's ``unit_axis`` and ``rank`` say which axis of the tensor the units are.
+
 **Version 1** (written before): one rank-0 float32 scalar per quantity, tag
 ``stagnation/<param>/<quantity>`` (``stagnation/checkpoint/...``), data class
 SCALAR, content naming the one quantity. Still read; a loader samples each
@@ -106,6 +122,9 @@ class ExactContent:
     columns: tuple[str, ...] = ()
     quantity: str | None = None
     index: int | None = None  # the tensor's position among its writer's (version 2)
+    units: int | None = None  # unit records: how many units each holds (None: a movement record)
+    unit_axis: int | None = None  # unit records: the tensor's axis the units are slices along
+    rank: int | None = None  # unit records: the tensor's number of axes (>= 3: units are channels)
 
 
 def create_summary_metadata(
@@ -150,12 +169,18 @@ def parse_plugin_metadata(content: bytes) -> ExactContent | None:
         if quantity not in QUANTITIES:
             return None
         return ExactContent(param=param, source=source, axis=axis, version=VERSION_1, quantity=quantity)
-    columns = data.get("columns")
-    if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns) or SEQ not in columns:
-        return None
     index = data.get("index")
     if not (isinstance(index, int) and not isinstance(index, bool) and index >= 0):
         index = None
+    if "units" in data:
+        units, unit_axis, rank = data.get("units"), data.get("unit_axis"), data.get("rank")
+        if not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in (units, unit_axis, rank)):
+            return None
+        return ExactContent(param=param, source=source, axis=axis, index=index, units=units, unit_axis=unit_axis,
+                            rank=rank)
+    columns = data.get("columns")
+    if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns) or SEQ not in columns:
+        return None
     return ExactContent(param=param, source=source, axis=axis, columns=tuple(columns), index=index)
 
 
@@ -225,3 +250,50 @@ def read_record(content: ExactContent, values: np.ndarray | Sequence[float]) -> 
     if seq is None or not 0 <= seq < 2**53 or seq != int(seq):
         return None
     return int(seq), {q: v for q, v in measured.items() if q in QUANTITIES}
+
+
+def units_tag(param: str) -> str:
+    """The tag of a tensor's per-unit records (checkpoint imports only)."""
+    return tag_for(param, CHECKPOINT) + "/units"
+
+
+def units_value(
+    param: str, movement: np.ndarray, pairs: int, axis: str, unit_axis: int, rank: int, index: int | None = None
+) -> summary_pb2.Summary.Value:
+    """One unit record: ``movement`` per unit summed over ``pairs`` pairs, with its metadata.
+
+    ``unit_axis`` and ``rank``: which axis of the tensor of ``rank`` axes the units are along.
+    """
+    record = np.concatenate([[pairs], movement]).astype("<f4")
+    fields = {"version": CONTENT_VERSION, "param": param, "source": CHECKPOINT, "axis": axis,
+              "units": int(movement.size), "unit_axis": unit_axis, "rank": rank}
+    if index is not None:
+        fields["index"] = index
+    return summary_pb2.Summary.Value(
+        tag=units_tag(param),
+        metadata=summary_pb2.SummaryMetadata(
+            summary_description=f"tb-stagnation per-unit movement of `{param}` (checkpoint)",
+            plugin_data=summary_pb2.SummaryMetadata.PluginData(
+                plugin_name=PLUGIN_NAME, content=json.dumps(fields, sort_keys=True).encode("utf-8")
+            ),
+            data_class=summary_pb2.DATA_CLASS_TENSOR,
+        ),
+        tensor=tensor_pb2.TensorProto(
+            dtype=types_pb2.DT_FLOAT,
+            tensor_shape=tensor_shape_pb2.TensorShapeProto(dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=record.size)]),
+            tensor_content=record.tobytes(),
+        ),
+    )
+
+
+def read_units(content: ExactContent, values: np.ndarray | Sequence[float]) -> tuple[int, np.ndarray] | None:
+    """``(pairs, movement per unit)`` of one unit record; ``None`` where it does not match its content."""
+    array = np.asarray(values, dtype=np.float64).reshape(-1)
+    if content.units is None or array.size != content.units + 1:
+        return None
+    pairs = array[0]
+    if not 0 <= pairs < 2**24 or pairs != int(pairs):
+        return None
+    movement = array[1:]
+    movement.setflags(write=False)
+    return int(pairs), movement

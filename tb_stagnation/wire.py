@@ -32,7 +32,7 @@ ROW_FIELDS = (
 """A ranking row's fields, in the order they are sent."""
 LAYER_FIELDS = ("run", "layer", "order", "tag", "role", "score", "status", "source")
 """A drift-versus-depth entry's fields."""
-FINDING_FIELDS = ("run", "kind", "tags", "layers", "since_step", "message")
+FINDING_FIELDS = ("run", "kind", "tags", "layers", "since_step", "message", "units", "unit_count")
 """A finding's fields."""
 CSV_FIELDS = (
     "run", "tag", "layer", "role", "status", "score", "net", "samples", "first_step",
@@ -83,7 +83,7 @@ def layer_json(layer: ranking.Layer) -> dict:
 def finding_json(finding: findings.Finding) -> dict:
     """One finding."""
     out = _fields(finding, FINDING_FIELDS)
-    out["tags"], out["layers"] = list(finding.tags), list(finding.layers)
+    out["tags"], out["layers"], out["units"] = list(finding.tags), list(finding.layers), list(finding.units)
     return out
 
 

@@ -324,6 +324,7 @@ def test_ranking_json_carries_findings_and_definitions() -> None:
     assert body["findings"] == [{
         "run": "run", "kind": "frozen", "tags": ["conv3/kernel", "conv3/bias"], "layers": ["conv3"],
         "since_step": 0, "message": "conv3/kernel and conv3/bias never changed over 11 samples (steps 0-1000)",
+        "units": [], "unit_count": 0,  # dead_units findings only fill them
     }]
 
 

@@ -17,6 +17,8 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
+import numpy as np
+
 from tb_stagnation import records
 from tb_stagnation.checkpoints import discover, formats, imported, movement
 
@@ -113,10 +115,10 @@ def import_series(series: discover.Series, rebuild: bool = False, bar: bool = Fa
     began = time.monotonic()
     total = sum(info.nbytes for p in window for info in p.reader.tensors())
     with _progress(total, f"{len(window)} checkpoints", bar) as advance:
-        measured = movement.measure(window, progress=advance)
+        measured = movement.measure(window, progress=advance, units_from=new[0].step)
     steps = {p.step for p in new}
     points = {param: [(s, q) for s, q in series_points if s in steps] for param, series_points in measured.points.items()}
-    path = imported.write(series.target, points, placement.axis, done.records)
+    path = imported.write(series.target, points, placement.axis, done.records, _units(measured, done, window))
     axis = {records.STEP: "steps", records.EPOCH: "epochs", records.ORDER: "checkpoint order (step unknown)"}
     lines.append(
         f"imported {len(new)} checkpoint(s) of {series.directory} ({axis[placement.axis]} "
@@ -128,9 +130,39 @@ def import_series(series: discover.Series, rebuild: bool = False, bar: bool = Fa
                      "ratios are per checkpoint interval")
     lines += [f"{param}: missing from {count} of {len(window)} checkpoints; measured where present"
               for param, count in measured.absent.items()]
+    if measured.no_unit_axis:
+        lines.append(f"{_names(measured.no_unit_axis)}: which axis holds the output units is not known for "
+                     "this layout; not measured per unit")
     lines += [f"{param}: shape changed at step(s) {', '.join(map(str, at))}; not compared across the change"
               for param, at in measured.reshaped.items()]
     return lines
+
+
+def _units(
+    measured: movement.Measurement, done: imported.Imported, window: Sequence[discover.Placed]
+) -> dict[str, tuple[int, np.ndarray, int, int]]:
+    """Per-unit movement over every import so far: this one's pairs added to the newest unit record.
+
+    A tensor whose unit count changed since (a reshaped layer) starts again from this import.
+    """
+    listing = {info.name: info for p in window for info in p.reader.tensors()}
+    fmt = window[-1].checkpoint.format
+    out = {}
+    for param, moved in measured.units.items():
+        pairs = measured.unit_pairs[param]
+        before = done.units.get(param)
+        if before is not None and before[1].shape == moved.shape:
+            pairs, moved = pairs + before[0], moved + before[1]
+        info = listing[param]
+        out[param] = (pairs, moved, formats.unit_axis(info, fmt), len(info.shape))
+    return out
+
+
+def _names(names: Sequence[str], most: int = 4) -> str:
+    """``a``; ``a and b``; ``a, b, c and 5 more``."""
+    if len(names) > most:
+        return f"{', '.join(names[: most - 1])} and {len(names) - most + 1} more"
+    return " and ".join([", ".join(names[:-1]), names[-1]]) if len(names) > 1 else names[0]
 
 
 def pending(logdir: str) -> list[str]:

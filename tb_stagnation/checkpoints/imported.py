@@ -26,6 +26,7 @@ import socket
 import time
 from collections.abc import Mapping, Sequence
 
+import numpy as np
 from google.protobuf.message import DecodeError
 from tensorboard.compat.proto import event_pb2, summary_pb2
 
@@ -43,6 +44,8 @@ class Imported:
     axis: str | None  # what their steps count; None if nothing was imported
     files: tuple[str, ...]
     records: dict[str, int] = dataclasses.field(default_factory=dict)  # param -> records written
+    # param -> (pairs, per-unit movement) of its newest unit record: what the next import adds to
+    units: dict[str, tuple[int, np.ndarray]] = dataclasses.field(default_factory=dict)
 
 
 def files(run_dir: str) -> list[str]:
@@ -59,6 +62,7 @@ def imported(run_dir: str) -> Imported:
     written: dict[str, int] = {}
     old_steps: dict[str, set[int]] = {}  # version 1: param -> steps with an RMS point
     contents: dict[str, records.ExactContent | None] = {}  # tag -> content of its first described value
+    units: dict[str, tuple[int, tuple[int, np.ndarray]]] = {}  # param -> (step, newest unit record)
     paths = files(run_dir)
     for path in paths:
         payloads, _ = tfrecord.records(path)
@@ -74,6 +78,11 @@ def imported(run_dir: str) -> Imported:
                 if content is None or content.source != records.CHECKPOINT:
                     continue
                 axis = content.axis
+                if content.units is not None:
+                    unit_record = records.read_units(content, eventfile.tensor_values(value.tensor))
+                    if unit_record is not None and event.step >= units.get(content.param, (-1,))[0]:
+                        units[content.param] = (event.step, unit_record)
+                    continue
                 if content.version == records.VERSION_1:
                     if content.quantity == records.PARAM_RMS:
                         steps.add(event.step)
@@ -85,7 +94,7 @@ def imported(run_dir: str) -> Imported:
                     written[content.param] = max(written.get(content.param, 0), record[0] + 1)
     for param, old in old_steps.items():  # an import of version 1, perhaps continued in version 2
         written[param] = max(written.get(param, 0), len(old))
-    return Imported(frozenset(steps), axis, tuple(paths), written)
+    return Imported(frozenset(steps), axis, tuple(paths), written, {p: u for p, (_, u) in units.items()})
 
 
 def write(
@@ -93,6 +102,7 @@ def write(
     points: Mapping[str, Sequence[tuple[int, Mapping[str, float]]]],
     axis: str,
     written: Mapping[str, int],
+    units: Mapping[str, tuple[int, np.ndarray, int, int]] | None = None,
 ) -> str | None:
     """Write ``points`` (param -> [(step, {quantity: value})]) as one new event file.
 
@@ -103,7 +113,9 @@ def write(
     ``points`` (model order: a checkpoint's own tensor order). The file is
     written under a temporary name and renamed when complete, so a reader
     never sees half of it. Returns its path (``None`` if there was nothing
-    to write).
+    to write). ``units`` (param -> (pairs, per-unit movement, unit axis),
+    cumulative over every import) are written at the file's last step,
+    one unit record per tensor (:func:`tb_stagnation.records.units_value`).
     """
     by_step: dict[int, list[summary_pb2.Summary.Value]] = {}
     for index, (param, series) in enumerate(points.items()):
@@ -116,6 +128,11 @@ def write(
             )
     if not by_step:
         return None
+    order = {param: i for i, param in enumerate(points)}
+    for param, (pairs, movement, unit_axis, rank) in (units or {}).items():
+        by_step[max(by_step)].append(
+            records.units_value(param, movement, pairs, axis, unit_axis, rank, order.get(param))
+        )
     from tensorboard.summary.writer.record_writer import RecordWriter
 
     os.makedirs(run_dir, exist_ok=True)

@@ -18,6 +18,14 @@ fp16 widened exactly), over chunks of :data:`CHUNK` values so that the
 temporaries stay small. A pair is measured only where the tensor is in both
 checkpoints with the same shape.
 
+Per output unit (:func:`tb_stagnation.checkpoints.formats.unit_axis`: a
+row of a torch weight or embedding, a column of a TF/Keras kernel, one
+element of a bias), the import also sums each unit's movement over the
+pairs it counts, ``sum_i ||dW_i[u]||`` (a path length, in float64): a unit
+that never changed sums to exactly 0. The per-unit squares are summed over
+blocks of about :data:`CHUNK` values too, so this adds one temporary of that
+size and one float64 per unit per tensor held, never a value per unit per pair.
+
 Memory: tensors are processed in groups of at most ``budget`` bytes (a
 larger tensor is a group of its own). For each group every checkpoint is
 opened once, in order, and closed again, holding the group's values from
@@ -35,6 +43,7 @@ import numpy as np
 
 from tb_stagnation import records
 from tb_stagnation.checkpoints.discover import Placed
+from tb_stagnation.checkpoints import formats
 from tb_stagnation.checkpoints.formats import TensorInfo
 
 CHUNK = 1 << 16  # values summed at a time: 512 KB of float64, in cache
@@ -49,6 +58,10 @@ class Measurement:
     points: dict[str, list[tuple[int, dict[str, float]]]]
     absent: dict[str, int]  # param -> checkpoints that lack it (present in some)
     reshaped: dict[str, list[int]]  # param -> steps at which its shape changed
+    # param -> per-unit movement summed over the pairs counted, and how many pairs that is
+    units: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    unit_pairs: dict[str, int] = dataclasses.field(default_factory=dict)
+    no_unit_axis: list[str] = dataclasses.field(default_factory=list)  # params whose unit axis is unknown
 
 
 @dataclasses.dataclass
@@ -66,8 +79,14 @@ def measure(
     placed: Sequence[Placed],
     budget: int = DEFAULT_BUDGET,
     progress: Callable[[int], None] | None = None,
+    units_from: int | None = None,
 ) -> Measurement:
-    """Movement of every tensor across ``placed`` (in step order); ``progress`` gets bytes read."""
+    """Movement of every tensor across ``placed`` (in step order); ``progress`` gets bytes read.
+
+    Per-unit movement counts the pairs ending at ``units_from`` or later
+    (all, by default): an import continuing an earlier one counts only the
+    pairs the earlier one did not, so the imports' unit records add up.
+    """
     listings = [{info.name: info for info in p.reader.tensors()} for p in placed]
     names: dict[str, int] = {}  # name -> largest bytes held in memory, in first-seen order
     for listing in listings:
@@ -83,7 +102,21 @@ def measure(
         for checkpoint, listing in zip(placed, listings):
             wanted = [listing[name] for name in group if name in listing]
             for info, values in checkpoint.reader.read(wanted):
+                before = tracks.get(info.name)
                 quantities = _advance(tracks, info, values, checkpoint.step, result.reshaped)
+                axis = formats.unit_axis(info, checkpoint.checkpoint.format)
+                if axis is None:
+                    if info.name not in result.no_unit_axis:
+                        result.no_unit_axis.append(info.name)
+                elif (
+                    records.CHANGE in quantities
+                    and before is not None
+                    and (units_from is None or checkpoint.step >= units_from)
+                ):
+                    moved = np.sqrt(_unit_change_sq(values, before.values, axis))
+                    total = result.units.get(info.name)
+                    result.units[info.name] = moved if total is None or total.shape != moved.shape else total + moved
+                    result.unit_pairs[info.name] = result.unit_pairs.get(info.name, 0) + 1
                 result.points[info.name].append((checkpoint.step, quantities))
                 if progress is not None:
                     progress(info.nbytes)
@@ -161,6 +194,30 @@ def _sums(c: np.ndarray, b: np.ndarray | None, a: np.ndarray | None) -> tuple[fl
             np.subtract(b[window], a[window], out=previous, dtype=np.float64)
             dot += float(d @ previous)
     return sq, change_sq, dot
+
+
+def _unit_change_sq(c: np.ndarray, b: np.ndarray, axis: int) -> np.ndarray:
+    """``||c[u] - b[u]||^2`` per slice ``u`` along ``axis`` (0 or the last), in float64.
+
+    Blocks of whole rows of about :data:`CHUNK` values at a time (one row at
+    least), so the temporary stays near the size of :func:`_sums`' buffers.
+    """
+    units = c.shape[axis]
+    first = axis == 0
+    c2 = c.reshape(units, -1) if first else c.reshape(-1, units)
+    b2 = b.reshape(c2.shape)
+    width = c2.shape[1]
+    rows = max(1, CHUNK // max(1, width))
+    out = np.zeros(units)
+    for start in range(0, c2.shape[0], rows):
+        block = slice(start, start + rows)
+        d = np.subtract(c2[block], b2[block], dtype=np.float64)
+        np.square(d, out=d)
+        if first:
+            out[block] = d.sum(axis=1)
+        else:
+            out += d.sum(axis=0)
+    return out
 
 
 def _rms(sq: float, size: int) -> float:

@@ -52,7 +52,9 @@ class ExactSeries:
     sequence numbers tell; at least ``kept``, and equal to it where the data
     carries no numbers (version 1). ``order``: the tensor's position among
     its writer's (model order), ``None`` where the data does not say
-    (version 1). ``axis`` says what the steps count (:data:`records.AXES`). Arrays are read-only. Compared by identity
+    (version 1). ``units``: each output unit's movement summed over the
+    imported pairs, ``unit_pairs`` of them, along the tensor's ``unit_axis``
+    (checkpoint imports; empty otherwise). ``axis`` says what the steps count (:data:`records.AXES`). Arrays are read-only. Compared by identity
     (``eq=False``): element-wise array equality has no single truth value.
     """
 
@@ -67,6 +69,12 @@ class ExactSeries:
     nonfinite_at: np.ndarray  # bool, per step
     written: int
     order: int | None = None
+    # Checkpoint imports: per-unit movement summed over ``unit_pairs`` pairs (the newest unit
+    # record, see records.units_value), empty where none was written; ``unit_axis`` the axis.
+    units: np.ndarray = dataclasses.field(default_factory=lambda: np.empty(0))
+    unit_pairs: int = 0
+    unit_axis: int | None = None
+    unit_rank: int | None = None  # the tensor's axes: >= 3 makes its units channels
 
     @property
     def kept(self) -> int:
@@ -114,12 +122,19 @@ def collect_exact(points: samples.ExactPoints) -> ExactData:
     seqs: dict = defaultdict(dict)
     axes: dict[tuple[str, str, str], str] = {}
     orders: dict[tuple[str, str, str], int] = {}
+    units: dict[tuple[str, str, str], tuple] = {}  # key -> (unit axis, rank, pairs, movement)
     for run, tags in points.items():
         for tag in tags.values():
             content = records.parse_plugin_metadata(tag.content)
             if content is None or not len(tag.steps):
                 continue
             key = (run, content.source, content.param)
+            if content.units is not None:  # the newest record holds the sum over every import
+                newest = max(range(len(tag.steps)), key=lambda i: tag.steps[i])
+                unit_record = records.read_units(content, tag.values[newest])
+                if unit_record is not None:
+                    units[key] = (content.unit_axis, content.rank, *unit_record)
+                continue
             axes[key] = content.axis
             if content.index is not None:
                 orders[key] = content.index
@@ -136,7 +151,7 @@ def collect_exact(points: samples.ExactPoints) -> ExactData:
     return {
         run: {
             source: {
-                param: _series(by_step, seqs.get(key, {}), source, axes[key], orders.get(key))
+                param: _series(by_step, seqs.get(key, {}), source, axes[key], orders.get(key), units.get(key))
                 for param, by_step in params.items()
                 for key in [(run, source, param)]
                 if by_step
@@ -159,7 +174,7 @@ def nbytes(data: ExactData) -> int:
     """About what ``data`` holds, for cache budgets: its arrays plus ~1 KB of objects per series."""
     return sum(
         1024
-        + sum(a.nbytes for a in (s.steps, s.update_ratio, s.rms, s.grad_norm, s.change, s.cosine, s.nonfinite_at))
+        + sum(a.nbytes for a in (s.steps, s.update_ratio, s.rms, s.grad_norm, s.change, s.cosine, s.nonfinite_at, s.units))
         for sources in data.values()
         for params in sources.values()
         for s in params.values()
@@ -167,9 +182,15 @@ def nbytes(data: ExactData) -> int:
 
 
 def _series(
-    by_step: Mapping[int, Mapping[str, float]], seqs: Mapping[int, int], source: str, axis: str, order: int | None
+    by_step: Mapping[int, Mapping[str, float]],
+    seqs: Mapping[int, int],
+    source: str,
+    axis: str,
+    order: int | None,
+    units: tuple[int, int, int, np.ndarray] | None = None,
 ) -> ExactSeries:
-    """Align each quantity on the steps of the records; count what was written."""
+    """Align each quantity on the steps of the records; count what was written; attach the units."""
+    unit_axis, unit_rank, unit_pairs, movement = units if units is not None else (None, None, 0, np.empty(0))
     steps = np.array(sorted(by_step), dtype=np.int64)
     points = [by_step[int(s)] for s in steps]
     nonfinite_at = np.array(
@@ -189,6 +210,10 @@ def _series(
         nonfinite_at=nonfinite_at,
         written=max(len(steps), _written(steps, seqs)),
         order=order,
+        units=movement,
+        unit_pairs=unit_pairs,
+        unit_axis=unit_axis,
+        unit_rank=unit_rank,
     )
 
 

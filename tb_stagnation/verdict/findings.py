@@ -10,6 +10,11 @@ a status or a profile already measured (thresholds from :mod:`vocabulary`):
   consecutive repeated blocks (:mod:`blocks`) whose every tensor is frozen
   make one finding (``model.layers.0-1: all 18 tensors never changed ...``),
   and so for ``stalled`` and ``stagnant``;
+- ``dead_units``: a layer's weight (or embedding) whose imported per-unit
+  movement (:attr:`~tb_stagnation.measure.exact_series.ExactSeries.units`)
+  shows units that never changed or moved less than
+  :data:`~vocabulary.DEAD_UNIT_SHARE` of the tensor's median unit, while
+  others moved; one finding per layer, its exact indices in ``units``;
 - ``stalled``: parameter tags that reached the stagnant threshold, then stayed
   below it for at least :data:`~vocabulary.STALLED_MIN_INTERVALS` measured
   intervals and :data:`~vocabulary.STALLED_MIN_SHARE` of the run's intervals;
@@ -35,10 +40,13 @@ from collections.abc import Sequence
 import numpy as np
 
 from tb_stagnation import records
+from tb_stagnation.checkpoints.formats import is_embedding
+from tb_stagnation.measure.exact_series import ExactSeries
 from tb_stagnation.verdict import blocks, ranking
 from tb_stagnation.verdict.vocabulary import (
     BLIND_SEEN_SHARE,
     BLIND_UNRESOLVED_SHARE,
+    DEAD_UNIT_SHARE,
     JUDGED_ROLES,
     STALLED_MIN_INTERVALS,
     STALLED_MIN_SHARE,
@@ -46,6 +54,7 @@ from tb_stagnation.verdict.vocabulary import (
     VANISHING_MIN_LAYERS,
     VANISHING_NOISE,
     Kind,
+    Role,
     Source,
     Status,
 )
@@ -64,6 +73,8 @@ class Finding:
     layers: tuple[str, ...]
     since_step: int | None
     message: str
+    units: tuple[int, ...] = ()  # dead_units: the dead units' indices, ascending
+    unit_count: int = 0  # dead_units: how many units the tensor has
 
 
 def find(result: ranking.Ranking) -> list[Finding]:
@@ -96,6 +107,10 @@ def _run_findings(
     stuck = [r for r in rows if r.role in JUDGED_ROLES]
     for name, group in _grouped([r for r in stuck if r.status == Status.FROZEN], stuck):
         found.append(_frozen(run, name, group, exact))
+    for group in _by_layer([r for r in stuck if r.status != Status.FROZEN]):
+        dead = _dead_units(run, group, exact)
+        if dead:
+            found.append(dead)
     vanishing = _vanishing(run, layers)
     found.extend(vanishing)
     in_profile = {name for f in vanishing for name in f.layers}
@@ -186,6 +201,56 @@ def _frozen(run: str, name: str | None, rows: list[ranking.Row], exact: ranking.
             )
     message = f"{_subject(name, rows)} never changed over {' and '.join(evidence)}"
     return _finding(run, Kind.FROZEN, rows, first, message)
+
+
+def dead_unit_indices(series: ExactSeries) -> np.ndarray:
+    """The units of ``series`` that never changed or moved under DEAD_UNIT_SHARE of its median unit."""
+    moved = series.units
+    if not len(moved) or series.unit_pairs == 0:
+        return np.empty(0, dtype=np.int64)
+    return np.flatnonzero((moved == 0) | (moved < DEAD_UNIT_SHARE * float(np.median(moved))))
+
+
+def _dead_units(run: str, rows: list[ranking.Row], exact: ranking.MatchedExact) -> Finding | None:
+    """A layer whose weight has dead units among moving ones, with the same units of its bias."""
+    def imported(row: ranking.Row) -> ExactSeries | None:
+        return exact.get((run, row.tag), {}).get(Source.CHECKPOINT)
+
+    for row in rows:
+        series = imported(row)
+        if row.role != Role.WEIGHT or series is None:
+            continue
+        dead = dead_unit_indices(series)
+        count = len(series.units)
+        if not 0 < len(dead) < count:
+            continue
+        embedding = is_embedding(row.tag)
+        noun = "rows" if embedding else "output channels" if (series.unit_rank or 0) >= 3 else "units"
+        span = f"token ids {_spans(dead)}" if embedding else _spans(dead)
+        still = all(series.units[dead] == 0)
+        verb = "never changed" if still else f"moved less than {DEAD_UNIT_SHARE:g} of the median {noun[:-1]}"
+        message = f"{row.layer}: {len(dead)} of {count} {noun} ({span}) {verb} over {series.unit_pairs + 1} checkpoints"
+        biases = [r for r in rows if r.role == Role.BIAS and imported(r) is not None]
+        if biases and set(dead.tolist()) <= set(dead_unit_indices(imported(biases[0])).tolist()):
+            message += ", nor their biases"
+        message += (
+            ": tokens absent from the training data" if embedding else ": dead ReLU units, which get no gradient"
+        )
+        found = _finding(run, Kind.DEAD_UNITS, [row, *biases[:1]], None, message)
+        return dataclasses.replace(found, units=tuple(int(i) for i in dead), unit_count=count)
+    return None
+
+
+def _spans(indices: np.ndarray, most: int = 6) -> str:
+    """``0-3``; ``2, 5, 9-12``; the first ``most`` spans and how many more."""
+    spans: list[list[int]] = []
+    for i in indices.tolist():
+        if spans and i == spans[-1][1] + 1:
+            spans[-1][1] = i
+        else:
+            spans.append([i, i])
+    words = [f"{a}-{b}" if b > a else f"{a}" for a, b in spans]
+    return ", ".join(words[:most]) + (f" and {len(words) - most} more spans" if len(words) > most else "")
 
 
 def _is_stalled(row: ranking.Row) -> bool:

@@ -72,6 +72,7 @@ class Kind(Word):
 
     NONFINITE = "nonfinite"
     FROZEN = "frozen"
+    DEAD_UNITS = "dead_units"
     VANISHING_GRADIENT = "vanishing_gradient"
     STALLED = "stalled"
     STAGNANT = "stagnant"
@@ -94,7 +95,7 @@ JUDGED_ROLES = PARAMETER_ROLES | {Role.OTHER}
 (ranked like them). Gradients and activations change with the data, not with learning."""
 STUCK_STATUSES = frozenset({Status.FROZEN, Status.STAGNANT})
 """Statuses a CI gate fails on (``tb-stagnation --fail-on-stagnant``)."""
-STUCK_KINDS = frozenset({Kind.FROZEN, Kind.VANISHING_GRADIENT, Kind.STALLED, Kind.STAGNANT})
+STUCK_KINDS = frozenset({Kind.FROZEN, Kind.DEAD_UNITS, Kind.VANISHING_GRADIENT, Kind.STALLED, Kind.STAGNANT})
 """Findings saying that parameters do not learn (a CI gate's concern), as opposed to
 findings about the data (nonfinite) or about what the histograms can show."""
 BLOCK_CONTAINERS = frozenset({"layers", "layer", "h", "blocks", "block", "resblocks"})
@@ -122,6 +123,10 @@ VANISHING_MIN_FALL = 10.0
 VANISHING_NOISE = 1.5
 """A layer may move up to this factor faster than its neighbour towards the output, and the fall still counts
 as steady."""
+DEAD_UNIT_SHARE = 0.01
+"""A unit (an output row or channel, a kernel column, an embedding row) is dead when it never changed over the
+imported checkpoints, or moved less than this share of the tensor's median unit: weight decay alone keeps dead
+units drifting a little."""
 BLIND_UNRESOLVED_SHARE = 0.5
 """``histogram_blind`` when at least this share of a run's histogram-scored parameter tags is ``unresolved``."""
 BLIND_SEEN_SHARE = 0.1
@@ -162,6 +167,8 @@ SOURCE_MEANINGS = {
 FINDING_MEANINGS = {
     Kind.NONFINITE: "the first step holding NaN or Inf, and which tags hold it",
     Kind.FROZEN: "parameters that never changed",
+    Kind.DEAD_UNITS: "output units of a layer (rows, channels, kernel columns, embedding rows) that never changed "
+    f"over the imported checkpoints, or moved less than {DEAD_UNIT_SHARE:g} of the tensor's median unit",
     Kind.VANISHING_GRADIENT: "movement falls steadily towards the input over at least "
     f"{VANISHING_MIN_LAYERS} consecutive parameter layers, and by at least {VANISHING_MIN_FALL:g}x, "
     "down to layers that are stagnant",

@@ -98,6 +98,37 @@ def _require(fmt: str) -> None:
         )
 
 
+# Names that mark an embedding matrix (one row per token id) in any framework.
+_EMBEDDING_MARKS = ("embed_tokens", "wte", "word_embeddings", "embeddings", "embedding")
+
+
+def is_embedding(name: str) -> bool:
+    """Whether ``name`` is an embedding matrix: torch ``nn.Embedding``/HF names, Keras ``Embedding``."""
+    parts = name.replace("/", ".").split(".")
+    return any(mark in part for part in parts for mark in _EMBEDDING_MARKS)
+
+
+def unit_axis(info: TensorInfo, fmt: str) -> int | None:
+    """The axis of ``info`` whose slices are its output units, or ``None`` where the layout does not say.
+
+    torch and safetensors store ``Linear``/``Conv*``/``Embedding`` weights
+    output first (dim 0) and biases and norm vectors one value per unit.
+    TensorFlow and Keras store kernels ``(..., in, out)``: the last axis,
+    except embedding matrices, one row per token id; a rank-1 TF tensor is
+    per unit only when it is a bias or a norm vector. Anything else (a
+    scalar, a rank-1 TF tensor of another kind) has no known unit axis: the
+    import says so rather than guess.
+    """
+    if not info.shape:
+        return None
+    if fmt in (SAFETENSORS, TORCH, LIGHTNING):
+        return 0
+    if len(info.shape) >= 2:
+        return 0 if is_embedding(info.name) else len(info.shape) - 1
+    last = info.name.replace("/", ".").split(".")[-1]
+    return 0 if last in ("bias", "beta", "gamma", "moving_mean", "moving_variance") else None
+
+
 _WRAPPERS = ("module.", "_orig_mod.")  # DistributedDataParallel, torch.compile
 
 
