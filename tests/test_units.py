@@ -200,3 +200,19 @@ def test_llama_embedding_rows_of_tokens_never_seen(llama_runs) -> None:
 
 def test_a_tied_embedding_lm_has_no_dead_rows(llama_runs) -> None:
     assert _dead(llama_runs["tied"]) == {}
+
+
+def test_an_import_continued_later_adds_its_pairs_to_the_units(tmp_path) -> None:
+    """Importing checkpoints 0-50, then 60-100, names the same units over the same 11 checkpoints."""
+    import shutil
+
+    _cnn(str(tmp_path / "all"), True, "sgd")
+    run = tmp_path / "run"
+    run.mkdir()
+    for step in range(0, 60, EVERY):
+        shutil.copy(tmp_path / "all" / f"model_{step}.pt", run)
+    assert _dead(_imported(str(run)))["conv1"][2].startswith("conv1: 4 of 16 output channels (0-3) never changed over 6")
+    for step in range(60, STEPS + 1, EVERY):
+        shutil.copy(tmp_path / "all" / f"model_{step}.pt", run)
+    once, twice = _dead(_imported(str(tmp_path / "all"))), _dead(_imported(str(run)))
+    assert twice == once
