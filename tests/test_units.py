@@ -216,3 +216,21 @@ def test_an_import_continued_later_adds_its_pairs_to_the_units(tmp_path) -> None
         shutil.copy(tmp_path / "all" / f"model_{step}.pt", run)
     once, twice = _dead(_imported(str(tmp_path / "all"))), _dead(_imported(str(run)))
     assert twice == once
+
+
+def test_a_tensor_without_a_known_unit_axis_is_named_and_skipped(tmp_path, capsys) -> None:
+    """A TF2 checkpoint's rank-1 variable that is no bias: the import says so and measures no units of it."""
+    import keras
+    import tensorflow as tf
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="dense")], name="mlp")
+    scale = tf.Variable(tf.ones(3), name="scale")
+    manager = tf.train.CheckpointManager(tf.train.Checkpoint(model=model, scale=scale), str(tmp_path), max_to_keep=None)
+    for i in range(3):
+        scale.assign_add(tf.constant([1.0, 0.0, 0.0]))
+        model.get_layer("dense").kernel.assign_add(tf.fill((4, 3), float(i)))
+        manager.save()
+    analysis = _imported(str(tmp_path))
+    err = capsys.readouterr().err
+    assert "tb-stagnation: scale: which axis holds the output units is not known for this layout; not measured per unit" in err
+    assert _dead(analysis) == {}
