@@ -5,7 +5,10 @@ a config, no download) trained by the HF Trainer on the CPU with
 ``model.layers.0`` and ``.1`` frozen, checkpoints every 10 steps, imported
 with ``tb-stagnation checkpoints``. Its 18 frozen tensors are one finding,
 not 18, and the ranking walks the blocks as the model runs them, not as the
-safetensors header lists them (alphabetically).
+safetensors header lists them (alphabetically). Blocks where only some
+tensors share a verdict are told tensor by tensor: block 2's norms are
+frozen and its projections train at 1e-5 x the learning rate (stagnant),
+block 3's MLP is frozen and the rest of it trains.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from tb_stagnation import cli, engine
 from tb_stagnation.verdict import blocks
 from tb_stagnation.verdict.vocabulary import Kind, Status
 
-LAYERS, FROZEN_BLOCKS = 4, (0, 1)
+LAYERS, FROZEN_BLOCKS, LR = 4, (0, 1), 1e-3
 # What one Llama decoder block holds, as its state dict names it.
 BLOCK_TENSORS = (
     "self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight", "self_attn.o_proj.weight",
@@ -44,15 +47,27 @@ def llama(tmp_path_factory) -> Path:
     model = LlamaForCausalLM(config)
     for index in FROZEN_BLOCKS:
         model.model.layers[index].requires_grad_(False)
+    slow = model.model.layers[2]
+    slow.input_layernorm.requires_grad_(False)
+    slow.post_attention_layernorm.requires_grad_(False)
+    model.model.layers[3].mlp.requires_grad_(False)
+    slow_ids = {id(p) for p in slow.parameters()}
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": [p for p in model.parameters() if p.requires_grad and id(p) not in slow_ids], "lr": LR},
+            {"params": [p for p in slow.parameters() if p.requires_grad], "lr": LR * 1e-5},
+        ],
+        weight_decay=0.0,
+    )
     # Every token id occurs, so that no embedding row is left untrained.
     ids = torch.randperm(64 * 16, generator=torch.Generator().manual_seed(0)).remainder(256).reshape(64, 16)
     dataset = [{"input_ids": row, "labels": row} for row in ids]
     args = TrainingArguments(
         output_dir=str(root), max_steps=60, per_device_train_batch_size=8, save_strategy="steps", save_steps=10,
-        logging_steps=10, report_to=["tensorboard"], learning_rate=1e-3, lr_scheduler_type="constant",
+        logging_steps=10, report_to=["tensorboard"], learning_rate=LR, lr_scheduler_type="constant",
         use_cpu=True, disable_tqdm=True, dataloader_num_workers=0,
     )
-    Trainer(model=model, args=args, train_dataset=dataset).train()
+    Trainer(model=model, args=args, train_dataset=dataset, optimizers=(optimizer, None)).train()
     err = io.StringIO()
     with contextlib.redirect_stderr(err):
         assert cli.main(["checkpoints", str(root)]) == 0, err.getvalue()
@@ -71,8 +86,7 @@ def frozen_tags() -> tuple[str, ...]:
 
 def test_frozen_blocks_are_one_finding_that_lists_every_tensor(analysed) -> None:
     frozen = [f for f in analysed.findings if f.kind == Kind.FROZEN]
-    assert len(frozen) == 1
-    (finding,) = frozen
+    finding = frozen[0]
     assert finding.message == "model.layers.0-1: all 18 tensors never changed over 6 checkpoints (steps 10-60)"
     assert sorted(finding.tags) == sorted(frozen_tags())
     assert finding.since_step == 10
@@ -80,11 +94,31 @@ def test_frozen_blocks_are_one_finding_that_lists_every_tensor(analysed) -> None
     assert [blocks.parse(t).index for t in finding.tags] == [0] * 9 + [1] * 9
 
 
+def test_blocks_whose_tensors_differ_are_told_tensor_by_tensor_in_model_order(analysed) -> None:
+    told = [(f.kind, f.tags) for f in analysed.findings if f.kind in (Kind.FROZEN, Kind.STAGNANT)]
+    assert told == [
+        (Kind.FROZEN, tuple(sorted(frozen_tags()))),  # as the checkpoint stores a block: alphabetically
+        (Kind.FROZEN, ("model.layers.2.input_layernorm.weight",)),
+        (Kind.FROZEN, ("model.layers.2.post_attention_layernorm.weight",)),
+        *[(Kind.FROZEN, (f"model.layers.3.mlp.{p}.weight",)) for p in ("down_proj", "gate_proj", "up_proj")],
+        *[
+            (Kind.STAGNANT, (f"model.layers.2.{name}",))
+            for name in sorted(BLOCK_TENSORS)
+            if "layernorm" not in name
+        ],
+    ]
+    stagnant = [f for f in analysed.findings if f.kind == Kind.STAGNANT]
+    assert all(f.message.startswith(f"{f.tags[0]} barely moves: ") for f in stagnant)
+
+
 def test_the_ranking_walks_blocks_in_model_order(analysed) -> None:
     rows = sorted(analysed.ranking.rows, key=lambda r: r.order)
     indices = [b.index for b in (blocks.parse(r.tag) for r in rows) if b is not None]
     assert sorted(indices) == indices and set(indices) == set(range(LAYERS))
-    assert {r.tag for r in rows if r.status == Status.FROZEN} == set(frozen_tags())
+    assert {r.tag for r in rows if r.status == Status.FROZEN} == {
+        *frozen_tags(), "model.layers.2.input_layernorm.weight", "model.layers.2.post_attention_layernorm.weight",
+        "model.layers.3.mlp.down_proj.weight", "model.layers.3.mlp.gate_proj.weight", "model.layers.3.mlp.up_proj.weight",
+    }
     profile = [blocks.parse(layer.layer) for layer in analysed.ranking.layers]  # model.layers.0.mlp.up_proj
     profile_indices = [b.index for b in profile if b is not None]
     assert sorted(profile_indices) == profile_indices and len(profile_indices) == LAYERS * len(BLOCK_TENSORS)
