@@ -84,7 +84,17 @@ def cnn_runs(tmp_path_factory) -> dict[str, tb_stagnation.Analysis]:
     for name, dead, optimizer in (("sgd", True, "sgd"), ("adamw", True, "adamw"), ("healthy", False, "sgd")):
         _cnn(str(root / name), dead, optimizer)
         runs[name] = _imported(str(root / name))
+    runs["root"] = root
     return runs
+
+
+@pytest.mark.parametrize("load_fast", [False, True], ids=["python-loader", "rust-loader"])
+def test_tensorboard_serves_the_dead_units_on_both_loaders(cnn_runs, start_tensorboard, load_fast) -> None:
+    tb = start_tensorboard(cnn_runs["root"] / "sgd", load_fast=load_fast)
+    status, body, _ = tb.plugin("ranking")
+    assert status == 200
+    dead = {f["layers"][0]: (f["units"], f["unit_count"]) for f in body["findings"] if f["kind"] == "dead_units"}
+    assert dead == {"conv1": (list(range(4)), 16), "fc1": (list(range(11)), 32)}
 
 
 def test_torch_cnn_dead_channels_and_units_are_named_exactly(cnn_runs) -> None:
