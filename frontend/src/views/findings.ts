@@ -93,6 +93,7 @@ function findingView({ finding, target }: FindingItem, p: FindingsProps): HTMLEl
 // A finding kind takes the colour of the status it resembles.
 const KIND_STATUS: Record<string, string> = {
   frozen: "frozen",
+  dead_units: "frozen",
   stagnant: "stagnant",
   stalled: "stagnant",
   vanishing_gradient: "stagnant",
