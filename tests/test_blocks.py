@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import re
 from pathlib import Path
 
 import pytest
@@ -32,33 +33,25 @@ BLOCK_TENSORS = (
 )
 
 
-@pytest.fixture(scope="session")
-def llama(tmp_path_factory) -> Path:
-    """A Trainer output directory (checkpoint-10 ... checkpoint-60, runs/) with the checkpoints imported."""
+def llama(layers: int):
+    """A tiny Llama built from its config (no download); torch is imported by the tests that train."""
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM, Trainer, TrainingArguments
+    from transformers import LlamaConfig, LlamaForCausalLM
 
-    root = tmp_path_factory.mktemp("llama")
     torch.manual_seed(0)
     config = LlamaConfig(
-        hidden_size=32, intermediate_size=64, num_hidden_layers=LAYERS, num_attention_heads=4,
+        hidden_size=32, intermediate_size=64, num_hidden_layers=layers, num_attention_heads=4,
         num_key_value_heads=4, vocab_size=256, max_position_embeddings=64,
     )
-    model = LlamaForCausalLM(config)
-    for index in FROZEN_BLOCKS:
-        model.model.layers[index].requires_grad_(False)
-    slow = model.model.layers[2]
-    slow.input_layernorm.requires_grad_(False)
-    slow.post_attention_layernorm.requires_grad_(False)
-    model.model.layers[3].mlp.requires_grad_(False)
-    slow_ids = {id(p) for p in slow.parameters()}
-    optimizer = torch.optim.AdamW(
-        [
-            {"params": [p for p in model.parameters() if p.requires_grad and id(p) not in slow_ids], "lr": LR},
-            {"params": [p for p in slow.parameters() if p.requires_grad], "lr": LR * 1e-5},
-        ],
-        weight_decay=0.0,
-    )
+    return LlamaForCausalLM(config)
+
+
+def train_and_import(root: Path, model, groups: list[dict]) -> Path:
+    """60 steps of the HF Trainer on the CPU (AdamW over ``groups``), checkpoints every 10, then the import."""
+    import torch
+    from transformers import Trainer, TrainingArguments
+
+    optimizer = torch.optim.AdamW(groups, weight_decay=0.0)
     # Every token id occurs, so that no embedding row is left untrained.
     ids = torch.randperm(64 * 16, generator=torch.Generator().manual_seed(0)).remainder(256).reshape(64, 16)
     dataset = [{"input_ids": row, "labels": row} for row in ids]
@@ -75,8 +68,26 @@ def llama(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def analysed(llama: Path) -> engine.Outcome:
-    return engine.analyse_logdir(str(llama))
+def trained(tmp_path_factory) -> Path:
+    """A Trainer output directory (checkpoint-10 ... checkpoint-60, runs/) with the checkpoints imported."""
+    model = llama(LAYERS)
+    for index in FROZEN_BLOCKS:
+        model.model.layers[index].requires_grad_(False)
+    slow = model.model.layers[2]
+    slow.input_layernorm.requires_grad_(False)
+    slow.post_attention_layernorm.requires_grad_(False)
+    model.model.layers[3].mlp.requires_grad_(False)
+    slow_ids = {id(p) for p in slow.parameters()}
+    groups = [
+        {"params": [p for p in model.parameters() if p.requires_grad and id(p) not in slow_ids], "lr": LR},
+        {"params": [p for p in slow.parameters() if p.requires_grad], "lr": LR * 1e-5},
+    ]
+    return train_and_import(tmp_path_factory.mktemp("llama"), model, groups)
+
+
+@pytest.fixture(scope="session")
+def analysed(trained: Path) -> engine.Outcome:
+    return engine.analyse_logdir(str(trained))
 
 
 def frozen_tags() -> tuple[str, ...]:
@@ -124,13 +135,36 @@ def test_the_ranking_walks_blocks_in_model_order(analysed) -> None:
     assert sorted(profile_indices) == profile_indices and len(profile_indices) == LAYERS * len(BLOCK_TENSORS)
 
 
-def test_the_cli_prints_the_grouped_finding(llama: Path) -> None:
+def test_the_cli_prints_the_grouped_finding(trained: Path) -> None:
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        assert cli.main([str(llama)]) == 0
+        assert cli.main([str(trained)]) == 0
     text = " ".join(out.getvalue().split())
     assert "frozen: model.layers.0-1: all 18 tensors never changed over 6 checkpoints (steps 10-60)" in text
     assert "model.layers.0.self_attn.q_proj.weight never changed" not in text
+
+
+def test_the_vanishing_gradient_test_walks_blocks_not_the_layers_inside_them(tmp_path_factory) -> None:
+    """Six blocks, the top two at the learning rate, then 10x slower per block towards the input.
+
+    Inside a block the norm scales move ~50x slower than the projections by
+    their size alone; a block is one step of the depth profile, the median of its layers.
+    """
+    model = llama(6)
+    blocks_of = model.model.layers
+    in_blocks = {id(p) for block in blocks_of for p in block.parameters()}
+    groups = [{"params": [p for p in model.parameters() if id(p) not in in_blocks], "lr": LR}] + [
+        {"params": list(block.parameters()), "lr": LR * 10.0 ** min(0, i - 4)} for i, block in enumerate(blocks_of)
+    ]
+    result = engine.analyse_logdir(str(train_and_import(tmp_path_factory.mktemp("vanishing"), model, groups)))
+    (finding,) = result.findings
+    assert finding.kind == Kind.VANISHING_GRADIENT
+    assert finding.message.startswith("model.layers.0 barely moves: movement falls about ")
+    # The ramp ends where movement peaks: at block 4 or 5, both at the learning rate.
+    walked = re.search(r" per block towards the input over (\d) blocks \(.* at model\.layers\.0, ", finding.message)
+    assert walked and int(walked[1]) in (5, 6), finding.message
+    # Its layers are every layer of the blocks walked, input side first.
+    assert [blocks.parse(t).index for t in finding.tags] == [i for i in range(int(walked[1])) for _ in BLOCK_TENSORS]
 
 
 # ------------------------------------------------------------------ names

@@ -295,9 +295,14 @@ def _stagnant(run: str, name: str | None, rows: list[ranking.Row], ratio: float)
 
 
 def _vanishing(run: str, layers: list[ranking.Layer]) -> list[Finding]:
-    """Stretches of layers whose score falls steadily towards the input, down to stagnant layers."""
+    """Stretches of layers whose score falls steadily towards the input, down to stagnant layers.
+
+    Repeated blocks are walked as blocks (:func:`_depth`): their ``layers``
+    and ``tags`` are every layer of the blocks in the stretch.
+    """
     out = []
-    for stretch in _falling_stretches(layers):
+    depth, members = _depth(layers)
+    for stretch in _falling_stretches(depth):
         top = max(range(len(stretch)), key=lambda i: stretch[i].score)
         stretch = stretch[: top + 1]  # the ramp ends where movement peaks
         if len(stretch) < VANISHING_MIN_LAYERS:
@@ -309,9 +314,10 @@ def _vanishing(run: str, layers: list[ranking.Layer]) -> list[Finding]:
         per_layer = fall ** (1 / (len(stretch) - 1))
         first, last = stretch[0], stretch[-1]
         unit = "step" if first.source != Source.CHECKPOINT else "checkpoint interval"
+        level = "block" if all(layer.layer in members for layer in stretch) else "layer"
         message = (
             f"{_layer_span(slow, stretch)} barely {'moves' if len(slow) == 1 else 'move'}: movement falls about "
-            f"{_factor(per_layer)} per layer towards the input over {len(stretch)} layers "
+            f"{_factor(per_layer)} per {level} towards the input over {len(stretch)} {level}s "
             f"({_fig(last.score)} per {unit} at {last.layer}, {_fig(first.score)} at {first.layer}, "
             f"{_factor(fall)} in all)"
         )
@@ -319,13 +325,53 @@ def _vanishing(run: str, layers: list[ranking.Layer]) -> list[Finding]:
             Finding(
                 run=run,
                 kind=Kind.VANISHING_GRADIENT,
-                tags=tuple(layer.tag for layer in stretch),
-                layers=tuple(layer.layer for layer in stretch),
+                tags=tuple(part.tag for layer in stretch for part in members.get(layer.layer, [layer])),
+                layers=tuple(part.layer for layer in stretch for part in members.get(layer.layer, [layer])),
                 since_step=None,
                 message=message,
             )
         )
     return out
+
+
+def _depth(layers: list[ranking.Layer]) -> tuple[list[ranking.Layer], dict[str, list[ranking.Layer]]]:
+    """The depth profile the vanishing test walks: each repeated block one step, and its layers by name.
+
+    Inside a transformer block the norm scales move some 50x slower than the
+    projections beside them, by their size alone: walked layer by layer, a
+    block reads as movement rising and falling, and a slow norm as a
+    vanishing gradient. A block's step is the median of its layers' scores,
+    ``stagnant`` when at least half its layers are stagnant or unresolved;
+    a block with a frozen, nonfinite or unmeasured layer, or measured by two
+    sources, has no score (it ends a stretch, as such a layer does).
+    """
+    depth: list[ranking.Layer | str] = []
+    members: dict[str, list[ranking.Layer]] = {}
+    for layer in layers:
+        block = blocks.parse(layer.tag)
+        if block is None:
+            depth.append(layer)
+            continue
+        if block.name not in members:
+            members[block.name] = []
+            depth.append(block.name)
+        members[block.name].append(layer)
+    return [step if isinstance(step, ranking.Layer) else _block_step(step, members[step]) for step in depth], members
+
+
+def _block_step(name: str, layers: list[ranking.Layer]) -> ranking.Layer:
+    """One block as a step of the depth profile (see :func:`_depth`)."""
+    measured = len({layer.source for layer in layers}) == 1 and not any(
+        layer.status in (Status.FROZEN, Status.NONFINITE, Status.INSUFFICIENT) for layer in layers
+    )
+    slow = sum(layer.status in (Status.STAGNANT, Status.UNRESOLVED) for layer in layers)
+    first = layers[0]
+    return dataclasses.replace(
+        first,
+        layer=name,
+        score=float(np.median([layer.score for layer in layers])) if measured else float("nan"),
+        status=Status.STAGNANT if 2 * slow >= len(layers) else Status.MOVING,
+    )
 
 
 def _falling_stretches(layers: list[ranking.Layer]) -> list[list[ranking.Layer]]:
