@@ -14,7 +14,6 @@ from tensorboard.util import tensor_util
 from tb_stagnation import engine
 from tb_stagnation.measure import histogram
 from tb_stagnation.sources import crc32c, eventfile, tf1_histograms, tf2_layout, tfrecord
-from tb_stagnation.verdict import ranking
 
 # Both ways of checking record CRCs: the default (google-crc32c when installed) and the numpy fallback.
 BACKENDS = [

@@ -174,8 +174,6 @@ def _rows(tb, run: str) -> dict[str, dict]:
 
 
 def _cli_rows(logdir: Path) -> dict[tuple[str, str], dict]:
-    from tb_stagnation import cli
-
     result = engine.analyse_logdir(str(logdir), 0.01).ranking
     return {(r.run, r.tag): vars(r) for r in result.rows}
 

@@ -27,7 +27,6 @@ import re
 import subprocess
 import urllib.parse
 import warnings
-from pathlib import Path
 
 import pytest
 from test_cli import tb_stagnation

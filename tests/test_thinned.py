@@ -33,7 +33,6 @@ import contextlib
 import io
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
