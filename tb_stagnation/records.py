@@ -52,7 +52,9 @@ embedding at 512 KB per import whatever the number of checkpoints (never a
 value per unit per pair), and the newest record, the one that counts, is
 the one both loaders always keep. float32 keeps a unit that moved nonzero
 (checkpoint weights differ by at least float32's smallest step). The
-content's ``unit_axis`` and ``rank`` say which axis of the tensor the units are.
+content's ``unit_axis`` says which axis of the tensor the units are slices
+along, and ``unit`` what one is (:data:`UNIT_NOUNS`), as the import knew it
+from the framework's layout: readers never guess it again from a name.
 
 **Version 1** (written before): one rank-0 float32 scalar per quantity, tag
 ``stagnation/<param>/<quantity>`` (``stagnation/checkpoint/...``), data class
@@ -124,7 +126,7 @@ class ExactContent:
     index: int | None = None  # the tensor's position among its writer's (version 2)
     units: int | None = None  # unit records: how many units each holds (None: a movement record)
     unit_axis: int | None = None  # unit records: the tensor's axis the units are slices along
-    rank: int | None = None  # unit records: the tensor's number of axes (>= 3: units are channels)
+    unit: str | None = None  # unit records: what one unit is, one of UNIT_NOUNS
 
 
 def create_summary_metadata(
@@ -173,11 +175,13 @@ def parse_plugin_metadata(content: bytes) -> ExactContent | None:
     if not (isinstance(index, int) and not isinstance(index, bool) and index >= 0):
         index = None
     if "units" in data:
-        units, unit_axis, rank = data.get("units"), data.get("unit_axis"), data.get("rank")
-        if not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in (units, unit_axis, rank)):
+        units, unit_axis, unit = data.get("units"), data.get("unit_axis"), data.get("unit")
+        if not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in (units, unit_axis)):
+            return None
+        if unit not in UNIT_NOUNS:
             return None
         return ExactContent(param=param, source=source, axis=axis, index=index, units=units, unit_axis=unit_axis,
-                            rank=rank)
+                            unit=unit)
     columns = data.get("columns")
     if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns) or SEQ not in columns:
         return None
@@ -252,21 +256,27 @@ def read_record(content: ExactContent, values: np.ndarray | Sequence[float]) -> 
     return int(seq), {q: v for q, v in measured.items() if q in QUANTITIES}
 
 
+# What one unit of a tensor is, as findings name it: an embedding's row (a token id), a
+# convolution's output channel (a tensor of 3 or more axes), or a dense layer's unit.
+UNIT, CHANNEL, ROW = "unit", "output channel", "row"
+UNIT_NOUNS = (UNIT, CHANNEL, ROW)
+
+
 def units_tag(param: str) -> str:
     """The tag of a tensor's per-unit records (checkpoint imports only)."""
     return tag_for(param, CHECKPOINT) + "/units"
 
 
 def units_value(
-    param: str, movement: np.ndarray, pairs: int, axis: str, unit_axis: int, rank: int, index: int | None = None
+    param: str, movement: np.ndarray, pairs: int, axis: str, unit_axis: int, unit: str, index: int | None = None
 ) -> summary_pb2.Summary.Value:
     """One unit record: ``movement`` per unit summed over ``pairs`` pairs, with its metadata.
 
-    ``unit_axis`` and ``rank``: which axis of the tensor of ``rank`` axes the units are along.
+    ``unit_axis``: the tensor's axis the units are slices along; ``unit``: what one is (:data:`UNIT_NOUNS`).
     """
     record = np.concatenate([[pairs], movement]).astype("<f4")
     fields = {"version": CONTENT_VERSION, "param": param, "source": CHECKPOINT, "axis": axis,
-              "units": int(movement.size), "unit_axis": unit_axis, "rank": rank}
+              "units": int(movement.size), "unit_axis": unit_axis, "unit": unit}
     if index is not None:
         fields["index"] = index
     return summary_pb2.Summary.Value(

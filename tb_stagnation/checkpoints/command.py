@@ -154,7 +154,7 @@ def _units(
         if before is not None and before[1].shape == moved.shape:
             pairs, moved = pairs + before[0], moved + before[1]
         info = listing[param]
-        out[param] = (pairs, moved, formats.unit_axis(info, fmt), len(info.shape))
+        out[param] = (pairs, moved, formats.unit_axis(info, fmt), formats.unit_noun(info))
     return out
 
 

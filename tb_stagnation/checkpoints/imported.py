@@ -129,9 +129,9 @@ def write(
     if not by_step:
         return None
     order = {param: i for i, param in enumerate(points)}
-    for param, (pairs, movement, unit_axis, rank) in (units or {}).items():
+    for param, (pairs, movement, unit_axis, unit) in (units or {}).items():
         by_step[max(by_step)].append(
-            records.units_value(param, movement, pairs, axis, unit_axis, rank, order.get(param))
+            records.units_value(param, movement, pairs, axis, unit_axis, unit, order.get(param))
         )
     from tensorboard.summary.writer.record_writer import RecordWriter
 

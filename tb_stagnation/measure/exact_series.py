@@ -74,7 +74,7 @@ class ExactSeries:
     units: np.ndarray = dataclasses.field(default_factory=lambda: np.empty(0))
     unit_pairs: int = 0
     unit_axis: int | None = None
-    unit_rank: int | None = None  # the tensor's axes: >= 3 makes its units channels
+    unit_noun: str | None = None  # what one unit is (records.UNIT_NOUNS), as the import knew it
 
     @property
     def kept(self) -> int:
@@ -133,7 +133,7 @@ def collect_exact(points: samples.ExactPoints) -> ExactData:
                 newest = max(range(len(tag.steps)), key=lambda i: tag.steps[i])
                 unit_record = records.read_units(content, tag.values[newest])
                 if unit_record is not None:
-                    units[key] = (content.unit_axis, content.rank, *unit_record)
+                    units[key] = (content.unit_axis, content.unit, *unit_record)
                 continue
             axes[key] = content.axis
             if content.index is not None:
@@ -190,7 +190,7 @@ def _series(
     units: tuple[int, int, int, np.ndarray] | None = None,
 ) -> ExactSeries:
     """Align each quantity on the steps of the records; count what was written; attach the units."""
-    unit_axis, unit_rank, unit_pairs, movement = units if units is not None else (None, None, 0, np.empty(0))
+    unit_axis, unit_noun, unit_pairs, movement = units if units is not None else (None, None, 0, np.empty(0))
     steps = np.array(sorted(by_step), dtype=np.int64)
     points = [by_step[int(s)] for s in steps]
     nonfinite_at = np.array(
@@ -213,7 +213,7 @@ def _series(
         units=movement,
         unit_pairs=unit_pairs,
         unit_axis=unit_axis,
-        unit_rank=unit_rank,
+        unit_noun=unit_noun,
     )
 
 

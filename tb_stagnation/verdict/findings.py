@@ -40,7 +40,6 @@ from collections.abc import Sequence
 import numpy as np
 
 from tb_stagnation import records
-from tb_stagnation.checkpoints.formats import is_embedding
 from tb_stagnation.measure.exact_series import ExactSeries
 from tb_stagnation.verdict import blocks, ranking
 from tb_stagnation.verdict.vocabulary import (
@@ -224,11 +223,11 @@ def _dead_units(run: str, rows: list[ranking.Row], exact: ranking.MatchedExact) 
         count = len(series.units)
         if not 0 < len(dead) < count:
             continue
-        embedding = is_embedding(row.tag)
-        noun = "rows" if embedding else "output channels" if (series.unit_rank or 0) >= 3 else "units"
+        unit = series.unit_noun or records.UNIT
+        embedding, noun = unit == records.ROW, f"{unit}s"
         span = f"token ids {_spans(dead)}" if embedding else _spans(dead)
         still = all(series.units[dead] == 0)
-        verb = "never changed" if still else f"moved less than {DEAD_UNIT_SHARE:g} of the median {noun[:-1]}"
+        verb = "never changed" if still else f"moved less than {DEAD_UNIT_SHARE:g} of the median {unit}"
         message = f"{row.layer}: {len(dead)} of {count} {noun} ({span}) {verb} over {series.unit_pairs + 1} checkpoints"
         biases = [r for r in rows if r.role == Role.BIAS and imported(r) is not None]
         if biases and set(dead.tolist()) <= set(dead_unit_indices(imported(biases[0])).tolist()):

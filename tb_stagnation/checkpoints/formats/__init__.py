@@ -27,6 +27,8 @@ from typing import Protocol
 
 import numpy as np
 
+from tb_stagnation import records
+
 # Format names, as discovery tells them and messages show them.
 SAFETENSORS, TORCH, LIGHTNING, TENSORFLOW, KERAS = "safetensors", "torch", "lightning", "tensorflow", "keras"
 FORMATS = (SAFETENSORS, TORCH, LIGHTNING, TENSORFLOW, KERAS)
@@ -106,6 +108,14 @@ def is_embedding(name: str) -> bool:
     """Whether ``name`` is an embedding matrix: torch ``nn.Embedding``/HF names, Keras ``Embedding``."""
     parts = name.replace("/", ".").split(".")
     return any(mark in part for part in parts for mark in _EMBEDDING_MARKS)
+
+
+def unit_noun(info: TensorInfo) -> str:
+    """What one unit of ``info`` is (:data:`records.UNIT_NOUNS`): a row of an embedding, an output
+    channel of a tensor of 3 or more axes (a convolution), else a unit."""
+    if is_embedding(info.name):
+        return records.ROW
+    return records.CHANNEL if len(info.shape) >= 3 else records.UNIT
 
 
 def unit_axis(info: TensorInfo, fmt: str) -> int | None:
