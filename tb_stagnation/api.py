@@ -71,8 +71,8 @@ def analyse(
     ``ratio``: stagnant below this fraction of the run's typical parameter.
     ``runs``: only these runs (a run at the top of the directory is named by
     the directory, or ``.`` as TensorBoard names it). Raises
-    ``FileNotFoundError`` for a local path that is no directory, ``LookupError``
-    naming the runs there are for an unknown run.
+    ``FileNotFoundError`` for a local path that is no directory, :class:`UnknownRun`
+    (a ``LookupError``) naming the runs there are for an unknown run.
     """
     path = os.fspath(path_or_url)
     if "://" in path:
@@ -87,13 +87,23 @@ def analyse(
         result, found = _renamed(result, found, root)
     all_runs = sorted(result.thresholds)
     if runs is not None:
-        wanted = {root if run == ROOT_RUN and root else run for run in runs}
-        unknown = sorted(wanted - set(all_runs))
+        runs = list(runs)
+        named = {run: root if run == ROOT_RUN and root else run for run in runs}
+        unknown = [run for run in runs if named[run] not in all_runs]
         if unknown:
-            raise LookupError(f"no run {unknown[0]!r} in {path}; its runs: {', '.join(all_runs)}")
+            raise UnknownRun(path, unknown, all_runs)
+        wanted = set(named.values())
         result = _only(result, wanted)
         found = [f for f in found if f.run in wanted]
     return Analysis(result, found, all_runs, [f"skipped {skip}" for skip in outcome.skipped], root)
+
+
+class UnknownRun(LookupError):
+    """Runs asked for that the log directory does not hold; ``runs`` are those it does."""
+
+    def __init__(self, path: str, unknown: list[str], runs: list[str]) -> None:
+        super().__init__(f"no run {unknown[0]!r} in {path}; its runs: {', '.join(runs)}")
+        self.unknown, self.runs = unknown, runs
 
 
 def root_run_name(logdir: str, runs: Iterable[str]) -> str:

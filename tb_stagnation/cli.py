@@ -223,7 +223,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(f"--tag: {e.reason}")
     if "://" not in args.logdir and not os.path.isdir(args.logdir):
         return _fail(_not_a_directory(args.logdir))
-    analysis = api.analyse(args.logdir, args.ratio, progress=_progress if sys.stderr.isatty() else None)
+    try:
+        analysis = api.analyse(
+            args.logdir, args.ratio, runs=args.run, progress=_progress if sys.stderr.isatty() else None
+        )
+    except api.UnknownRun as e:
+        return _fail(_no_such_run(e.unknown, e.runs, args.logdir))
     skipped = list(analysis.skipped)
     if "://" not in args.logdir:
         skipped += command.pending(args.logdir)
@@ -231,16 +236,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         _say(message)
     if not analysis.rows:
         return _fail(f"{args.logdir}: no histograms or exact movement found")
-    result, all_runs = analysis.ranking, analysis.runs
-    aliases = {api.ROOT_RUN: analysis.root_run} if analysis.root_run else {}
-    wanted = [aliases.get(run, run) for run in args.run or []]
-    unknown = [run for run, name in zip(args.run or [], wanted) if name not in all_runs]
-    if unknown:
-        return _fail(_no_such_run(unknown, all_runs, args.logdir))
-    rows = ranking.select(result.rows, runs=wanted, roles=args.role, tag_filter=tag_filter)
+    result = analysis.ranking  # of the runs asked for (--run), else every run
+    rows = ranking.select(result.rows, roles=args.role, tag_filter=tag_filter)
     try:
         if args.json:
-            body = wire.ranking_json(result, analysis.findings, rows, all_runs, only_runs=wanted)
+            body = wire.ranking_json(result, analysis.findings, rows, analysis.runs)
             compact = (",", ":") if args.indent is None else None
             sys.stdout.write(json.dumps(body, indent=args.indent, separators=compact, allow_nan=False))
             print()
@@ -249,7 +249,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             writer.writerow(wire.CSV_FIELDS)
             writer.writerows(wire.csv_row(r) for r in rows)
         else:
-            shown_runs = [run for run in all_runs if not wanted or run in wanted]
+            shown_runs = sorted(result.thresholds)
             print(_text(analysis.findings, rows, shown_runs, parameters_only=not (args.role or args.all_roles)))
         sys.stdout.flush()
     except BrokenPipeError:  # `tb-stagnation LOGDIR | head`: the reader has what it wanted

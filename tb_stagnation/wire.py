@@ -16,7 +16,7 @@ pipeline, and JSON has no NaN.
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -102,27 +102,22 @@ def ranking_json(
     found: Sequence[findings.Finding],
     rows: Sequence[ranking.Row],
     runs: Sequence[str],
-    only_runs: Collection[str] | None = None,
 ) -> dict:
     """The ranking answer (the ``/ranking`` route, ``tb-stagnation --json``, ``Analysis.to_json``).
 
     ``found``: the ranking's findings; ``rows``: the rows to send (filtered);
     ``runs``: every run of the experiment. Layers, thresholds and findings are
-    those of the ranked runs, or of ``only_runs`` where given.
+    those of the ranked runs.
     """
-
-    def shown(run: str) -> bool:
-        return not only_runs or run in only_runs
-
     return {
         "ratio": result.ratio,
         "runs": list(runs),
         # Before the rows: what a reader of the object (or of `tb-stagnation --json`) wants first.
-        "findings": [finding_json(f) for f in found if shown(f.run)],
+        "findings": [finding_json(f) for f in found],
         "rows": [row_json(r) for r in rows],
-        "layers": [layer_json(layer) for layer in result.layers if shown(layer.run)],
-        "thresholds": {run: thresholds_json(th) for run, th in result.thresholds.items() if shown(run)},
-        "thinned": _thinned(result, shown),
+        "layers": [layer_json(layer) for layer in result.layers],
+        "thresholds": {run: thresholds_json(th) for run, th in result.thresholds.items()},
+        "thinned": _thinned(result),
         "definitions": definitions_json(),
     }
 
@@ -194,10 +189,9 @@ def _entries(meanings: Mapping[str, str], order: Iterable[str]) -> list[dict[str
     return [{"name": name, "meaning": meanings[name]} for name in order]
 
 
-def _thinned(result: ranking.Ranking, shown) -> dict[str, dict[str, int]]:
+def _thinned(result: ranking.Ranking) -> dict[str, dict[str, int]]:
     """run -> ``{kept, written, series}`` of the exact series a loader kept fewer records of than were written."""
     by_run: dict[str, list[exact_series.ExactSeries]] = {}
     for (run, _), sources in result.exact.items():
-        if shown(run):
-            by_run.setdefault(run, []).extend(sources.values())
+        by_run.setdefault(run, []).extend(sources.values())
     return {run: short for run, series in sorted(by_run.items()) if (short := exact_series.thinned(series))}
