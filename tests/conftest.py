@@ -18,6 +18,14 @@ import pytest
 HERE = Path(__file__).parent
 WRITER_NAMES = ("tf1", "tf2", "keras", "torch", "tensorboardx")
 QUIET_ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
+# ``tensorboard`` with its own logger at INFO, so that its loaders say when a load cycle
+# ends (the Python loader "done reloading", the Rust data server, given ``--verbose`` by
+# that level, "Finished load cycle"): a test starts only once every run has been read.
+LOGGING_TENSORBOARD = (
+    "import logging, sys; logging.getLogger('tensorboard').setLevel(logging.INFO); "
+    "sys.argv[0] = 'tensorboard'; from tensorboard.main import run_main; run_main()"
+)
+LOADED = ("TensorBoard done reloading", "Finished load cycle")
 
 
 @pytest.fixture(scope="session")
@@ -95,7 +103,7 @@ class TensorBoard:
         self.log = open(Path(str(logdir)).parent / f"tensorboard-{self.port}.log", "w")
         self.proc = subprocess.Popen(
             [
-                sys.executable, "-m", "tensorboard.main",
+                sys.executable, "-c", LOGGING_TENSORBOARD,
                 "--logdir", str(logdir),
                 "--host", "127.0.0.1",
                 "--port", str(self.port),
@@ -116,12 +124,17 @@ class TensorBoard:
                 raise RuntimeError(f"tensorboard exited with {self.proc.returncode}; see {self.log.name}")
             try:
                 status, listing, _ = get_json(self.url + "/data/plugins_listing")
-                if status == 200 and listing.get("stagnation", {}).get("enabled"):
+                if status == 200 and listing.get("stagnation", {}).get("enabled") and self.loaded():
                     return
             except (OSError, ValueError):
                 pass
             time.sleep(0.5)
-        raise TimeoutError(f"tensorboard on {self.url} did not list the plugin as enabled")
+        raise TimeoutError(f"tensorboard on {self.url} did not load its log directory and list the plugin as enabled")
+
+    def loaded(self) -> bool:
+        """Whether the loader has finished its first pass over the log directory."""
+        text = Path(self.log.name).read_text(errors="replace")
+        return any(marker in text for marker in LOADED)
 
     def plugin(self, route: str) -> tuple[int, dict | list, str]:
         return get_json(f"{self.url}/data/plugin/stagnation/{route}")
@@ -139,8 +152,9 @@ class TensorBoard:
 def start_tensorboard() -> Iterator[Callable[..., TensorBoard]]:
     """Factory: ``start_tensorboard(logdir, load_fast=False, extra=None, path_prefix="")`` -> a ready :class:`TensorBoard`.
 
-    Ready means ``/data/plugins_listing`` lists the plugin as enabled, which
-    also proves the data was loaded. Every process is stopped at session end.
+    Ready means the loader has read the whole log directory once and
+    ``/data/plugins_listing`` lists the plugin as enabled. Every process is
+    stopped at session end.
     """
     started: list[TensorBoard] = []
 
