@@ -26,6 +26,13 @@ setup(
         "h5py": ["h5py>=3.8", "tqdm>=4.60"],
         "lightning": ["lightning>=2.1", "tqdm>=4.60"],
         "transformers": ["transformers>=4.42", "accelerate>=0.26", "safetensors>=0.4", "tqdm>=4.60"],
+        # LoRA / PEFT adapters: their config is read with peft's own loader.
+        "peft": ["peft>=0.10", "safetensors>=0.4", "tqdm>=4.60"],
+        # Checkpoints and logs in object storage, read by fsspec in byte ranges.
+        "s3": ["s3fs>=2023.1", "tqdm>=4.60"],
+        "gcs": ["gcsfs>=2023.1", "tqdm>=4.60"],
+        # `tb-stagnation checkpoints --ray`: the import as Ray tasks.
+        "ray": ["ray>=2.9", "tqdm>=4.60"],
         # Analysis.to_pandas (tb_stagnation.analyse in a notebook).
         "pandas": ["pandas>=1.5"],
         # Record CRCs checked by google-crc32c's compiled code, 1.4-9x faster than the numpy fallback.
@@ -48,6 +55,11 @@ setup(
             "hypothesis>=6",
             "playwright>=1.40",
             "pandas>=1.5",
+            "peft>=0.10",
+            "s3fs>=2023.1",
+            "moto[server]>=5",
+            "ray>=2.9",
+            "threadpoolctl>=3",
         ],
         "bench": ["tbparse>=0.0.9", "pandas>=1.5", "google-crc32c>=1.5"],
     },
