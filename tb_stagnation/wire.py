@@ -27,7 +27,7 @@ from tb_stagnation.verdict import findings, ranking, vocabulary
 ROW_FIELDS = (
     "run", "tag", "layer", "role", "order", "status", "score", "net", "samples", "first_step",
     "last_step", "floor", "threshold", "source", "axis", "histogram_score", "exact_score", "sparkline",
-    "stagnant_since", "stagnant_intervals", "intervals", "nonfinite_since",
+    "stagnant_since", "stagnant_intervals", "intervals", "nonfinite_since", "block", "module",
 )
 """A ranking row's fields, in the order they are sent."""
 LAYER_FIELDS = ("run", "layer", "order", "tag", "role", "score", "status", "source")

@@ -167,3 +167,68 @@ def start_tensorboard() -> Iterator[Callable[..., TensorBoard]]:
     yield start
     for tb in started:
         tb.stop()
+
+
+# A tiny Llama (HF Trainer, checkpoints imported), for the block tests and the tab's heatmap.
+LAYERS, FROZEN_BLOCKS, LR = 4, (0, 1), 1e-3
+
+
+def llama(layers: int):
+    """A tiny Llama built from its config (no download); torch is imported by the tests that train."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=layers, num_attention_heads=4,
+        num_key_value_heads=4, vocab_size=256, max_position_embeddings=64,
+    )
+    return LlamaForCausalLM(config)
+
+
+def train_and_import(root: Path, model, groups: list[dict]) -> Path:
+    """60 steps of the HF Trainer on the CPU (AdamW over ``groups``), checkpoints every 10, then the import."""
+    import contextlib
+    import io
+
+    import torch
+    from transformers import Trainer, TrainingArguments
+
+    from tb_stagnation import cli
+
+    optimizer = torch.optim.AdamW(groups, weight_decay=0.0)
+    # Every token id occurs, so that no embedding row is left untrained.
+    ids = torch.randperm(64 * 16, generator=torch.Generator().manual_seed(0)).remainder(256).reshape(64, 16)
+    dataset = [{"input_ids": row, "labels": row} for row in ids]
+    args = TrainingArguments(
+        output_dir=str(root), max_steps=60, per_device_train_batch_size=8, save_strategy="steps", save_steps=10,
+        logging_steps=10, report_to=["tensorboard"], learning_rate=LR, lr_scheduler_type="constant",
+        use_cpu=True, disable_tqdm=True, dataloader_num_workers=0,
+    )
+    Trainer(model=model, args=args, train_dataset=dataset, optimizers=(optimizer, None)).train()
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        assert cli.main(["checkpoints", str(root)]) == 0, err.getvalue()
+    return root
+
+
+@pytest.fixture(scope="session")
+def llama_blocks(tmp_path_factory) -> Path:
+    """A tiny Llama trained by the HF Trainer, checkpoints imported (tests/test_blocks.py tells its story):
+    blocks 0-1 frozen, block 2's norms frozen and the rest of it at 1e-5 x the learning rate, block 3's MLP frozen.
+
+    A Trainer output directory (checkpoint-10 ... checkpoint-60, runs/); shared by the block tests and the tab's heatmap test.
+    """
+    model = llama(LAYERS)
+    for index in FROZEN_BLOCKS:
+        model.model.layers[index].requires_grad_(False)
+    slow = model.model.layers[2]
+    slow.input_layernorm.requires_grad_(False)
+    slow.post_attention_layernorm.requires_grad_(False)
+    model.model.layers[3].mlp.requires_grad_(False)
+    slow_ids = {id(p) for p in slow.parameters()}
+    groups = [
+        {"params": [p for p in model.parameters() if p.requires_grad and id(p) not in slow_ids], "lr": LR},
+        {"params": [p for p in slow.parameters() if p.requires_grad], "lr": LR * 1e-5},
+    ]
+    return train_and_import(tmp_path_factory.mktemp("llama"), model, groups)

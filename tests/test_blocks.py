@@ -19,12 +19,12 @@ import re
 from pathlib import Path
 
 import pytest
+from conftest import FROZEN_BLOCKS, LAYERS, LR, llama, train_and_import
 
-from tb_stagnation import cli, engine
+from tb_stagnation import cli, engine, wire
 from tb_stagnation.verdict import blocks
 from tb_stagnation.verdict.vocabulary import Kind, Status
 
-LAYERS, FROZEN_BLOCKS, LR = 4, (0, 1), 1e-3
 # What one Llama decoder block holds, as its state dict names it.
 BLOCK_TENSORS = (
     "self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight", "self_attn.o_proj.weight",
@@ -33,56 +33,10 @@ BLOCK_TENSORS = (
 )
 
 
-def llama(layers: int):
-    """A tiny Llama built from its config (no download); torch is imported by the tests that train."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        hidden_size=32, intermediate_size=64, num_hidden_layers=layers, num_attention_heads=4,
-        num_key_value_heads=4, vocab_size=256, max_position_embeddings=64,
-    )
-    return LlamaForCausalLM(config)
-
-
-def train_and_import(root: Path, model, groups: list[dict]) -> Path:
-    """60 steps of the HF Trainer on the CPU (AdamW over ``groups``), checkpoints every 10, then the import."""
-    import torch
-    from transformers import Trainer, TrainingArguments
-
-    optimizer = torch.optim.AdamW(groups, weight_decay=0.0)
-    # Every token id occurs, so that no embedding row is left untrained.
-    ids = torch.randperm(64 * 16, generator=torch.Generator().manual_seed(0)).remainder(256).reshape(64, 16)
-    dataset = [{"input_ids": row, "labels": row} for row in ids]
-    args = TrainingArguments(
-        output_dir=str(root), max_steps=60, per_device_train_batch_size=8, save_strategy="steps", save_steps=10,
-        logging_steps=10, report_to=["tensorboard"], learning_rate=LR, lr_scheduler_type="constant",
-        use_cpu=True, disable_tqdm=True, dataloader_num_workers=0,
-    )
-    Trainer(model=model, args=args, train_dataset=dataset, optimizers=(optimizer, None)).train()
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err):
-        assert cli.main(["checkpoints", str(root)]) == 0, err.getvalue()
-    return root
-
-
 @pytest.fixture(scope="session")
-def trained(tmp_path_factory) -> Path:
-    """A Trainer output directory (checkpoint-10 ... checkpoint-60, runs/) with the checkpoints imported."""
-    model = llama(LAYERS)
-    for index in FROZEN_BLOCKS:
-        model.model.layers[index].requires_grad_(False)
-    slow = model.model.layers[2]
-    slow.input_layernorm.requires_grad_(False)
-    slow.post_attention_layernorm.requires_grad_(False)
-    model.model.layers[3].mlp.requires_grad_(False)
-    slow_ids = {id(p) for p in slow.parameters()}
-    groups = [
-        {"params": [p for p in model.parameters() if p.requires_grad and id(p) not in slow_ids], "lr": LR},
-        {"params": [p for p in slow.parameters() if p.requires_grad], "lr": LR * 1e-5},
-    ]
-    return train_and_import(tmp_path_factory.mktemp("llama"), model, groups)
+def trained(llama_blocks: Path) -> Path:
+    """The session's Llama run with frozen blocks (conftest's ``llama_blocks``), shared with the tab's browser test."""
+    return llama_blocks
 
 
 @pytest.fixture(scope="session")
@@ -133,6 +87,16 @@ def test_the_ranking_walks_blocks_in_model_order(analysed) -> None:
     profile = [blocks.parse(layer.layer) for layer in analysed.ranking.layers]  # model.layers.0.mlp.up_proj
     profile_indices = [b.index for b in profile if b is not None]
     assert sorted(profile_indices) == profile_indices and len(profile_indices) == LAYERS * len(BLOCK_TENSORS)
+
+
+def test_every_row_names_its_block_and_its_tensor_inside_it(analysed) -> None:
+    """The answer's ``block`` and ``module`` (the tab's heatmap rows and columns); ``null`` outside blocks."""
+    answers = [wire.row_json(r) for r in analysed.ranking.rows]
+    placed = {(a["block"], a["module"]) for a in answers if a["block"] is not None}
+    assert placed == {(f"model.layers.{i}", name) for i in range(LAYERS) for name in BLOCK_TENSORS}
+    outside = {a["tag"] for a in answers if a["block"] is None}
+    assert "model.embed_tokens.weight" in outside and "model.norm.weight" in outside
+    assert all(a["module"] is None for a in answers if a["block"] is None)
 
 
 def test_the_cli_prints_the_grouped_finding(trained: Path) -> None:

@@ -65,6 +65,11 @@ class Row:
     stagnant_intervals: int = 0
     intervals: int = 0  # measured intervals in all, by the scoring source
     nonfinite_since: int | None = None  # the first step holding NaN or Inf
+    # Where the tensor sits among repeated blocks (blocks.parse), for the tab's block x module
+    # heatmap, which should not re-parse names: the block's name ("model.layers.3") and the
+    # tensor's name inside it ("self_attn.q_proj.weight"); both None outside any block.
+    block: str | None = None
+    module: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -271,7 +276,7 @@ def _row(
     Its span and count are those of what scored it, so that a finding's
     "over N snapshots (steps a-b)" describes the evidence it names.
     """
-    summary, name = measured.summaries.get(tag), measured.names[tag]
+    summary, name, block = measured.summaries.get(tag), measured.names[tag], blocks.parse(tag)
     ex = measured.exact[source][tag] if source != Source.HISTOGRAM else None
     score, threshold = measured.score(tag, source), thresholds[source]
     tail = Tail.of(ex.steps, ex.update_ratio) if ex is not None else summary.tail
@@ -299,6 +304,8 @@ def _row(
         stagnant_intervals=since_intervals,
         intervals=tail.intervals,
         nonfinite_since=_nonfinite_since(summary, ex),
+        block=block.name if block is not None else None,
+        module=block.rest if block is not None else None,
     )
 
 
