@@ -307,3 +307,22 @@ def read_units(content: ExactContent, values: np.ndarray | Sequence[float]) -> t
     movement = array[1:]
     movement.setflags(write=False)
     return int(pairs), movement
+
+
+# LoRA adapters (checkpoint imports, :mod:`tb_stagnation.checkpoints.adapters`): the lora_A and lora_B
+# of one adapted module are one series, measured on the module's effective update
+# (lora_alpha / r) * B @ A, named after the module as the base model names it (PEFT's prefix dropped)
+# plus ADAPTER. The import names it, the verdict names the two tensors it is made of: one rule, here.
+ADAPTER = "lora"
+PEFT_PREFIX = "base_model.model."
+
+
+def adapter_param(module: str) -> str:
+    """The series name of the LoRA adapter on ``module`` (PEFT's key, ``base_model.model.`` included or not)."""
+    return f"{module.removeprefix(PEFT_PREFIX)}.{ADAPTER}"
+
+
+def adapter_parts(param: str) -> tuple[str, str]:
+    """The lora_A and lora_B tensors of the adapter series ``param``, as PEFT's adapter files name them."""
+    module = PEFT_PREFIX + param.removesuffix(f".{ADAPTER}")
+    return f"{module}.lora_A.weight", f"{module}.lora_B.weight"

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from tb_stagnation import records
-from tb_stagnation.checkpoints import discover, formats, imported, movement
+from tb_stagnation.checkpoints import adapters, discover, formats, imported, movement
 
 EXIT_OK, EXIT_USAGE = 0, 2
 
@@ -110,12 +110,15 @@ def import_series(series: discover.Series, rebuild: bool = False, bar: bool = Fa
         return lines + [f"{series.directory}: up to date ({len(done.steps)} checkpoints imported in {series.target})"]
     start = placed.index(new[0])
     window = placed[max(0, start - 2):]  # two before the first new one give its ratio and cosine
+    window, adapted = adapters.separate(window)  # LoRA factors: one series per adapter, not two tensors
     if start == 0 and done.steps:
         lines.append(f"{new[0].checkpoint.label}: no earlier checkpoint on disk to compare with")
     began = time.monotonic()
     total = sum(info.nbytes for p in window for info in p.reader.tensors())
+    total += adapters.nbytes(adapted)
     with _progress(total, f"{len(window)} checkpoints", bar) as advance:
         measured = movement.measure(window, progress=advance, units_from=new[0].step)
+    measured.points.update(adapters.measure(adapted))
     steps = {p.step for p in new}
     points = {param: [(s, q) for s, q in series_points if s in steps] for param, series_points in measured.points.items()}
     path = imported.write(series.target, points, placement.axis, done.records, _units(measured, done, window))
@@ -125,6 +128,9 @@ def import_series(series: discover.Series, rebuild: bool = False, bar: bool = Fa
         f"{new[0].step}-{new[-1].step}) into {path}: {len(points)} tensors, "
         f"{total / 1e6:.1f} MB read in {time.monotonic() - began:.1f} s"
     )
+    if adapted:
+        lines.append(f"{len(adapted[-1].adapters)} LoRA adapters measured on their update (lora_alpha / r) B A, "
+                     f"one series each ({adapted[-1].adapters[0].param}); their lora_A and lora_B not ranked apart")
     if placement.axis == records.ORDER:
         lines.append(f"the real training step of these checkpoints is unknown ({discover.AXIS_SOURCES[series.family]}); "
                      "ratios are per checkpoint interval")

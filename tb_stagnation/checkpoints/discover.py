@@ -33,11 +33,13 @@ from tb_stagnation.checkpoints.formats import KERAS, LIGHTNING, SAFETENSORS, TEN
 # checkpoints' format (formats.FORMATS), except HF: Hugging Face's checkpoint-N folders, whose
 # model is safetensors or torch and whose step is in trainer_state.json.
 HF = "hf"
+PEFT = "peft"  # folders PEFT's save_pretrained wrote an adapter into (HF checkpoint-N/ are HF)
 
 # What the formats looked for are, for the message when nothing is found.
 LOOKED_FOR = (
     "Hugging Face checkpoint-N/ folders (model.safetensors, sharded model-*-of-*.safetensors with "
-    "model.safetensors.index.json, pytorch_model.bin), Lightning .ckpt, PyTorch state dicts "
+    "model.safetensors.index.json, pytorch_model.bin; PEFT adapter_model.safetensors or .bin with adapter_config.json, there or "
+    "in any folder save_pretrained wrote), Lightning .ckpt, PyTorch state dicts "
     "(.pt, .pth), .safetensors, TF2 CheckpointManager ckpt-N and TF1 Saver model.ckpt-N bundles "
     "(.index + .data-*), Keras .weights.h5 and .keras"
 )
@@ -49,6 +51,7 @@ AXIS_SOURCES = {
     SAFETENSORS: "a number in the file name",
     TENSORFLOW: "a tracked step variable (global_step, step, optimizer iterations), else "
                 "model.ckpt-STEP; a TF2 ckpt-N counts saves, not steps",
+    PEFT: "a number in the adapter folder's name (save_pretrained(f'adapters/step-{step}'))",
     KERAS: "the epoch in the file name (ModelCheckpoint's {epoch} is 1-based; the TensorBoard "
            "callback's epoch axis is 0-based, so epoch E is placed at E-1)",
 }
@@ -60,12 +63,14 @@ KEEP_MORE = {
     TORCH: "save torch.save(model.state_dict(), f'model_{step}.pt') every N steps",
     SAFETENSORS: "save one numbered file per checkpoint",
     TENSORFLOW: "tf.train.CheckpointManager(..., max_to_keep=None) / tf.compat.v1.train.Saver(max_to_keep=None)",
+    PEFT: "model.save_pretrained(f'adapters/step-{step}') every N steps",
     KERAS: "keras.callbacks.ModelCheckpoint('ckpt/model.{epoch:03d}.weights.h5', save_weights_only=True)",
 }
 
 _HF_FOLDER = re.compile(r"^checkpoint-(\d+)$")
 _HF_MODEL_FILES = ("model.safetensors.index.json", "model.safetensors", "adapter_model.safetensors",
-                   "pytorch_model.bin")
+                   "pytorch_model.bin", "adapter_model.bin")
+_PEFT_FILES = ("adapter_model.safetensors", "adapter_model.bin")  # beside adapter_config.json
 # Training state saved beside a model that is not the model.
 _NOT_MODEL = re.compile(r"^(optimizer|scheduler|scaler|rng_state[^.]*|training_args|trainer_state)\.|optim", re.I)
 _STEP_IN_NAME = re.compile(r"(?:^|[^a-z])(?:global_step|step|iter|iteration)[=_-]?(\d+)", re.I)
@@ -130,6 +135,13 @@ def discover(src: str) -> list[Series]:
             found.setdefault((os.path.dirname(directory), HF), []).append(_hf_checkpoint(directory, files, src))
             dirs[:] = []  # optimizer.pt and the rest in there are not models
             continue
+        adapter = next((f for f in _PEFT_FILES if f in files), None) if "adapter_config.json" in files else None
+        if adapter is not None:  # one folder per save: its siblings are the series (non-default adapters below)
+            path = os.path.join(directory, adapter)
+            fmt = SAFETENSORS if adapter.endswith(".safetensors") else TORCH
+            found.setdefault((os.path.dirname(directory), PEFT), []).append(
+                Checkpoint(path, fmt, os.path.relpath(directory, src)))
+            continue
         for name in sorted(files):
             kind = _kind(name, files)
             if kind is not None:
@@ -147,7 +159,7 @@ def _hf_checkpoint(folder: str, files: list[str], src: str) -> Checkpoint:
     fmt = TORCH if not any(f.endswith(".safetensors") or f.endswith(".index.json") for f in files) else SAFETENSORS
     path = folder
     if fmt == TORCH:
-        path = os.path.join(folder, "pytorch_model.bin")
+        path = os.path.join(folder, "pytorch_model.bin" if "pytorch_model.bin" in files else "adapter_model.bin")
     elif "model.safetensors.index.json" not in files and "model.safetensors" not in files:
         path = os.path.join(folder, "adapter_model.safetensors")
     return Checkpoint(path, fmt, os.path.relpath(folder, src))
@@ -252,6 +264,8 @@ def place(series: Series) -> Placement:
 def _step(family: str, checkpoint: Checkpoint, reader: formats.CheckpointReader) -> tuple[int | None, str]:
     """A checkpoint's step and what it counts, from what its format records (AXIS_SOURCES)."""
     name = checkpoint.name
+    if family == PEFT:  # adapter_model.safetensors: the folder save_pretrained wrote names the step
+        name = os.path.basename(os.path.dirname(checkpoint.path))
     if family == HF:
         folder = os.path.dirname(checkpoint.path) if checkpoint.format == TORCH or not os.path.isdir(checkpoint.path) else checkpoint.path
         return _trainer_state_step(folder), records.STEP

@@ -15,6 +15,9 @@ a status or a profile already measured (thresholds from :mod:`vocabulary`):
   shows units that never changed or moved less than
   :data:`~vocabulary.DEAD_UNIT_SHARE` of the tensor's median unit, while
   others moved; one finding per layer, its exact indices in ``units``;
+- ``inactive_adapter``: LoRA adapter series (role ``adapter``: lora_A and lora_B
+  measured as one, on ``(lora_alpha / r) B A``) whose status is ``frozen``,
+  grouped by block as ``frozen`` is; ``tags`` names their lora_A and lora_B;
 - ``stalled``: parameter tags that reached the stagnant threshold, then stayed
   below it for at least :data:`~vocabulary.STALLED_MIN_INTERVALS` measured
   intervals and :data:`~vocabulary.STALLED_MIN_SHARE` of the run's intervals;
@@ -104,12 +107,16 @@ def _run_findings(
     if nonfinite:
         found.append(nonfinite)
     stuck = [r for r in rows if r.role in JUDGED_ROLES]
-    for name, group in _grouped([r for r in stuck if r.status == Status.FROZEN], stuck):
+    adapters = [r for r in stuck if r.role == Role.ADAPTER]
+    tensors = [r for r in stuck if r.role != Role.ADAPTER]
+    for name, group in _grouped([r for r in tensors if r.status == Status.FROZEN], tensors):
         found.append(_frozen(run, name, group, exact))
     for group in _by_layer([r for r in stuck if r.status != Status.FROZEN]):
         dead = _dead_units(run, group, exact)
         if dead:
             found.append(dead)
+    for name, group in _grouped([r for r in adapters if r.status == Status.FROZEN], adapters):
+        found.append(_inactive_adapter(run, name, group, exact))
     vanishing = _vanishing(run, layers)
     found.extend(vanishing)
     in_profile = {name for f in vanishing for name in f.layers}
@@ -238,6 +245,37 @@ def _dead_units(run: str, rows: list[ranking.Row], exact: ranking.MatchedExact) 
         found = _finding(run, Kind.DEAD_UNITS, [row, *biases[:1]], None, message)
         return dataclasses.replace(found, units=tuple(int(i) for i in dead), unit_count=count)
     return None
+
+
+def _inactive_adapter(
+    run: str, name: str | None, rows: list[ranking.Row], exact: ranking.MatchedExact
+) -> Finding:
+    """LoRA adapters that never changed: the modules they adapt, and whether they add anything at all.
+
+    An update ``(lora_alpha / r) B A`` of RMS exactly 0 at every checkpoint is
+    PEFT's initialisation (A random, B zero), untouched: the model is the base model there.
+    """
+    first = min((r.first_step for r in rows if r.first_step is not None), default=None)
+    last = max((r.last_step for r in rows if r.last_step is not None), default=None)
+    evidence = f" over {max(r.samples for r in rows)} checkpoints" + (
+        f" ({_axis(rows[0])}s {first}-{last})" if first is not None else "")
+    one = len(rows) == 1
+    if name is None:
+        subject = f"the LoRA adapter{'' if one else 's'} on {_names([r.layer for r in rows])}"
+    else:
+        inside = list(dict.fromkeys(blocks.parse(r.layer).rest for r in rows))  # self_attn.q_proj
+        short = list(dict.fromkeys(part.split(".")[-1] for part in inside))  # q_proj, where that tells them apart
+        subject = f"the LoRA adapters on {name} {_names(short if len(short) == len(inside) else inside)}"
+    rms = [exact.get((run, r.tag), {}).get(Source.CHECKPOINT) for r in rows]
+    if all(series is not None and not np.any(series.rms[~np.isnan(series.rms)]) for series in rms):
+        effect = (f"; {'its' if one else 'their'} B is still exactly zero, so {'it leaves' if one else 'they leave'} "
+                  "the model unchanged")
+    else:
+        effect = f"; {'its' if one else 'their'} update B A is not zero, but training never adjusted it"
+    message = f"{subject} never changed{evidence}{effect}"
+    tags = tuple(part for r in rows for part in records.adapter_parts(r.tag))
+    return Finding(run=run, kind=Kind.INACTIVE_ADAPTER, tags=tags, layers=tuple(dict.fromkeys(r.layer for r in rows)),
+                   since_step=first, message=message)
 
 
 def _spans(indices: np.ndarray, most: int = 6) -> str:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import re
 
+from tb_stagnation import records
 from tb_stagnation.verdict.vocabulary import Role
 
 _ROLE_WORDS = {
@@ -84,6 +85,8 @@ def _split_role(token: str) -> tuple[Role | None, str]:
     word = _strip_variable_suffix(token).lower()
     if word in _WORD_ROLE:
         return _WORD_ROLE[word], ""
+    if token == records.ADAPTER:  # whole only: Keras' own LoRA names its tensors lora_kernel_a
+        return Role.ADAPTER, ""
     head, _, tail = token.partition("_")
     if tail and head.lower() in _WORD_ROLE:
         return _WORD_ROLE[head.lower()], tail

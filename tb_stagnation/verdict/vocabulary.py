@@ -54,6 +54,7 @@ class Role(Word):
     NORM_SCALE = "norm_scale"
     NORM_OFFSET = "norm_offset"
     MOVING_STAT = "moving_stat"
+    ADAPTER = "adapter"
     GRADIENT = "gradient"
     ACTIVATION = "activation"
     OTHER = "other"
@@ -73,6 +74,7 @@ class Kind(Word):
     NONFINITE = "nonfinite"
     FROZEN = "frozen"
     DEAD_UNITS = "dead_units"
+    INACTIVE_ADAPTER = "inactive_adapter"
     VANISHING_GRADIENT = "vanishing_gradient"
     STALLED = "stalled"
     STAGNANT = "stagnant"
@@ -86,7 +88,7 @@ SOURCE_PREFERENCE = (Source.EXACT, Source.CHECKPOINT, Source.HISTOGRAM)
 """Which measurement a row is scored by when it has several: the writers' ratio at every
 snapshot, then the ratio between checkpoints, then histogram drift (a lower bound)."""
 
-TRAINABLE_ROLES = frozenset({Role.WEIGHT, Role.BIAS, Role.NORM_SCALE, Role.NORM_OFFSET})
+TRAINABLE_ROLES = frozenset({Role.WEIGHT, Role.BIAS, Role.NORM_SCALE, Role.NORM_OFFSET, Role.ADAPTER})
 """Trained by the optimiser: these define a run's typical movement."""
 PARAMETER_ROLES = TRAINABLE_ROLES | {Role.MOVING_STAT}
 """Tags whose stillness means a layer does not learn."""
@@ -95,7 +97,7 @@ JUDGED_ROLES = PARAMETER_ROLES | {Role.OTHER}
 (ranked like them). Gradients and activations change with the data, not with learning."""
 STUCK_STATUSES = frozenset({Status.FROZEN, Status.STAGNANT})
 """Statuses a CI gate fails on (``tb-stagnation --fail-on-stagnant``)."""
-STUCK_KINDS = frozenset({Kind.FROZEN, Kind.DEAD_UNITS, Kind.VANISHING_GRADIENT, Kind.STALLED, Kind.STAGNANT})
+STUCK_KINDS = frozenset({Kind.FROZEN, Kind.DEAD_UNITS, Kind.INACTIVE_ADAPTER, Kind.VANISHING_GRADIENT, Kind.STALLED, Kind.STAGNANT})
 """Findings saying that parameters do not learn (a CI gate's concern), as opposed to
 findings about the data (nonfinite) or about what the histograms can show."""
 BLOCK_CONTAINERS = frozenset({"layers", "layer", "h", "blocks", "block", "resblocks"})
@@ -152,6 +154,8 @@ ROLE_MEANINGS = {
     Role.NORM_SCALE: "a normalisation layer's scale (gamma)",
     Role.NORM_OFFSET: "a normalisation layer's offset (beta)",
     Role.MOVING_STAT: "a normalisation layer's moving mean or variance (not trained, but follows the data)",
+    Role.ADAPTER: "a LoRA adapter (PEFT checkpoints): its lora_A and lora_B measured as one, on the module's "
+    "effective update (lora_alpha / r) x B A",
     Role.GRADIENT: "a parameter's gradient: changes with the data, never called stuck",
     Role.ACTIVATION: "a layer's output: changes with the data, never called stuck",
     Role.OTHER: "a tag whose name says nothing of its role; compared with the parameters",
@@ -169,6 +173,9 @@ FINDING_MEANINGS = {
     Kind.FROZEN: "parameters that never changed",
     Kind.DEAD_UNITS: "output units of a layer (rows, channels, kernel columns, embedding rows) that never changed "
     f"over the imported checkpoints, or moved less than {DEAD_UNIT_SHARE:g} of the tensor's median unit",
+    Kind.INACTIVE_ADAPTER: "LoRA adapters whose effective update (lora_alpha / r) x B A never changed over the "
+    "imported checkpoints (every change exactly 0): untrained, and with B still at its zero initialisation they "
+    "leave the model unchanged",
     Kind.VANISHING_GRADIENT: "movement falls steadily towards the input over at least "
     f"{VANISHING_MIN_LAYERS} consecutive parameter layers, and by at least {VANISHING_MIN_FALL:g}x, "
     "down to layers that are stagnant",
