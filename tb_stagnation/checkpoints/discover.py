@@ -27,7 +27,7 @@ from collections.abc import Iterable
 
 from tb_stagnation import records
 from tb_stagnation.checkpoints import formats
-from tb_stagnation.checkpoints.formats import KERAS, LIGHTNING, SAFETENSORS, TENSORFLOW, TORCH
+from tb_stagnation.checkpoints.formats import DCP, KERAS, LIGHTNING, SAFETENSORS, TENSORFLOW, TORCH, dcp
 
 # Families: how a series was written, which decides how its steps are read. A family is its
 # checkpoints' format (formats.FORMATS), except HF: Hugging Face's checkpoint-N folders, whose
@@ -41,7 +41,9 @@ LOOKED_FOR = (
     "model.safetensors.index.json, pytorch_model.bin; PEFT adapter_model.safetensors or .bin with adapter_config.json, there or "
     "in any folder save_pretrained wrote), Lightning .ckpt, PyTorch state dicts "
     "(.pt, .pth), .safetensors, TF2 CheckpointManager ckpt-N and TF1 Saver model.ckpt-N bundles "
-    "(.index + .data-*), Keras .weights.h5 and .keras"
+    "(.index + .data-*), Keras .weights.h5 and .keras, torch.distributed.checkpoint directories "
+    "(.metadata + .distcp shards: FSDP2/torchtitan step-N/, Lightning FSDP .ckpt folders, HF Trainer FSDP "
+    "checkpoint-N/pytorch_model_fsdp_0/)"
 )
 # Where each family's step comes from, in the order tried (for messages and the README).
 AXIS_SOURCES = {
@@ -54,6 +56,8 @@ AXIS_SOURCES = {
     PEFT: "a number in the adapter folder's name (save_pretrained(f'adapters/step-{step}'))",
     KERAS: "the epoch in the file name (ModelCheckpoint's {epoch} is 1-based; the TensorBoard "
            "callback's epoch axis is 0-based, so epoch E is placed at E-1)",
+    DCP: "Lightning's meta.pt global_step, else step=S or step-N in the directory's name, else a number in it "
+         "(HF Trainer FSDP folders: as HF)",
 }
 # How to keep more than one checkpoint, per family.
 KEEP_MORE = {
@@ -65,6 +69,8 @@ KEEP_MORE = {
     TENSORFLOW: "tf.train.CheckpointManager(..., max_to_keep=None) / tf.compat.v1.train.Saver(max_to_keep=None)",
     PEFT: "model.save_pretrained(f'adapters/step-{step}') every N steps",
     KERAS: "keras.callbacks.ModelCheckpoint('ckpt/model.{epoch:03d}.weights.h5', save_weights_only=True)",
+    DCP: "dcp.save(state, checkpoint_id=f'checkpoint/step-{step}') every N steps (torchtitan: "
+         "checkpoint.keep_latest_k=0)",
 }
 
 _HF_FOLDER = re.compile(r"^checkpoint-(\d+)$")
@@ -134,6 +140,13 @@ def discover(src: str) -> list[Series]:
         if hf and any(f in files for f in _HF_MODEL_FILES):
             found.setdefault((os.path.dirname(directory), HF), []).append(_hf_checkpoint(directory, files, src))
             dirs[:] = []  # optimizer.pt and the rest in there are not models
+            continue
+        if dcp.is_dcp(files):  # a DCP checkpoint is a directory; HF Trainer FSDP's sits in checkpoint-N
+            if not _NOT_MODEL.search(os.path.basename(directory)):  # optimizer_0/ beside pytorch_model_fsdp_0/
+                parent = os.path.dirname(directory)
+                key = (os.path.dirname(parent), HF) if _HF_FOLDER.match(os.path.basename(parent)) else (parent, DCP)
+                found.setdefault(key, []).append(Checkpoint(directory, DCP, os.path.relpath(directory, src)))
+            dirs[:] = []  # its meta.pt (Lightning) is no model either
             continue
         adapter = next((f for f in _PEFT_FILES if f in files), None) if "adapter_config.json" in files else None
         if adapter is not None:  # one folder per save: its siblings are the series (non-default adapters below)
@@ -267,7 +280,7 @@ def _step(family: str, checkpoint: Checkpoint, reader: formats.CheckpointReader)
     if family == PEFT:  # adapter_model.safetensors: the folder save_pretrained wrote names the step
         name = os.path.basename(os.path.dirname(checkpoint.path))
     if family == HF:
-        folder = os.path.dirname(checkpoint.path) if checkpoint.format == TORCH or not os.path.isdir(checkpoint.path) else checkpoint.path
+        folder = os.path.dirname(checkpoint.path) if checkpoint.format in (TORCH, DCP) or not os.path.isdir(checkpoint.path) else checkpoint.path
         return _trainer_state_step(folder), records.STEP
     if family == KERAS:
         number = _NUMBER.search(name)

@@ -12,7 +12,8 @@ it, so nothing of a checkpoint stays mapped between passes (see
 One module per framework, each using the framework's own library, imported
 on first use: :mod:`.safetensors` (``safe_open``), :mod:`.torch`
 (``torch.load(mmap=True, weights_only=True)``, for Lightning too),
-:mod:`.tensorflow` (TensorFlow's checkpoint reader), :mod:`.keras` (h5py);
+:mod:`.tensorflow` (TensorFlow's checkpoint reader), :mod:`.keras` (h5py), :mod:`.dcp`
+(``torch.distributed.checkpoint``'s own loader, one tensor at a time);
 :mod:`.listing` holds what they share. Nothing pickled is ever executed:
 where ``weights_only`` loading refuses a class (Lightning keeps the user's
 hyperparameters pickled), that class is replaced by an inert stand-in and
@@ -31,10 +32,13 @@ from tb_stagnation import records
 
 # Format names, as discovery tells them and messages show them.
 SAFETENSORS, TORCH, LIGHTNING, TENSORFLOW, KERAS = "safetensors", "torch", "lightning", "tensorflow", "keras"
-FORMATS = (SAFETENSORS, TORCH, LIGHTNING, TENSORFLOW, KERAS)
+DCP = "dcp"  # torch.distributed.checkpoint: a directory of .metadata and .distcp shards
+FORMATS = (SAFETENSORS, TORCH, LIGHTNING, TENSORFLOW, KERAS, DCP)
 # The pip extra that installs each format's reader.
-_EXTRA = {SAFETENSORS: "safetensors", TORCH: "torch", LIGHTNING: "torch", TENSORFLOW: "tensorflow", KERAS: "h5py"}
-_MODULE = {SAFETENSORS: "safetensors", TORCH: "torch", LIGHTNING: "torch", TENSORFLOW: "tensorflow", KERAS: "h5py"}
+_EXTRA = {SAFETENSORS: "safetensors", TORCH: "torch", LIGHTNING: "torch", TENSORFLOW: "tensorflow", KERAS: "h5py",
+          DCP: "torch"}
+_MODULE = {SAFETENSORS: "safetensors", TORCH: "torch", LIGHTNING: "torch", TENSORFLOW: "tensorflow", KERAS: "h5py",
+           DCP: "torch"}
 
 
 class MissingExtra(RuntimeError):
@@ -86,6 +90,10 @@ def open_checkpoint(path: str, fmt: str) -> CheckpointReader:
         from tb_stagnation.checkpoints.formats.keras import KerasReader
 
         return KerasReader(path)
+    if fmt == DCP:
+        from tb_stagnation.checkpoints.formats.dcp import DcpReader
+
+        return DcpReader(path)
     raise ValueError(f"unknown checkpoint format {fmt!r}")
 
 
@@ -131,7 +139,7 @@ def unit_axis(info: TensorInfo, fmt: str) -> int | None:
     """
     if not info.shape:
         return None
-    if fmt in (SAFETENSORS, TORCH, LIGHTNING):
+    if fmt in (SAFETENSORS, TORCH, LIGHTNING, DCP):
         return 0
     if len(info.shape) >= 2:
         return 0 if is_embedding(info.name) else len(info.shape) - 1
@@ -139,14 +147,16 @@ def unit_axis(info: TensorInfo, fmt: str) -> int | None:
     return 0 if last in ("bias", "beta", "gamma", "moving_mean", "moving_variance") else None
 
 
-_WRAPPERS = ("module.", "_orig_mod.")  # DistributedDataParallel, torch.compile
+# DistributedDataParallel, torch.compile, FSDP1 and its activation checkpointing (in the keys of a state
+# dict taken from inside FSDP1's wrappers)
+_WRAPPERS = ("module.", "_orig_mod.", "_fsdp_wrapped_module.", "_checkpoint_wrapped_module.")
 
 
 def normalise(name: str) -> str:
     """A parameter name as the histograms of the same parameter would spell it.
 
     Drops TF2's ``/.ATTRIBUTES/VARIABLE_VALUE`` and the attribute that
-    ``torch.compile`` and ``DistributedDataParallel`` wrap a model in.
+    ``torch.compile``, ``DistributedDataParallel`` and FSDP1 wrap a model in.
     """
     name = name.removesuffix("/.ATTRIBUTES/VARIABLE_VALUE")
     for wrapper in _WRAPPERS:
