@@ -1,26 +1,29 @@
 """``tb-stagnation checkpoints SRC``: exact movement from saved checkpoints, into the run's logs.
 
-Finds every checkpoint under SRC (:mod:`.discover`), orders each run's
-checkpoints by training step, measures every tensor between consecutive
-checkpoints (:mod:`.movement`) and writes the result beside the run's own
-events (:mod:`.store`). Re-running imports only checkpoints that are new.
+Finds every checkpoint under SRC (:mod:`.discover`; a local path or a URL
+read through :mod:`.storage`), orders each run's checkpoints by training
+step, measures every tensor between consecutive checkpoints (:mod:`.movement`,
+in this process, or as Ray tasks with ``--ray``: :mod:`.cluster`) and writes
+the result beside the run's own events (:mod:`.imported`; into the bucket
+when the run is in one). Re-running imports only checkpoints that are new.
 Exit status 0 when everything found was imported or was already, 2 when
 nothing could be (no checkpoint, a single one, an ambiguous run directory,
-a reader not installed), with the reason and what to do on stderr.
+a reader not installed, a URL or cluster out of reach), with the reason and
+what to do on stderr.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
+import dataclasses
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 from tb_stagnation import records
-from tb_stagnation.checkpoints import adapters, discover, formats, imported, movement
+from tb_stagnation.checkpoints import adapters, cluster, discover, formats, imported, movement, storage
 
 EXIT_OK, EXIT_USAGE = 0, 2
 
@@ -31,7 +34,14 @@ class ImportFailed(Exception):
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    if not os.path.isdir(args.src):
+    try:
+        return _import_all(args)
+    except (storage.StorageError, cluster.Unreachable) as e:
+        return _fail(str(e))
+
+
+def _import_all(args: argparse.Namespace) -> int:
+    if not storage.isdir(args.src):
         return _fail(f"{args.src}: no such directory")
     found = discover.discover(args.src)
     if not found:
@@ -60,8 +70,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     status = EXIT_USAGE
     for series in found:
         try:
-            for line in import_series(series, rebuild=args.rebuild, bar=not args.quiet and sys.stderr.isatty()):
-                _say(line)
+            # a run in a bucket: written in a local copy of its import files, synced back after
+            with storage.staged(series.target, lambda name: name.endswith(imported.SUFFIX)) as run_dir:
+                lines = import_series(dataclasses.replace(series, target=run_dir), rebuild=args.rebuild,
+                                      bar=not args.quiet and sys.stderr.isatty(), ray=args.ray)
+            for line in lines:
+                _say(line.replace(run_dir, series.target))
             status = EXIT_OK
         except (ImportFailed, formats.MissingExtra) as e:
             _say(str(e))
@@ -74,16 +88,28 @@ def parser() -> argparse.ArgumentParser:
         description="Measure exact per-layer movement between the checkpoints under SRC and write it "
         "beside the run's TensorBoard events, for the Stagnation tab and `tb-stagnation LOGDIR`.",
     )
-    p.add_argument("src", metavar="SRC", help="directory searched (recursively) for checkpoints")
+    p.add_argument("src", metavar="SRC", help="directory searched (recursively) for checkpoints: a local path "
+                   "or an fsspec URL (s3://bucket/run, gs://bucket/run; endpoint and credentials as the "
+                   "store's own tools take them, e.g. AWS_ENDPOINT_URL)")
     p.add_argument("--logdir", help="the run directory to write into (default: the one holding the "
-                   "training's own event files beside the checkpoints, else SRC)")
+                   "training's own event files beside the checkpoints, else SRC; in the bucket too)")
+    p.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
+                   help="measure as Ray tasks, each reading its own tensors from SRC: on the cluster at "
+                   "ADDRESS ('auto', 'ray://host:10001'), or on a Ray started for this import when none is given")
     p.add_argument("--rebuild", action="store_true", help="drop what earlier imports wrote and import all again")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
 
-def import_series(series: discover.Series, rebuild: bool = False, bar: bool = False) -> list[str]:
-    """Import the checkpoints of ``series`` not imported yet; the lines to report."""
+def import_series(
+    series: discover.Series, rebuild: bool = False, bar: bool = False, ray: str | None = None
+) -> list[str]:
+    """Import the checkpoints of ``series`` not imported yet; the lines to report.
+
+    ``ray``: measure as Ray tasks on the cluster at that address ("" for a
+    Ray of its own), else in this process.
+    """
+    fetched_before = storage.fetched()
     placement = discover.place(series)
     lines = list(placement.notes)
     if rebuild:
@@ -116,8 +142,13 @@ def import_series(series: discover.Series, rebuild: bool = False, bar: bool = Fa
     began = time.monotonic()
     total = sum(info.nbytes for p in window for info in p.reader.tensors())
     total += adapters.nbytes(adapted)
-    with _progress(total, f"{len(window)} checkpoints", bar) as advance:
-        measured = movement.measure(window, progress=advance, units_from=new[0].step)
+    with _progress(total, f"{len(window)} checkpoints", bar) as shown:
+        if ray is None:
+            measured = movement.measure(window, progress=shown.update, units_from=new[0].step)
+            fetched = storage.fetched() - fetched_before
+        else:
+            measured, remote = cluster.measure(window, ray, progress=shown, units_from=new[0].step)
+            fetched = storage.fetched() - fetched_before + remote
     measured.points.update(adapters.measure(adapted))
     steps = {p.step for p in new}
     points = {param: [(s, q) for s, q in series_points if s in steps] for param, series_points in measured.points.items()}
@@ -126,8 +157,11 @@ def import_series(series: discover.Series, rebuild: bool = False, bar: bool = Fa
     lines.append(
         f"imported {len(new)} checkpoint(s) of {series.directory} ({axis[placement.axis]} "
         f"{new[0].step}-{new[-1].step}) into {path}: {len(points)} tensors, "
-        f"{total / 1e6:.1f} MB read in {time.monotonic() - began:.1f} s"
+        f"{total / 1e6:.1f} MB of tensors read in {time.monotonic() - began:.1f} s"
     )
+    if storage.is_url(series.directory):  # local files are mapped, not fetched: nothing to count
+        lines.append(f"fetched {fetched:,} bytes for {total:,} bytes of tensors "
+                     f"({100 * (fetched - total) / max(total, 1):+.1f}%: headers, indexes, each tensor once)")
     if adapted:
         lines.append(f"{len(adapted[-1].adapters)} LoRA adapters measured on their update (lora_alpha / r) B A, "
                      f"one series each ({adapted[-1].adapters[0].param}); their lora_A and lora_B not ranked apart")
@@ -188,7 +222,10 @@ def pending(logdir: str) -> list[str]:
 
 
 class _progress:
-    """A tqdm bar over the bytes read, on a terminal; a no-op elsewhere or without tqdm."""
+    """A tqdm bar over the bytes read, on a terminal; a no-op elsewhere or without tqdm.
+
+    :meth:`update` advances it by bytes, :meth:`note` says what else moves (Ray's tasks).
+    """
 
     def __init__(self, total: int, description: str, shown: bool) -> None:
         self._bar = None
@@ -199,8 +236,16 @@ class _progress:
                 return
             self._bar = tqdm(total=total, desc=description, unit="B", unit_scale=True, file=sys.stderr)
 
-    def __enter__(self) -> Callable[[int], None] | None:
-        return self._bar.update if self._bar is not None else None
+    def __enter__(self) -> _progress:
+        return self
+
+    def update(self, nbytes: int) -> None:
+        if self._bar is not None:
+            self._bar.update(nbytes)
+
+    def note(self, text: str) -> None:
+        if self._bar is not None:
+            self._bar.set_postfix_str(text)
 
     def __exit__(self, *exc: object) -> None:
         if self._bar is not None:

@@ -26,7 +26,7 @@ import re
 from collections.abc import Iterable
 
 from tb_stagnation import records
-from tb_stagnation.checkpoints import formats
+from tb_stagnation.checkpoints import formats, storage
 from tb_stagnation.checkpoints.formats import DCP, KERAS, LIGHTNING, SAFETENSORS, TENSORFLOW, TORCH, dcp
 
 # Families: how a series was written, which decides how its steps are read. A family is its
@@ -132,7 +132,7 @@ def discover(src: str) -> list[Series]:
     """Every series of checkpoints under ``src``, each with its run directory."""
     found: dict[tuple[str, str], list[Checkpoint]] = {}
     event_dirs: set[str] = set()
-    for directory, dirs, files in os.walk(src):
+    for directory, dirs, files in storage.walk(src):  # a local path or a URL
         dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "__pycache__")
         if any("tfevents" in f for f in files):
             event_dirs.add(directory)
@@ -199,8 +199,8 @@ def _kind(name: str, files: Iterable[str]) -> tuple[str, str] | None:
 
 def _run_directory(directory: str, src: str, event_dirs: set[str]) -> tuple[str | None, list[str]]:
     """The run directory of checkpoints in ``directory``: (it, []) or (None, candidates)."""
-    src = os.path.normpath(src)
-    level = os.path.normpath(directory)
+    src = storage.normpath(src)
+    level = storage.normpath(directory)
     while True:
         if level in event_dirs:
             return level, []
@@ -210,9 +210,9 @@ def _run_directory(directory: str, src: str, event_dirs: set[str]) -> tuple[str 
         if below:
             train = [d for d in below if os.path.basename(d) == "train"]
             return (train[0], []) if len(train) == 1 else (None, below)
-        if level == src or os.path.dirname(level) == level or not level.startswith(src):
+        if level == src or storage.parent(level) == level or not level.startswith(src):
             return _just_above(src), []
-        level = os.path.dirname(level)
+        level = storage.parent(level)
 
 
 def _just_above(src: str) -> str:
@@ -220,12 +220,9 @@ def _just_above(src: str) -> str:
 
     ``tb-stagnation checkpoints lightning_logs/version_0/checkpoints`` means version_0's run.
     """
-    parent = os.path.dirname(os.path.abspath(src))
-    try:
-        beside = any("tfevents" in f for f in os.listdir(parent))
-    except OSError:
-        beside = False
-    return os.path.normpath(os.path.join(src, os.pardir)) if beside and not any("tfevents" in f for f in os.listdir(src)) else src
+    parent = storage.parent(src if storage.is_url(src) else os.path.abspath(src))
+    beside = any("tfevents" in f for f in storage.listdir(parent))
+    return storage.parent(src) if beside and not any("tfevents" in f for f in storage.listdir(src)) else src
 
 
 def place(series: Series) -> Placement:
@@ -280,7 +277,7 @@ def _step(family: str, checkpoint: Checkpoint, reader: formats.CheckpointReader)
     if family == PEFT:  # adapter_model.safetensors: the folder save_pretrained wrote names the step
         name = os.path.basename(os.path.dirname(checkpoint.path))
     if family == HF:
-        folder = os.path.dirname(checkpoint.path) if checkpoint.format in (TORCH, DCP) or not os.path.isdir(checkpoint.path) else checkpoint.path
+        folder = os.path.dirname(checkpoint.path) if checkpoint.format in (TORCH, DCP) or not storage.isdir(checkpoint.path) else checkpoint.path
         return _trainer_state_step(folder), records.STEP
     if family == KERAS:
         number = _NUMBER.search(name)
@@ -308,17 +305,17 @@ def _step(family: str, checkpoint: Checkpoint, reader: formats.CheckpointReader)
 def _trainer_state_step(folder: str) -> int:
     """HF: ``trainer_state.json``'s global_step (the axis of its TB scalars), else the folder's N."""
     try:
-        with open(os.path.join(folder, "trainer_state.json"), encoding="utf-8") as f:
-            step = json.load(f).get("global_step")
+        step = json.loads(storage.read_bytes(os.path.join(folder, "trainer_state.json"))).get("global_step")
         if isinstance(step, int):
             return step
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, storage.StorageError):
         pass
     return int(_HF_FOLDER.match(os.path.basename(folder)).group(1))
 
 
 def _mtime(path: str) -> float:
     for candidate in (path, path + ".index"):
-        if os.path.exists(candidate):
-            return os.path.getmtime(candidate)
+        modified = storage.mtime(candidate)
+        if modified is not None:
+            return modified
     return 0.0

@@ -3,22 +3,26 @@
 from __future__ import annotations
 
 import json
-import os
+import posixpath
 from collections.abc import Iterable, Iterator
 
 import numpy as np
 
+from tb_stagnation.checkpoints import storage
 from tb_stagnation.checkpoints.formats import TensorInfo, UnreadableCheckpoint, normalise
-from tb_stagnation.checkpoints.formats.listing import Listed, floating, owned, reading
+from tb_stagnation.checkpoints.formats.listing import Listed, floating, reading
 
 
 class SafetensorsReader(Listed):
     """``model.safetensors``, or shards listed by ``model.safetensors.index.json``.
 
     ``path`` is one ``.safetensors`` file, or an HF checkpoint folder (its
-    index routes each key to the shard that holds it). numpy has no
-    bfloat16: those tensors are read as their raw 16 bits and widened to
-    float32 exactly (bf16 is the upper half of a float32).
+    index routes each key to the shard that holds it), a local path or a
+    URL (:mod:`..storage`). Each tensor is one ranged read of exactly its
+    bytes, located by the header, so a checkpoint in a bucket costs its
+    header and its tensors, nothing more. numpy has no bfloat16: those
+    tensors are read as their raw 16 bits and widened to float32 exactly
+    (bf16 is the upper half of a float32).
     """
 
     def __init__(self, path: str) -> None:
@@ -42,19 +46,16 @@ class SafetensorsReader(Listed):
         return listing
 
     def read(self, tensors: Iterable[TensorInfo]) -> Iterator[tuple[TensorInfo, np.ndarray]]:
-        from safetensors import safe_open
-
         self.tensors()
-        by_file: dict[str, list[TensorInfo]] = {}
         for info in tensors:
-            by_file.setdefault(self._location[info.key][0], []).append(info)
-        for file, infos in by_file.items():
-            with reading(file), safe_open(file, framework="np") as f:
-                for info in infos:
-                    if info.dtype == "bfloat16":
-                        yield info, _bfloat16(file, self._location[info.key][1], info.shape)
-                    else:
-                        yield info, owned(f.get_tensor(info.key))
+            file, offset = self._location[info.key]
+            with reading(file):
+                raw = storage.read_range(file, offset, info.nbytes)
+            if info.dtype == "bfloat16":  # the 16 bits become a float32's upper half
+                bits = np.frombuffer(raw, dtype="<u2")
+                yield info, (bits.astype(np.uint32) << 16).view(np.float32).reshape(info.shape)
+            else:
+                yield info, np.frombuffer(raw, dtype=np.dtype(info.dtype).newbyteorder("<")).reshape(info.shape)
 
 
 _SAFETENSORS_DTYPES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16",
@@ -64,37 +65,35 @@ _SAFETENSORS_DTYPES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF
 
 def _safetensors_files(path: str) -> dict[str, list[str] | None]:
     """file -> the keys to take from it (``None``: all), for a file or an HF folder."""
-    if not os.path.isdir(path):
+    if not storage.isdir(path):
         return {path: None}
-    index = os.path.join(path, "model.safetensors.index.json")
-    if not os.path.exists(index):
-        return {os.path.join(path, "model.safetensors"): None}
+    index = posixpath.join(path, "model.safetensors.index.json")
+    if not storage.exists(index):
+        return {posixpath.join(path, "model.safetensors"): None}
     try:
-        with open(index, encoding="utf-8") as f:
-            weight_map = json.load(f)["weight_map"]
+        weight_map = json.loads(storage.read_bytes(index))["weight_map"]
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise UnreadableCheckpoint(f"{index}: not a safetensors index ({e})") from None
     files: dict[str, list[str]] = {}
     for key, shard in weight_map.items():
-        files.setdefault(os.path.join(path, shard), []).append(key)
+        files.setdefault(posixpath.join(path, shard), []).append(key)
     return files
 
 
 def _safetensors_header(file: str) -> tuple[dict, int]:
     """The JSON header of a safetensors file and where its data starts.
 
-    Read here rather than through ``safe_open`` because only the header says
-    where a bfloat16 tensor's bytes are; it also catches truncation early.
+    The header says where each tensor's bytes are (read in ranges, see
+    :class:`SafetensorsReader`); it also catches truncation early.
     """
     try:
-        size = os.path.getsize(file)
-        with open(file, "rb") as f:
-            length = int.from_bytes(f.read(8), "little")
-            if length <= 0 or 8 + length > size:
-                raise UnreadableCheckpoint(f"{file}: not a safetensors file (header length {length})")
-            header = json.loads(f.read(length))
-    except OSError as e:
-        raise UnreadableCheckpoint(f"{file}: {e.strerror or e}") from None
+        size = storage.size(file)
+        length = int.from_bytes(storage.read_range(file, 0, 8), "little")
+        if length <= 0 or 8 + length > size:
+            raise UnreadableCheckpoint(f"{file}: not a safetensors file (header length {length})")
+        header = json.loads(bytes(storage.read_range(file, 8, length)))
+    except (OSError, EOFError) as e:
+        raise UnreadableCheckpoint(f"{file}: {getattr(e, 'strerror', None) or e}") from None
     except ValueError:
         raise UnreadableCheckpoint(f"{file}: the safetensors header is not JSON") from None
     ends = [e["data_offsets"][1] for k, e in header.items() if k != "__metadata__"]
@@ -102,9 +101,3 @@ def _safetensors_header(file: str) -> tuple[dict, int]:
         raise UnreadableCheckpoint(f"{file}: truncated ({size} bytes, the header describes more)")
     return header, 8 + length
 
-
-def _bfloat16(file: str, offset: int, shape: tuple[int, ...]) -> np.ndarray:
-    """bfloat16 values widened to float32: the 16 bits become a float32's upper half."""
-    count = int(np.prod(shape))
-    bits = np.fromfile(file, dtype="<u2", count=count, offset=offset)
-    return (bits.astype(np.uint32) << 16).view(np.float32).reshape(shape)

@@ -1,0 +1,183 @@
+"""The import as Ray tasks: ``tb-stagnation checkpoints SRC --ray [ADDRESS]``.
+
+Movement is independent per tensor: each task takes a run of consecutive
+tensors (in model order) over every checkpoint of the window, opens the
+checkpoints itself from where they are (a local path every node sees, or a
+bucket URL) and measures them with :func:`.movement.measure`, the function
+the in-process import runs; nothing but names goes to a task and nothing
+but figures comes back, so no tensor passes through the driver. The driver
+puts the parts together in model order and writes them once, so the result
+equals the in-process import exactly.
+
+At most :data:`IN_FLIGHT_PER_CPU` tasks per CPU of the cluster are in
+flight (``ray.wait``), enough to keep every worker busy while bounding what
+waits in the object store; a task whose worker dies (a node lost, a process
+killed) is run again by Ray (``max_retries``), and one that failed on a
+network error too. A retried task's figures replace nothing: only a
+finished task's result is ever read, once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, Protocol
+
+import numpy as np
+
+from tb_stagnation.checkpoints import formats, movement, storage
+from tb_stagnation.checkpoints.discover import Checkpoint, Placed
+from tb_stagnation.checkpoints.formats import TensorInfo
+
+MAX_RETRIES = 3
+TASKS_PER_CPU = 4  # tasks made per CPU of the cluster: a slow task holds up little of the import
+IN_FLIGHT_PER_CPU = 2
+
+
+class Unreachable(RuntimeError):
+    """The Ray cluster named cannot be joined; the message says what was tried and what to do."""
+
+
+class Progress(Protocol):
+    def update(self, nbytes: int) -> None:
+        """Tensor bytes measured since the last call."""
+
+    def note(self, text: str) -> None:
+        """What else to show (tasks done of all)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class _Task:
+    """What one task is told: where the checkpoints are, which tensors are its own."""
+
+    checkpoints: tuple[tuple[Checkpoint, int], ...]  # (checkpoint, its step), in step order
+    names: frozenset[str]
+    units_from: int | None
+    nbytes: int  # of its tensors over every checkpoint: its share of the progress bar
+
+
+def measure(
+    window: Sequence[Placed], address: str, progress: Progress, units_from: int | None = None
+) -> tuple[movement.Measurement, int]:
+    """:func:`.movement.measure` of ``window`` as Ray tasks; also the bytes the tasks fetched.
+
+    ``address``: a running cluster ("auto", "ray://host:10001", "host:6379"),
+    or "" to start a local Ray for this import (stopped after it). A Ray
+    already initialised in this process (a notebook, a test) is used as it is.
+    """
+    ray = _ray()
+    started = _connect(ray, address)
+    try:
+        tasks = _split(window, units_from, int(ray.cluster_resources().get("CPU", 1)))
+        remote = ray.remote(max_retries=MAX_RETRIES, retry_exceptions=[OSError])(_run)
+        bound = max(1, IN_FLIGHT_PER_CPU * int(ray.cluster_resources().get("CPU", 1)))
+        parts: dict[int, movement.Measurement] = {}
+        fetched = 0
+        running: dict[Any, int] = {}
+        queue = list(enumerate(tasks))
+        while queue or running:
+            while queue and len(running) < bound:
+                index, task = queue.pop(0)
+                running[remote.remote(task)] = index
+            done, _ = ray.wait(list(running), num_returns=1)
+            for ref in done:
+                index = running.pop(ref)
+                parts[index], task_fetched = ray.get(ref)
+                fetched += task_fetched
+                progress.update(tasks[index].nbytes)
+                progress.note(f"{len(parts)}/{len(tasks)} tasks")
+        return _merge([parts[i] for i in range(len(tasks))]), fetched
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise formats.MissingExtra("the import as Ray tasks needs ray: pip install 'tb-stagnation[ray]'") from None
+    return ray
+
+
+def _connect(ray: Any, address: str) -> bool:
+    """Join ``address`` (or start a local Ray for ""); whether this call started one to stop after."""
+    if ray.is_initialized():
+        return False
+    import logging
+
+    try:
+        ray.init(address=address or None, include_dashboard=False, logging_level=logging.WARNING,
+                 log_to_driver=True)
+    except (ConnectionError, TimeoutError, RuntimeError, ValueError) as e:
+        where = f"the Ray cluster at {address!r}" if address else "a local Ray"
+        raise Unreachable(
+            f"cannot reach {where} ({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}); "
+            "start one with `ray start --head`, give its address ('auto' on a node of it, "
+            "'ray://HOST:10001' from outside), or leave --ray's ADDRESS out to start one for this import"
+        ) from None
+    return True
+
+
+def _split(window: Sequence[Placed], units_from: int | None, cpus: int) -> list[_Task]:
+    """Consecutive runs of tensors (model order) of about equal bytes, :data:`TASKS_PER_CPU` per CPU."""
+    sizes: dict[str, int] = {}
+    for placed in window:
+        for info in placed.reader.tensors():
+            sizes[info.name] = sizes.get(info.name, 0) + info.nbytes
+    share = math.ceil(sum(sizes.values()) / max(1, cpus * TASKS_PER_CPU))
+    checkpoints = tuple((p.checkpoint, p.step) for p in window)
+    runs: list[list[str]] = []
+    held = share
+    for name, size in sizes.items():
+        if held >= share:
+            runs.append([])
+            held = 0
+        runs[-1].append(name)
+        held += size
+    return [_Task(checkpoints, frozenset(run), units_from, sum(sizes[n] for n in run)) for run in runs]
+
+
+def _run(task: _Task) -> tuple[movement.Measurement, int]:
+    """One task, in a Ray worker: open the checkpoints, measure its tensors; what it fetched too."""
+    before = storage.fetched()
+    placed = [
+        Placed(checkpoint, step, _Only(formats.open_checkpoint(checkpoint.path, checkpoint.format), task.names))
+        for checkpoint, step in task.checkpoints
+    ]
+    return movement.measure(placed, units_from=task.units_from), storage.fetched() - before
+
+
+class _Only:
+    """A checkpoint reader that lists only the task's own tensors."""
+
+    def __init__(self, reader: formats.CheckpointReader, names: frozenset[str]) -> None:
+        self._reader, self._names = reader, names
+
+    def tensors(self) -> list[TensorInfo]:
+        return [info for info in self._reader.tensors() if info.name in self._names]
+
+    def recorded_step(self) -> int | None:
+        return self._reader.recorded_step()
+
+    def read(self, tensors: Iterable[TensorInfo]) -> Iterator[tuple[TensorInfo, np.ndarray]]:
+        return self._reader.read(tensors)
+
+
+def _merge(parts: Sequence[movement.Measurement]) -> movement.Measurement:
+    """The tasks' parts as one measurement, in model order as the in-process import gives it.
+
+    Every field is per parameter (a dict) or a list of parameters, and the
+    parts hold disjoint parameters: each field is the parts' own, one after
+    the other, whatever fields :class:`.movement.Measurement` grows.
+    """
+    merged = movement.Measurement(points={}, absent={}, reshaped={})
+    for part in parts:
+        for field in dataclasses.fields(part):
+            mine, theirs = getattr(merged, field.name), getattr(part, field.name)
+            if isinstance(mine, dict):
+                mine.update(theirs)
+            else:
+                mine.extend(theirs)
+    return merged

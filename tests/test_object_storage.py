@@ -1,0 +1,223 @@
+"""``tb-stagnation checkpoints s3://...``: checkpoints read from a bucket in byte ranges, as from disk.
+
+A real S3 API server (moto's server mode on a free localhost port), started
+here, holds the Hugging Face checkpoints that the real Trainer wrote
+(tests/checkpoint_writers.py), uploaded with boto3. The command runs as a
+user runs it, in its own process, configured the standard way
+(``AWS_ENDPOINT_URL`` and the AWS variables), and its results must equal the
+import of the same files from disk, record for record, while fetching little
+more than the tensors' own bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import HERE, QUIET_ENV
+from tensorboard.compat.proto import event_pb2
+
+from tb_stagnation.checkpoints import imported
+from tb_stagnation.sources import tfrecord
+
+SCRIPT = Path(sys.executable).with_name("tb-stagnation")
+COMMAND = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "tb_stagnation.cli"]
+BUCKET = "runs"
+# No credentials or configuration from the machine running the tests, and no metadata service lookups.
+ISOLATED = {"AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+            "AWS_EC2_METADATA_DISABLED": "true", "AWS_DEFAULT_REGION": "us-east-1"}
+FETCHED = re.compile(r"fetched ([\d,]+) bytes for ([\d,]+) bytes of tensors")
+
+
+@pytest.fixture(scope="module")
+def s3() -> dict[str, str]:
+    """The environment of a user of a local S3 API server holding the bucket ``runs``."""
+    moto_server = pytest.importorskip("moto.server")
+    import boto3
+
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server.start()
+    host, port = server.get_host_and_port()
+    env = {**QUIET_ENV, **ISOLATED, "AWS_ENDPOINT_URL": f"http://{host}:{port}",
+           "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+    client(env).create_bucket(Bucket=BUCKET)
+    yield env
+    server.stop()
+
+
+def client(env: dict[str, str]):
+    import boto3
+
+    return boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], region_name="us-east-1",
+                        aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"])
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> dict[str, Path]:
+    """HF Trainer output (one safetensors file, and sharded with an index) written by the real Trainer."""
+    root = tmp_path_factory.mktemp("hf")
+    names = ("hf", "hf_sharded")
+    procs = {n: subprocess.Popen([sys.executable, str(HERE / "checkpoint_writers.py"), n, str(root / n)],
+                                 env=QUIET_ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for n in names}
+    for name, proc in procs.items():
+        out, _ = proc.communicate(timeout=600)
+        assert proc.returncode == 0, f"{name} failed:\n{out[-3000:]}"
+    return {n: root / n for n in names}
+
+
+def upload(env: dict[str, str], directory: Path, prefix: str) -> str:
+    """Every file under ``directory`` into the bucket under ``prefix``; the URL of that prefix."""
+    s3_client = client(env)
+    for path in sorted(directory.rglob("*")):
+        if path.is_file():
+            s3_client.upload_file(str(path), BUCKET, f"{prefix}/{path.relative_to(directory).as_posix()}")
+    return f"s3://{BUCKET}/{prefix}"
+
+
+def keys(env: dict[str, str], prefix: str) -> list[str]:
+    listed = client(env).list_objects_v2(Bucket=BUCKET, Prefix=prefix + "/")
+    return sorted(o["Key"] for o in listed.get("Contents", []))
+
+
+def checkpoints(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run([*COMMAND, "checkpoints", *args], env=env, capture_output=True, text=True, timeout=300)
+
+
+def import_contents(run_dir: Path | str) -> list[tuple[int, bytes]]:
+    """(step, serialised summary) of every event the imports wrote into ``run_dir``: all but wall times."""
+    out = []
+    for path in imported.files(str(run_dir)):
+        payloads, _ = tfrecord.records(path)
+        events = (event_pb2.Event.FromString(p) for p in payloads)
+        out += [(e.step, e.summary.SerializeToString(deterministic=True)) for e in events if e.HasField("summary")]
+    assert out, f"nothing imported in {run_dir}"
+    return out
+
+
+def local_import(directory: Path, tmp_path: Path) -> Path:
+    """A copy of ``directory`` imported from disk: the reference a bucket's import must equal."""
+    copy = Path(shutil.copytree(directory, tmp_path / "local" / directory.name))
+    proc = checkpoints(str(copy), env=QUIET_ENV)
+    assert proc.returncode == 0, proc.stderr
+    return copy
+
+
+def fetched(stderr: str) -> tuple[int, int]:
+    """(bytes fetched, tensor bytes) as the command reports them."""
+    match = FETCHED.search(stderr)
+    assert match, stderr
+    return int(match.group(1).replace(",", "")), int(match.group(2).replace(",", ""))
+
+
+def small_files(directory: Path) -> int:
+    """What a reader must fetch besides tensors: each safetensors header (8 bytes + JSON), index, trainer state."""
+    total = 0
+    for path in directory.rglob("*"):
+        if path.suffix == ".safetensors":
+            with open(path, "rb") as f:
+                total += 8 + int.from_bytes(f.read(8), "little")
+        elif path.name in ("model.safetensors.index.json", "trainer_state.json"):
+            total += path.stat().st_size
+    return total
+
+
+@pytest.mark.parametrize("name", ["hf", "hf_sharded"])
+def test_a_bucket_imports_equal_to_the_same_files_on_disk_writing_beside_the_run(s3, trained, tmp_path, name) -> None:
+    url = upload(s3, trained[name], f"{name}-{tmp_path.name}")
+    proc = checkpoints(url, env=s3)
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+
+    # Written beside the run's own events in the bucket (runs/<time_host>/), nowhere else.
+    (events,) = [k for k in keys(s3, url.removeprefix(f"s3://{BUCKET}/")) if "tfevents" in k and "/runs/" in k
+                 and not k.endswith(imported.SUFFIX)]
+    written = [k for k in keys(s3, url.removeprefix(f"s3://{BUCKET}/")) if k.endswith(imported.SUFFIX)]
+    assert written and {os.path.dirname(k) for k in written} == {os.path.dirname(events)}
+
+    downloaded = tmp_path / "downloaded"
+    downloaded.mkdir()
+    for key in written:
+        client(s3).download_file(BUCKET, key, str(downloaded / os.path.basename(key)))
+    local = local_import(trained[name], tmp_path)
+    (local_run,) = (local / "runs").iterdir()
+    assert import_contents(downloaded) == import_contents(local_run)
+
+    # Each tensor once, plus the headers, the index and trainer_state.json: nothing else.
+    got, tensors = fetched(proc.stderr)
+    assert got == tensors + small_files(trained[name])
+
+    # A re-run reads the import back from the bucket and adds nothing.
+    again = checkpoints(url, env=s3)
+    assert again.returncode == 0 and "up to date" in again.stderr, again.stderr
+    assert [k for k in keys(s3, url.removeprefix(f"s3://{BUCKET}/")) if k.endswith(imported.SUFFIX)] == written
+
+
+def test_large_tensors_cost_their_own_bytes_and_a_few_more(s3, tmp_path) -> None:
+    """Megabytes of tensors per checkpoint: the headers add well under 1%; --logdir keeps the output local."""
+    from safetensors.numpy import save_file
+
+    series = tmp_path / "big"
+    series.mkdir()
+    rng = np.random.default_rng(0)
+    state = {"encoder.weight": rng.normal(size=(512, 1024)).astype(np.float32),
+             "encoder.bias": rng.normal(size=1024).astype(np.float32),
+             "head.weight": rng.normal(size=(64, 512)).astype(np.float16)}
+    for step in (100, 200, 300):
+        state = {k: (v + rng.normal(scale=1e-3, size=v.shape)).astype(v.dtype) for k, v in state.items()}
+        save_file(state, str(series / f"model_step{step}.safetensors"))
+    url = upload(s3, series, f"big-{tmp_path.name}")
+    out = tmp_path / "out"
+    proc = checkpoints(url, "--logdir", str(out), env=s3)
+    assert proc.returncode == 0, proc.stderr
+    got, tensors = fetched(proc.stderr)
+    assert tensors == 3 * sum(v.nbytes for v in state.values())
+    assert tensors < got <= tensors * 1.01
+    assert not [k for k in keys(s3, url.removeprefix(f"s3://{BUCKET}/")) if k.endswith(imported.SUFFIX)]
+    local = local_import(series, tmp_path)
+    assert import_contents(out) == import_contents(local)
+
+
+def test_what_cannot_be_read_exits_2_saying_why(s3, trained, tmp_path) -> None:
+    url = upload(s3, trained["hf"], f"errors-{tmp_path.name}")
+    uncredentialed = {k: v for k, v in s3.items() if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+    cases = {
+        "unknown protocol": (["nope://bucket/run"], s3, "nope://bucket/run: not a URL fsspec can read"),
+        "no credentials": ([url], uncredentialed, "no AWS credentials found: set AWS_ACCESS_KEY_ID"),
+        "no bucket": (["s3://no-such-bucket/run"], s3, "s3://no-such-bucket/run: no bucket named 'no-such-bucket'"),
+        "empty prefix": ([f"s3://{BUCKET}/nothing-here"], s3, f"s3://{BUCKET}/nothing-here: no such directory"),
+        "no gcsfs": (["gs://bucket/run"], s3, "pip install 'tb-stagnation[gcs]'"),
+    }
+    if _installed("gcsfs"):
+        del cases["no gcsfs"]
+    for case, (args, env, message) in cases.items():
+        proc = checkpoints(*args, env=env)
+        assert proc.returncode == 2, (case, proc.stderr)
+        assert message in proc.stderr, (case, proc.stderr)
+        assert "Traceback" not in proc.stderr, (case, proc.stderr)
+
+
+def _installed(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+def test_the_import_reads_trainer_state_from_the_bucket(s3, trained, tmp_path) -> None:
+    """The step is trainer_state.json's global_step, read from the bucket (here made to differ from N)."""
+    copy = Path(shutil.copytree(trained["hf"], tmp_path / "hf"))
+    for folder in copy.glob("checkpoint-*"):
+        state = json.loads((folder / "trainer_state.json").read_text())
+        state["global_step"] = int(folder.name.split("-")[1]) * 7
+        (folder / "trainer_state.json").write_text(json.dumps(state))
+    url = upload(s3, copy, f"state-{tmp_path.name}")
+    proc = checkpoints(url, "--logdir", str(tmp_path / "out"), env=s3)
+    assert proc.returncode == 0, proc.stderr
+    assert {step for step, _ in import_contents(tmp_path / "out")} == {70, 140, 210}
