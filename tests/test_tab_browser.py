@@ -774,6 +774,92 @@ def test_demo_first_look(demo_tb, browser):
         context.close()
 
 
+SCREENS = Path("/work/notes/screens")
+# The Llama run of conftest's llama_blocks: what each block's tensors do.
+LLAMA_MODULES = (
+    "self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight", "self_attn.o_proj.weight",
+    "mlp.gate_proj.weight", "mlp.up_proj.weight", "mlp.down_proj.weight",
+    "input_layernorm.weight", "post_attention_layernorm.weight",
+)
+
+
+def _llama_frozen(block: int, module: str) -> bool:
+    """Blocks 0-1 frozen whole, block 2's norms, block 3's MLP (see conftest.llama_blocks)."""
+    return block in (0, 1) or (block == 2 and "layernorm" in module) or (block == 3 and module.startswith("mlp."))
+
+
+@pytest.fixture(scope="module")
+def llama_tb(llama_blocks, start_tensorboard):
+    return start_tensorboard(llama_blocks)
+
+
+def _screens(page, frame, name: str) -> None:
+    """Screenshots of the page as it is, light and dark (TensorBoard's own dark mode), into SCREENS."""
+    SCREENS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENS / f"{name}-light.png"))
+    page.evaluate("document.body.classList.add('dark-mode')")
+    frame.wait_for_function("() => document.documentElement.classList.contains('dark')", timeout=10_000)
+    page.wait_for_timeout(300)  # the charts redraw in the dark theme's colours
+    page.screenshot(path=str(SCREENS / f"{name}-dark.png"))
+    page.evaluate("document.body.classList.remove('dark-mode')")
+    frame.wait_for_function("() => !document.documentElement.classList.contains('dark')", timeout=10_000)
+
+
+def test_block_heatmap(llama_tb, browser):
+    """A Llama's blocks x modules: blocks in model order, every tensor a cell, the frozen ones marked; a click selects."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, device_scale_factor=1)
+    page = context.new_page()
+    console = ConsoleLog(page)
+    try:
+        page.goto(f"{llama_tb.url}/#stagnation", wait_until="domcontentloaded")
+        frame = _plugin_frame(page)
+        heatmap = frame.locator(".stg-heatmap")
+        heatmap.first.wait_for(timeout=120_000)
+        assert heatmap.count() == 1  # the Trainer's own scalars run has no blocks
+        run = heatmap.get_attribute("data-run")
+        blocks = frame.eval_on_selector_all(".stg-heatmap tbody tr", "trs => trs.map(tr => tr.dataset.block)")
+        assert blocks == [f"model.layers.{i}" for i in range(4)], blocks
+        columns = frame.eval_on_selector_all(".stg-heat-col", "ths => ths.map(th => th.dataset.module)")
+        assert columns == list(LLAMA_MODULES), columns  # by kind: q/k/v/o, gate/up/down, norms (not as stored)
+        # Columns come grouped under their module (self_attn, mlp), their header saying what they are.
+        groups = frame.eval_on_selector_all(".stg-heat-group", "ths => ths.map(th => th.textContent)")
+        assert "self_attn" in groups and "mlp" in groups, groups
+        cells = frame.eval_on_selector_all(
+            ".stg-heatmap tbody tr",
+            """trs => trs.map(tr => Array.from(tr.querySelectorAll('.stg-heat-cell'),
+                 c => [c.dataset.tag, c.dataset.status, c.style.background]))""",
+        )
+        for i, row in enumerate(cells):
+            assert len(row) == len(LLAMA_MODULES), row
+            assert [tag for tag, _, _ in row] == [f"model.layers.{i}.{m}" for m in columns], row
+            for (tag, status, background), module in zip(row, columns):
+                if _llama_frozen(i, module):
+                    assert status == "frozen" and background == "", (tag, status, background)
+                else:
+                    assert status != "frozen" and background.startswith("rgb("), (tag, status, background)
+        # The cell's title names the tensor in full; the ranking agrees with the cells.
+        ranking = llama_tb.plugin("ranking")[1]
+        statuses = {r["tag"]: r["status"] for r in ranking["rows"] if r["run"] == run}
+        assert all(statuses[tag] == status for row in cells for tag, status, _ in row)
+
+        # A click selects the tensor, as a click on its row does: the row, the detail, the cell marked.
+        tag = "model.layers.2.self_attn.q_proj.weight"
+        cell = frame.locator(f".stg-heat-cell[data-tag='{tag}']")
+        assert cell.get_attribute("title").startswith(tag + "\n")
+        cell.click()
+        frame.locator(f"tr[data-run='{run}'][data-tag='{tag}'][aria-selected='true']").wait_for(timeout=10_000)
+        frame.locator(".stg-detail-head h2", has_text=tag).wait_for(timeout=10_000)
+        frame.wait_for_selector("[data-chart='checkpoint-ratio'] .uplot canvas", timeout=60_000)
+        assert frame.locator(".stg-heat-cell[aria-current='true']").get_attribute("data-tag") == tag
+        assert "p.stagnation.sel=" in page.url
+        heatmap.scroll_into_view_if_needed()
+        page.wait_for_timeout(300)
+        _screens(page, frame, "heatmap-llama")
+        assert console.errors == [], "\n".join(console.errors)
+    finally:
+        context.close()
+
+
 if __name__ == "__main__":  # write the fixture log directory for manual inspection
     import sys
 

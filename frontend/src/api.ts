@@ -25,6 +25,9 @@ export interface Row {
   histogram_score: number | null;
   exact_score: number | null;
   sparkline: (number | null)[];
+  /** The repeated block the tensor belongs to ("model.layers.3"), and its name inside it ("self_attn.q_proj.weight"); null outside blocks. */
+  block: string | null;
+  module: string | null;
   /** 1-based position in the server's ranking (most-moving first). */
   rank: number;
 }
@@ -48,6 +51,9 @@ export interface Finding {
   since_step: number | null;
   /** One plain sentence. */
   message: string;
+  /** dead_units: the dead units' indices (ascending), and how many units the tensor has; else [] and 0. */
+  units: number[];
+  unit_count: number;
 }
 
 /** Records of a series, or of a run's thinned series, that TensorBoard kept, of those written. */
@@ -68,6 +74,29 @@ export interface Ranking {
   /** run -> what TensorBoard kept of its exact-movement records, for runs where it dropped some. */
   thinned: Record<string, Thinned>;
   definitions: Definitions;
+  freshness: Freshness;
+}
+
+/** How new an answer's data is: run -> the newest step it reaches, and whether a newer answer is being made. */
+export interface Freshness {
+  as_of: Record<string, number>;
+  refreshing: boolean;
+}
+
+/** Per-unit movement of a tensor (rows, output channels): what the unit view draws. */
+export interface Units {
+  /** What a unit is: "output channel", "row", "unit". */
+  noun: string;
+  axis: number | null;
+  count: number;
+  /** Dead units' indices, ascending. */
+  dead: number[];
+  /** Movement below which a unit is dead. */
+  threshold: number | null;
+  /** Units in ascending order of movement (at most 512 of them), with their movement. */
+  sorted: { units: number[]; movement: (number | null)[] };
+  /** Per checkpoint pair (ending at steps[i]): min, p10, median, p90, max of the units' movement. */
+  pairs: { steps: number[]; quantiles: (number | null)[][] };
 }
 
 /** Movement measured between saved checkpoints; index i is the pair ending at steps[i]. */
@@ -93,6 +122,11 @@ export interface Series {
   percentiles: { bps: number[]; values: ((number | null)[] | null)[] };
   exact: { steps: number[]; update_ratio: (number | null)[]; thinned: Thinned | null } | null;
   checkpoint: CheckpointSeries | null;
+  /** Per-unit movement, where the server measured it. */
+  units: Units | null;
+  /** Activations: the share of exact zeros per step (aligned with `steps`), where the buckets resolve it. */
+  zero_share: (number | null)[] | null;
+  freshness: Freshness;
 }
 
 export class ApiError extends Error {
@@ -108,9 +142,11 @@ export function httpStatus(e: unknown): string {
 
 type Json = Record<string, unknown>;
 
-export async function fetchRanking(signal: AbortSignal, ratio: number | null): Promise<Ranking> {
+/** `fresh`: the user asked to reload, so wait for an answer from the newest data (`fresh=1`). */
+export async function fetchRanking(signal: AbortSignal, ratio: number | null, fresh = false): Promise<Ranking> {
   const q = new URLSearchParams();
   if (ratio !== null) q.set("ratio", String(ratio));
+  if (fresh) q.set("fresh", "1");
   const qs = q.toString();
   return parseRanking(await getJson(`./ranking${qs ? "?" + qs : ""}`, signal));
 }
@@ -156,6 +192,30 @@ export function parseRanking(j: Json): Ranking {
     findings: Array.isArray(j.findings) ? list(j.findings).map(parseFinding) : null,
     thinned: parseThinnedRuns(j.thinned),
     definitions: parseDefinitions(j.definitions),
+    freshness: parseFreshness(j),
+  };
+}
+
+function parseFreshness(j: Json): Freshness {
+  const as_of: Record<string, number> = {};
+  if (isObject(j.as_of)) {
+    for (const [run, step] of Object.entries(j.as_of)) if (typeof step === "number") as_of[run] = step;
+  }
+  return { as_of, refreshing: j.refreshing === true };
+}
+
+function parseUnits(v: unknown): Units | null {
+  if (!isObject(v)) return null;
+  const sorted = isObject(v.sorted) ? v.sorted : {};
+  const pairs = isObject(v.pairs) ? v.pairs : {};
+  return {
+    noun: str(v.noun, "unit"),
+    axis: num(v.axis),
+    count: num(v.count) ?? 0,
+    dead: steps(v.dead),
+    threshold: num(v.threshold),
+    sorted: { units: steps(sorted.units), movement: numArray(sorted.movement) },
+    pairs: { steps: steps(pairs.steps), quantiles: Array.isArray(pairs.quantiles) ? pairs.quantiles.map(numArray) : [] },
   };
 }
 
@@ -200,6 +260,8 @@ function parseRow(r: Json, i: number): Row {
     histogram_score: num(r.histogram_score),
     exact_score: num(r.exact_score),
     sparkline: numArray(r.sparkline),
+    block: typeof r.block === "string" ? r.block : null,
+    module: typeof r.module === "string" ? r.module : null,
     rank: i + 1,
   };
 }
@@ -225,6 +287,8 @@ function parseFinding(f: Json): Finding {
     layers: strings(f.layers),
     since_step: num(f.since_step),
     message: str(f.message),
+    units: steps(f.units),
+    unit_count: num(f.unit_count) ?? 0,
   };
 }
 
@@ -272,6 +336,9 @@ export function parseSeries(j: Json, run: string, tag: string): Series {
       axis: str(c.axis, str(j.axis, "step")),
       thinned: parseThinned(c.thinned),
     },
+    units: parseUnits(j.units),
+    zero_share: Array.isArray(j.zero_share) ? numArray(j.zero_share) : null,
+    freshness: parseFreshness(j),
   };
 }
 

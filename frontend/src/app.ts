@@ -6,6 +6,7 @@ import { httpStatus, type LayerPoint, type Ranking, type Row, type Series } from
 import { FALLBACK } from "./definitions";
 import { Slot } from "./dom";
 import { lastCall } from "./memo";
+import { prefixesByRun } from "./names";
 import { filterRows, filtersShowing, findRow, nextSort, reconcile, sortRows } from "./store";
 import { compileTagFilter } from "./tagfilter";
 import type { Theme } from "./theme";
@@ -13,6 +14,7 @@ import { writeState } from "./url";
 import { detailView, scrollToCharts, type SeriesLoad } from "./views/detail";
 import { findingsByRun, findingsView } from "./views/findings";
 import { headerView } from "./views/header";
+import { heatmaps, heatmapView } from "./views/heatmap";
 import { noticeView } from "./views/notices";
 import { profileLines, profileView } from "./views/profile";
 import { keepRowInView, markSelectedRow, scoreBarPercent, shownRanks, tableView, type Reveal } from "./views/table";
@@ -48,6 +50,7 @@ export class App {
   private readonly header = new Slot(headerView);
   private readonly notice = new Slot(noticeView);
   private readonly findings = new Slot(findingsView);
+  private readonly heatmap = new Slot(heatmapView);
   private readonly toolbar = new Slot(toolbarView);
   private readonly table = new Slot(tableView);
   private readonly detail = new Slot(detailView);
@@ -62,6 +65,8 @@ export class App {
   private readonly counts = lastCall(statusCounts);
   private readonly findingGroups = lastCall(findingsByRun);
   private readonly lines = lastCall(profileLines);
+  private readonly heat = lastCall(heatmaps);
+  private readonly prefixes = lastCall((rows: readonly Row[]) => prefixesByRun(rows));
 
   /** Every handler the views call; one object, so views' props stay equal across renders. */
   private readonly on = {
@@ -103,7 +108,7 @@ export class App {
     private readonly fetchers: Fetchers,
     private theme: Theme,
   ) {
-    root.append(...[this.header, this.notice, this.findings, this.toolbar, this.table, this.detail, this.profile].map((s) => s.el));
+    root.append(...[this.header, this.notice, this.findings, this.heatmap, this.toolbar, this.table, this.detail, this.profile].map((s) => s.el));
     if (state.sel) this.reveal = "charts";
   }
 
@@ -193,14 +198,17 @@ export class App {
     this.header.show({ status: this.statusLine() });
     this.notice.show(this.noticeProps());
     if (!r || !r.rows.length) {
-      for (const slot of [this.findings, this.toolbar, this.table, this.detail, this.profile]) slot.show(null);
+      for (const slot of [this.findings, this.heatmap, this.toolbar, this.table, this.detail, this.profile]) slot.show(null);
       return;
     }
     const defs = r.definitions;
     const filters = { tag: s.tag, role: s.role, status: s.status, hidden: s.hidden };
     const tagError = compileTagFilter(this.tagDraft ?? s.tag).error;
     const groups = this.findingGroups(r, s.hidden);
-    this.findings.show(groups && { groups, runs: r.runs, kinds: defs.finding_kinds, sel: s.sel, on: this.on });
+    const prefixes = this.prefixes(r.rows);
+    this.findings.show(groups && { groups, runs: r.runs, kinds: defs.finding_kinds, sel: s.sel, prefixes, on: this.on });
+    const heat = this.heat(r, s.hidden, defs.parameter_roles);
+    this.heatmap.show(heat.maps.length ? { maps: heat.maps, scale: heat.scale, runs: r.runs, sel: s.sel, prefixes, on: this.on } : null);
     this.toolbar.show({
       runs: r.runs,
       hidden: s.hidden,
@@ -216,7 +224,7 @@ export class App {
     });
     const shown = this.filtered(r, filters);
     const rows = this.sorted(shown, s.sort, s.desc, defs.statuses);
-    this.table.show({ rows, ranks: this.ranks(shown), total: r.rows.length, runs: r.runs, sort: s.sort, desc: s.desc, defs, barPercent: this.barPercent(r.rows), tagError, on: this.on });
+    this.table.show({ rows, ranks: this.ranks(shown), total: r.rows.length, runs: r.runs, sort: s.sort, desc: s.desc, defs, barPercent: this.barPercent(r.rows), tagError, prefixes, on: this.on });
     const tr = markSelectedRow(this.table.el, s.sel);
     const row = findRow(r, s.sel);
     const load = row && this.seriesOf(row);

@@ -34,3 +34,15 @@ const STATUS_SWATCHES: Record<string, Swatch> = {
 export function statusSwatch(status: string): Swatch {
   return STATUS_SWATCHES[status] ?? STATUS_SWATCHES.insufficient;
 }
+
+/** The heatmap's colour ramp, least to most movement (viridis: ordered in lightness, readable on light and dark). */
+export const HEAT_STOPS = ["#440154", "#482878", "#3e4989", "#31688e", "#26828e", "#1f9e89", "#35b779", "#6ece58", "#b5de2b", "#fde725"];
+
+/** The ramp's colour at `t` (0..1, clamped), interpolated between its stops. */
+export function heatColour(t: number): string {
+  const x = Math.min(1, Math.max(0, t)) * (HEAT_STOPS.length - 1);
+  const i = Math.min(HEAT_STOPS.length - 2, Math.floor(x));
+  const [a, b] = [HEAT_STOPS[i], HEAT_STOPS[i + 1]].map((c) => [1, 3, 5].map((k) => parseInt(c.slice(k, k + 2), 16)));
+  const mix = a.map((v, k) => Math.round(v + (b[k] - v) * (x - i)));
+  return `#${mix.map((v) => v.toString(16).padStart(2, "0")).join("")}`;
+}

@@ -101,6 +101,7 @@ export function reconcile(prev: Ranking | null, next: Ranking): Ranking {
     findings: prev.findings && next.findings ? reuse(prev.findings, next.findings, (_f, i) => String(i)) : next.findings,
     thinned: same(prev.thinned, next.thinned) ? prev.thinned : next.thinned,
     definitions: same(prev.definitions, next.definitions) ? prev.definitions : next.definitions,
+    freshness: same(prev.freshness, next.freshness) ? prev.freshness : next.freshness,
   };
   const keys = Object.keys(merged) as (keyof Ranking)[];
   return keys.every((k) => merged[k] === prev[k]) ? prev : merged;

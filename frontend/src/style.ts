@@ -138,6 +138,33 @@ button.stg-finding:hover { background: var(--hover); }
 button.stg-finding[aria-current=true] { background: var(--sel); box-shadow: inset 3px 0 0 var(--sel-line); padding-left: 6px; }
 button.stg-finding:focus-visible { outline: 2px solid var(--sel-line); outline-offset: -2px; }
 .stg-healthy { color: var(--ok); padding: 3px 0; }
+/* Blocks x modules heatmap */
+.stg-heatmaps { display: flex; flex-wrap: wrap; gap: 10px 28px; }
+.stg-heat-wrap { overflow: auto; max-height: 46vh; }
+table.stg-heat { border-collapse: separate; border-spacing: 2px; }
+.stg-heat th { font-weight: 400; color: var(--muted); font-size: 11px; white-space: nowrap; }
+.stg-heat th.stg-heat-group { text-align: left; border-bottom: 1px solid var(--line); color: var(--ink); }
+.stg-heat th.stg-heat-col { height: 76px; vertical-align: bottom; padding: 0; }
+.stg-heat th.stg-heat-col span { display: inline-block; writing-mode: vertical-rl; transform: rotate(180deg); }
+.stg-heat th.stg-heat-block { text-align: right; padding-right: 6px; }
+.stg-heat td { padding: 0; }
+.stg-heat-cell {
+  display: block; width: 24px; height: 16px; padding: 0; margin: 0; border: 0; border-radius: 2px; cursor: pointer;
+  background: var(--grid); position: relative; box-sizing: border-box;
+}
+.stg-heat-cell[data-status=frozen] {
+  background: repeating-linear-gradient(45deg, #1e88e5 0 3px, transparent 3px 6px); box-shadow: inset 0 0 0 1px #1e88e5;
+}
+.stg-heat-cell[data-status=stagnant] { box-shadow: inset 0 0 0 2px #d32f2f; }
+.stg-heat-cell[data-dead]::after {
+  content: ""; position: absolute; top: 0; right: 0; border-style: solid; border-width: 0 8px 8px 0;
+  border-color: transparent #d32f2f transparent transparent;
+}
+.stg-heat-cell:hover { outline: 1px solid var(--ink); }
+.stg-heat-cell[aria-current=true] { outline: 2px solid var(--sel-line); outline-offset: 1px; }
+.stg-heat-cell:focus-visible { outline: 2px solid var(--sel-line); outline-offset: 1px; }
+.stg-heat-key { display: inline-block; cursor: default; vertical-align: middle; }
+.stg-heat-ramp { display: inline-block; width: 120px; height: 10px; border-radius: 2px; margin: 0 6px; vertical-align: middle; }
 /* uPlot's legend and axes, themed */
 .uplot { font-family: inherit; }
 .u-legend { color: var(--ink); font-size: 12px; }

@@ -20,7 +20,8 @@ test("definitions and findings as sent; a missing definitions field falls back a
     findings: [{ run: "a", kind: "frozen", tags: ["x/kernel"], layers: ["x"], since_step: null, message: "x is frozen." }],
     definitions: { statuses: [{ name: "moving", meaning: "moves" }], parameter_roles: ["weight"], default_ratio: 0.02 },
   });
-  assert.deepEqual(r.findings, [{ run: "a", kind: "frozen", tags: ["x/kernel"], layers: ["x"], since_step: null, message: "x is frozen." }]);
+  // units and unit_count (dead_units only) default to none.
+  assert.deepEqual(r.findings, [{ run: "a", kind: "frozen", tags: ["x/kernel"], layers: ["x"], since_step: null, message: "x is frozen.", units: [], unit_count: 0 }]);
   assert.deepEqual(r.definitions.statuses, [{ name: "moving", meaning: "moves" }]);
   assert.deepEqual(r.definitions.parameter_roles, ["weight"]);
   assert.equal(r.definitions.default_ratio, 0.02);

@@ -6,7 +6,7 @@ export function row(over: Partial<Row> = {}): Row {
   return {
     run: "a", tag: "conv1/kernel", layer: "conv1", role: "weight", order: 0, status: "moving",
     score: 1e-3, net: 0.1, samples: 10, first_step: 0, last_step: 90, floor: 1e-7, threshold: 1e-5,
-    source: "histogram", axis: "step", stagnant_since: null, histogram_score: 1e-3, exact_score: null, sparkline: [], rank: 1,
+    source: "histogram", axis: "step", stagnant_since: null, histogram_score: 1e-3, exact_score: null, sparkline: [], block: null, module: null, rank: 1,
     ...over,
   };
 }
@@ -16,7 +16,7 @@ export function layer(over: Partial<LayerPoint> = {}): LayerPoint {
 }
 
 export function finding(over: Partial<Finding> = {}): Finding {
-  return { run: "a", kind: "frozen", tags: [], layers: [], since_step: null, message: "conv1 is frozen.", ...over };
+  return { run: "a", kind: "frozen", tags: [], layers: [], since_step: null, message: "conv1 is frozen.", units: [], unit_count: 0, ...over };
 }
 
 /** A ranking of `rows` (ranked in the order given) and whatever else is passed. */
@@ -30,6 +30,7 @@ export function ranking(rows: Partial<Row>[], over: Partial<Ranking> = {}): Rank
     findings: null,
     thinned: {},
     definitions: FALLBACK,
+    freshness: { as_of: {}, refreshing: false },
     ...over,
   };
 }

@@ -2,14 +2,16 @@
 // distribution over steps and the drift rate (with the exact update ratio where logged);
 // parameters with checkpoint data get the update ratio per checkpoint pair and the cosine
 // between consecutive updates; a row has whichever of these its data allows.
-import type { CheckpointSeries, Row, Series } from "../api";
+import type { CheckpointSeries, Row, Series, Units } from "../api";
 import { cosineChart } from "../charts/cosine";
 import { distributionChart, hasDistribution } from "../charts/distribution";
 import { mountChart, type Chart } from "../charts/frame";
 import { ratioChart, type RatioLine, type Threshold } from "../charts/ratio";
+import { unitPairsChart, unitsSortedChart, zeroShareChart } from "../charts/units";
 import { meaning, type Definitions } from "../definitions";
 import { h, type Scope } from "../dom";
 import { axisLabel, axisName, fmt, fmtStep } from "../format";
+import { unitRanges } from "../names";
 import { runColour } from "../palette";
 import type { Theme } from "../theme";
 import { runLabel, statusBadge } from "./parts";
@@ -44,6 +46,7 @@ export function detailView(p: DetailProps, scope: Scope): HTMLElement {
     const panels = chartPanels(row, load.series, runColour(row.run, p.runs), p.theme, scope);
     const thinned = thinnedNote(load.series, p.defs);
     if (thinned) body.append(thinned);
+    if (load.series.units) body.append(deadList(load.series.units));
     body.append(panels.length ? h("div", { class: "stg-charts" }, panels) : h("div", { class: "stg-empty" }, "Nothing to chart: this tag has no usable samples."));
   }
   card.append(body);
@@ -150,12 +153,47 @@ function chartPanels(row: Row, s: Series, colour: string, theme: Theme, scope: S
     const title = !exact ? "Drift rate per step" : hasRates ? "Drift rate and exact update ratio per step" : "Exact update ratio per step";
     panels.push(panel("rate", title, caption(text), chart, scope));
   }
+  const zeros = s.zero_share && s.zero_share.some((v) => v !== null) ? s.zero_share : null;
+  if (zeros) {
+    const threshold = s.thresholds.dying_relu ?? null;
+    const text = "Share of the activation's values that are exactly 0 at each step, from its histogram's bucket ending at 0." +
+      (threshold !== null ? ` Red: the dying_relu finding's threshold (${fmt(100 * threshold)}%), reached and kept.` : "");
+    panels.push(panel("zero-share", "Exact zeros per step", caption(text), zeroShareChart(s.steps, zeros, threshold, colour, theme), scope));
+  }
   const cp = s.checkpoint && s.checkpoint.steps.length ? s.checkpoint : null;
   if (cp) {
     const since = row.source === "checkpoint" ? stagnantSince(row) : null;
     panels.push(...checkpointPanels(cp, s.thresholds.checkpoint ?? null, since, colour, theme, scope));
   }
+  if (s.units) panels.push(...unitPanels(s.units, cp?.axis ?? row.axis, colour, theme, scope));
   return panels;
+}
+
+/** The per-unit view: units sorted by movement against the dead line, and the spread of units per checkpoint pair. */
+function unitPanels(u: Units, xAxis: string, colour: string, theme: Theme, scope: Scope): HTMLElement[] {
+  const panels: HTMLElement[] = [];
+  if (u.sorted.movement.length) {
+    const sampled = u.count > u.sorted.movement.length ? ` ${u.sorted.movement.length} of the ${u.count} are drawn, the dead among them.` : "";
+    const text = `How far each ${u.noun} moved over the series, least moving first; red: dead ${u.noun}s, below the dashed line (1/100 of the median ${u.noun}'s movement).${sampled} Hover for the ${u.noun}'s index.`;
+    panels.push(panel("units-sorted", `${capital(u.noun)}s by movement`, caption(text), unitsSortedChart(u, u.noun, colour, theme), scope));
+  }
+  if (u.pairs.steps.length) {
+    const text = `The ${u.noun}s' movement between consecutive checkpoints, drawn at the later one: median, p10-p90 and min-max bands (log scale). A min at 0 throughout: some ${u.noun}s never move.`;
+    panels.push(panel("units-pairs", `${capital(u.noun)}s per checkpoint pair`, caption(text), unitPairsChart(u, axisName(xAxis), axisLabel(xAxis), colour, theme), scope));
+  }
+  return panels;
+}
+
+/** The dead units, listed as ranges ("0-3, 200-255"), or that there are none. */
+function deadList(u: Units): HTMLElement {
+  const text = u.dead.length
+    ? `Dead ${u.noun}s: ${u.dead.length} of ${u.count} (${unitRanges(u.dead, 40)}) never moved, or moved less than 1/100 of the median ${u.noun}.`
+    : `No dead ${u.noun}s: all ${u.count} moved.`;
+  return h("p", { class: "stg-note stg-dead-units", "data-dead": String(u.dead.length) }, text);
+}
+
+function capital(s: string): string {
+  return s.charAt(0).toUpperCase() + s.slice(1);
 }
 
 function checkpointPanels(

@@ -4,6 +4,7 @@ import type { Finding, Ranking, Row } from "../api";
 import { explain, type Term } from "../definitions";
 import { h } from "../dom";
 import { runColour, statusSwatch } from "../palette";
+import { withoutPrefix } from "../names";
 import { findRow, shownRuns } from "../store";
 import type { Selection } from "../viewstate";
 import { runLabel } from "./parts";
@@ -48,6 +49,8 @@ export interface FindingsProps {
   runs: readonly string[];
   kinds: readonly Term[];
   sel: Selection | null;
+  /** run -> the prefix every layer of it shares, left out of the sentences shown (the full one on hover). */
+  prefixes: ReadonlyMap<string, string>;
   on: { pickFinding(row: Row): void };
 }
 
@@ -76,11 +79,14 @@ export function findingsView(p: FindingsProps): HTMLElement {
 }
 
 function findingView({ finding, target }: FindingItem, p: FindingsProps): HTMLElement {
+  const shown = withoutPrefix(finding.message, p.prefixes.get(finding.run) ?? "");
   const content = [
     h("span", { class: "stg-dot", style: `background:${findingColour(finding.kind)}` }),
-    h("span", null, finding.message),
+    h("span", null, shown),
   ];
-  const attrs = { class: "stg-finding", "data-kind": finding.kind, title: explain(p.kinds, finding.kind) };
+  const kind = explain(p.kinds, finding.kind);
+  const title = shown === finding.message ? kind : `${finding.message}\n\n${kind}`;
+  const attrs = { class: "stg-finding", "data-kind": finding.kind, title };
   if (!target) return h("span", attrs, content);
   const selected = !!p.sel && p.sel[0] === target.run && p.sel[1] === target.tag;
   return h(

@@ -4,7 +4,8 @@ import type { Row } from "../api";
 import { mountSparkline } from "../charts/sparkline";
 import { explain, type Definitions } from "../definitions";
 import { h, type Scope } from "../dom";
-import { axisLabel, axisName, fmt, fmtStep } from "../format";
+import { axisLabel, axisName, elide, fmt, fmtStep } from "../format";
+import { NAME_MAX, shortName } from "../names";
 import { runColour, statusSwatch } from "../palette";
 import type { Selection, SortKey } from "../viewstate";
 import { runLabel, statusBadge } from "./parts";
@@ -31,6 +32,8 @@ export interface TableProps {
   barPercent: (score: number | null) => number;
   /** Why the tag filter filters nothing, if it is refused. */
   tagError: string | null;
+  /** run -> the prefix every layer of it shares, left out of the names shown (prefixesByRun). */
+  prefixes: ReadonlyMap<string, string>;
   on: TableHandlers;
 }
 
@@ -118,6 +121,7 @@ export function tableView(p: TableProps, scope: Scope): HTMLElement {
       { class: "stg-tablehead" },
       h("span", { class: "stg-count stg-strong" }, `${p.rows.length} of ${p.total} tags`),
       h("span", { class: "stg-count" }, "Click a row, or use ↑ ↓ and Enter, to see its movement over steps. Column headers sort."),
+      prefixNote(p.prefixes),
     ),
     wrap,
   );
@@ -192,7 +196,7 @@ function rowView(row: Row, spark: HTMLElement, p: TableProps): HTMLElement {
       onclick: () => p.on.select(row, "charts"),
     },
     h("td", { class: "num" }, String(p.ranks.get(row) ?? "")),
-    h("td", { title: row.tag }, tagCell(row)),
+    h("td", { title: row.tag }, tagCell(row, p.prefixes.get(row.run) ?? "")),
     h("td", { title: row.run }, runLabel(row.run, runColour(row.run, p.runs))),
     h("td", { title: explain(p.defs.roles, row.role) }, row.role),
     h("td", null, statusBadge(row.status, p.defs)),
@@ -218,9 +222,23 @@ function lastStep(row: Row): string {
   return row.axis === "step" ? step : `${step} (${axisName(row.axis)})`;
 }
 
-/** The tag on one line, its layer part emphasised; the layer named apart when not a prefix. */
-function tagCell(row: Row): HTMLElement {
-  const { layer, tag } = row;
+/** What the shown names leave out, said once: the prefixes runs' layers share. */
+function prefixNote(prefixes: ReadonlyMap<string, string>): HTMLElement | null {
+  const shared = [...new Set(prefixes.values())];
+  if (!shared.length) return null;
+  const runs = prefixes.size === 1 ? ` (every layer of run ${[...prefixes.keys()][0]})` : "";
+  return h("span", { class: "stg-count stg-prefix-note" }, `Names shown without ${shared.join(", ")}${runs}; hover a name for all of it.`);
+}
+
+/**
+ * The tag on one line without its run's common prefix, its layer part emphasised; the layer
+ * named apart when not a prefix; elided in the middle when still too long (the cell's title
+ * has the full name).
+ */
+function tagCell(row: Row, prefix: string): HTMLElement {
+  const tag = shortName(row.tag, prefix, Infinity);
+  const layer = row.layer && shortName(row.layer, prefix, Infinity);
+  if (tag.length > NAME_MAX) return h("div", { class: "stg-tagcell" }, h("span", { class: "stg-layer" }, elide(tag, NAME_MAX)));
   if (layer && tag.startsWith(layer) && tag.length > layer.length) {
     return h("div", { class: "stg-tagcell" }, h("span", { class: "stg-layer" }, layer), h("span", { class: "stg-rest" }, tag.slice(layer.length)));
   }
