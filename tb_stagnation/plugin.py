@@ -32,9 +32,12 @@ from tb_stagnation.sources import provider
 from tb_stagnation.verdict import ranking, vocabulary
 
 logger = logging.getLogger(__name__)
-# Encoded ranking answers kept, by bytes (body plus gzip): ~2 MB at 1,000 tags,
-# so a few dozen queries of a large log, or a handful of a 10,000-tag one.
+# Encoded ranking and series answers kept, the last complete one per query, by bytes (body
+# plus gzip): ~2 MB a ranking at 1,000 tags, so a few dozen queries of a large log, or a
+# handful of a 10,000-tag one.
 ANSWER_CACHE_BYTES = 64 << 20
+# Threads making answers from new data in the background, one experiment each at a time.
+REFRESH_WORKERS = 2
 # Seconds a listing stands for the data; see StagnationPlugin._listings.
 LISTING_TTL = 1.0
 
@@ -53,6 +56,21 @@ class Answer:
         self.body = text.encode("utf-8")
         self.etag = hashlib.blake2b(self.body, digest_size=16).hexdigest()
         self._gzipped: bytes | None = None
+        self._refreshing: Answer | None = None
+
+    def refreshing(self) -> Answer:
+        """This answer flagged ``refreshing`` (served while a newer one is made), made once.
+
+        Swaps the last field (:func:`wire.freshness_json`) in the encoded text,
+        rather than encoding the whole answer again on the request that must
+        not wait; its own ETag, so a client that revalidates it gets the new
+        answer once there is one.
+        """
+        if self._refreshing is None:
+            text = self.body.decode("utf-8")
+            assert text.endswith(_NOT_REFRESHING), "refreshing must be an answer's last field"
+            self._refreshing = Answer(text[: -len(_NOT_REFRESHING)] + _REFRESHING)
+        return self._refreshing
 
     @property
     def nbytes(self) -> int:
@@ -81,6 +99,9 @@ class Answer:
         response.set_etag(self.etag, weak=True)
         response = response.make_conditional(request)
         return _NotModified(status=304, headers=response.headers) if response.status_code == 304 else response
+
+
+_NOT_REFRESHING, _REFRESHING = (json.dumps({"refreshing": flag})[1:] for flag in (False, True))
 
 
 class _NotModified(wrappers.Response):
@@ -165,6 +186,14 @@ def _ratio(request: wrappers.Request) -> float:
     return value
 
 
+def _fresh(request: wrappers.Request) -> bool:
+    """``fresh=1``: wait for an answer over the data now listed rather than take the last complete one."""
+    raw = request.args.get("fresh", "0")
+    if raw not in ("0", "1"):
+        raise errors.InvalidArgumentError(f"fresh must be 0 or 1, got {raw[:40]!r}")
+    return raw == "1"
+
+
 def _dumps(body: dict) -> str:
     """JSON text; every number is finite or null by construction (:mod:`tb_stagnation.wire`)."""
     return json.dumps(body, allow_nan=False)
@@ -175,7 +204,7 @@ class _Listings(NamedTuple):
 
     histograms: dict
     exact: dict
-    version: tuple  # both listings' provider.snapshot: identifies the data they list
+    stamp: caches.Stamp  # when listed, and both listings' provider.snapshot: identifies the data they list
 
 
 class StagnationPlugin(base_plugin.TBPlugin):
@@ -193,7 +222,10 @@ class StagnationPlugin(base_plugin.TBPlugin):
             )
         )
         self._listed: caches.Recent[_Listings] = caches.Recent(LISTING_TTL)  # experiment -> listings
-        self._answers: caches.LRU[Answer] = caches.LRU(ANSWER_CACHE_BYTES, lambda a: a.nbytes)
+        # (experiment, route, query) -> the last complete answer, made anew in the background.
+        self._answers: caches.Refreshed[Answer] = caches.Refreshed(
+            ANSWER_CACHE_BYTES, lambda a: a.nbytes, workers=REFRESH_WORKERS
+        )
 
     def get_plugin_apps(self):
         return {
@@ -221,9 +253,10 @@ class StagnationPlugin(base_plugin.TBPlugin):
             plugin_util.context(request.environ),
             plugin_util.experiment_id(request.environ),
             Query.from_request(request),
+            fresh=_fresh(request),
         )
 
-    def _serve_series(self, request: wrappers.Request) -> dict:
+    def _serve_series(self, request: wrappers.Request) -> Answer:
         run, tag = request.args.get("run"), request.args.get("tag")
         if not run or not tag:
             raise errors.InvalidArgumentError("series needs both run and tag")
@@ -233,15 +266,19 @@ class StagnationPlugin(base_plugin.TBPlugin):
             run,
             tag,
             _ratio(request),
+            fresh=_fresh(request),
         )
 
-    def ranking_impl(self, ctx, experiment: str, query: Query) -> Answer:
-        """The ranking answer (:func:`wire.ranking_json`), encoded once per query and data version."""
+    def ranking_impl(self, ctx, experiment: str, query: Query, fresh: bool = False) -> Answer:
+        """The ranking answer (:func:`wire.ranking_json`), encoded once per query and data version.
+
+        Once a query has an answer, new data does not hold up its requests:
+        they get the last complete answer, flagged ``refreshing``, while the
+        new one is made in the background (:meth:`_answer`).
+        """
         tag_filter = tagfilter.compile_tag_filter(query.tag)
-        listings = self._listings(ctx, experiment)
-        key = (experiment, query, listings.version)
-        answer = self._answers.get(key)
-        if answer is None:
+
+        def make(listings: _Listings) -> Answer:
             outcome, all_runs = self._rank(ctx, experiment, listings, query.runs, query.ratio)
             rows = ranking.select(
                 outcome.ranking.rows,
@@ -249,24 +286,51 @@ class StagnationPlugin(base_plugin.TBPlugin):
                 statuses=query.statuses or None,
                 tag_filter=tag_filter,
             )
-            answer = Answer(_dumps(wire.ranking_json(outcome.ranking, outcome.findings, rows, all_runs)))
-            self._answers.put(key, answer)
-        return answer
+            return Answer(_dumps(wire.ranking_json(outcome.ranking, outcome.findings, rows, all_runs)))
 
-    def series_impl(self, ctx, experiment: str, run: str, tag: str, ratio: float) -> dict:
-        """One row with everything the detail view charts (:func:`wire.series_json`)."""
+        return self._answer(ctx, experiment, ("ranking", query), query.runs, make, fresh)
+
+    def series_impl(self, ctx, experiment: str, run: str, tag: str, ratio: float, fresh: bool = False) -> Answer:
+        """One row with everything the detail view charts (:func:`wire.series_json`), refreshed as a ranking is."""
+
+        def make(listings: _Listings) -> Answer:
+            outcome, _ = self._rank(ctx, experiment, listings, (run,), ratio)
+            result = outcome.ranking
+            row = next((r for r in result.rows if r.tag == tag), None)
+            if row is None:
+                raise errors.NotFoundError(f"unknown tag {tag!r} in run {run!r}")
+            meta = listings.histograms.get(run, {}).get(tag)
+            if meta is None:  # a parameter with exact data only
+                series = drift.analyse([], [], [])
+            else:
+                series = self._engine.series(ctx, experiment, run, tag, meta)
+            return Answer(_dumps(wire.series_json(row, result, series, result.exact.get((run, tag), {}))))
+
+        return self._answer(ctx, experiment, ("series", run, tag, ratio), (run,), make, fresh)
+
+    def _answer(
+        self, ctx, experiment: str, query: tuple, runs: tuple[str, ...], make: Callable[[_Listings], Answer], fresh: bool
+    ) -> Answer:
+        """The answer to ``query`` over the data now listed, or the last complete one while it is made.
+
+        The first answer to a query, and every answer asked ``fresh``, is made
+        on the request (waiting for a background read under way, then reading
+        what is left); later ones come from :class:`caches.Refreshed`, which
+        makes the new answer on a background thread, one experiment at a time,
+        from the listing of when it runs. Unknown runs are refused against the
+        current listing, whatever is kept.
+        """
         listings = self._listings(ctx, experiment)
-        outcome, _ = self._rank(ctx, experiment, listings, (run,), ratio)
-        result = outcome.ranking
-        row = next((r for r in result.rows if r.tag == tag), None)
-        if row is None:
-            raise errors.NotFoundError(f"unknown tag {tag!r} in run {run!r}")
-        meta = listings.histograms.get(run, {}).get(tag)
-        if meta is None:  # a parameter with exact data only
-            series = drift.analyse([], [], [])
-        else:
-            series = self._engine.series(ctx, experiment, run, tag, meta)
-        return wire.series_json(row, result.thresholds[run], series, result.exact.get((run, tag), {}))
+        _ranked_runs(listings, runs)
+
+        def listed_and_made() -> tuple[caches.Stamp, Answer]:
+            now = self._listings(ctx, experiment)
+            return now.stamp, make(now)
+
+        answer, refreshing = self._answers.get(
+            experiment, (experiment, *query), listings.stamp.version, listed_and_made, wait=fresh
+        )
+        return answer.refreshing() if refreshing else answer
 
     def _listings(self, ctx, experiment: str) -> _Listings:
         """Both listings of an experiment, read at most once per LISTING_TTL.
@@ -287,7 +351,9 @@ class StagnationPlugin(base_plugin.TBPlugin):
         histograms = self._engine.source.histogram_tags(ctx, experiment)
         exact_listing = self._engine.source.exact_tags(ctx, experiment)
         listed = _Listings(
-            histograms, exact_listing, (provider.snapshot(histograms), provider.snapshot(exact_listing))
+            histograms,
+            exact_listing,
+            caches.Stamp(made_at, (provider.snapshot(histograms), provider.snapshot(exact_listing))),
         )
         self._listed.put(experiment, listed, made_at)
         return listed
@@ -297,11 +363,17 @@ class StagnationPlugin(base_plugin.TBPlugin):
     ) -> tuple[engine.Outcome, list[str]]:
         """Ranking and findings of the chosen runs (all if none), and all runs."""
         histograms, exact_listing = listings.histograms, listings.exact
-        all_runs = sorted(set(histograms) | set(exact_listing))
+        all_runs = _ranked_runs(listings, runs)
         if runs:
-            missing = [r for r in runs if r not in all_runs]
-            if missing:
-                raise errors.NotFoundError(f"unknown run {missing[0]!r}")
             histograms = {r: t for r, t in histograms.items() if r in runs}
             exact_listing = {r: t for r, t in exact_listing.items() if r in runs}
         return self._engine.rank(ctx, experiment, histograms, exact_listing, ratio), all_runs
+
+
+def _ranked_runs(listings: _Listings, runs: tuple[str, ...]) -> list[str]:
+    """Every run listed; ``errors.NotFoundError`` names the first of ``runs`` that is not."""
+    all_runs = sorted(set(listings.histograms) | set(listings.exact))
+    missing = [r for r in runs if r not in all_runs]
+    if missing:
+        raise errors.NotFoundError(f"unknown run {missing[0]!r}")
+    return all_runs

@@ -38,23 +38,38 @@ this data class and for version 1's scalars alike where not noted):
 record on both; TensorBoard 2.21 parses the value as an integer, so ``all``
 is refused, and passes 0 to the data server as its ``all``.
 
-**Unit records** (content version 2 with ``units``): per output unit, the
-checkpoint import's movement, tag ``stagnation/checkpoint/<param>/units``
-(:func:`units_tag`). One record, at the last step of each import, holding
-the movement of every unit summed over all pairs imported so far
-(``sum_i ||W_i[u] - W_{i-1}[u]||``; each import adds its pairs to what the
-previous one wrote, read back from the files): a float32 vector of length
-``1 + units``, the number of pairs first. Why this and no more: the
-``dead_units`` finding needs exact index sets, and a unit is dead when its
-sum is 0 or under a share of the tensor's median unit, which the sum over
-the series answers; one cumulative vector per import keeps a 128k-row
-embedding at 512 KB per import whatever the number of checkpoints (never a
-value per unit per pair), and the newest record, the one that counts, is
-the one both loaders always keep. float32 keeps a unit that moved nonzero
-(checkpoint weights differ by at least float32's smallest step). The
-content's ``unit_axis`` says which axis of the tensor the units are slices
-along, and ``unit`` what one is (:data:`UNIT_NOUNS`), as the import knew it
-from the framework's layout: readers never guess it again from a name.
+**Unit records**: per output unit of a tensor (what a unit is:
+:mod:`tb_stagnation.writers.units`), from the checkpoint import and from the
+training-time writers alike, two tags per tensor and source:
+
+* ``<tag>/units`` (:func:`units_tag`, content version 2 with ``units``):
+  the movement of every unit summed over the pairs measured so far
+  (``sum_i ||W_i[u] - W_{i-1}[u]||``, a path length), a float32 vector of
+  length ``1 + units``, the number of pairs first. The import writes one at
+  the last step of each import (adding its pairs to what the previous one
+  wrote, read back from the files); a writer writes one when its pair count
+  reaches a power of two and one when training ends (``close``, or the
+  callbacks' end of training), so ``log2(pairs) + 2`` at most.
+* ``<tag>/unit_quantiles`` (:func:`unit_quantiles_tag`, content version 2
+  with ``quantiles`` and ``unit_count``): one record per pair at its later
+  step, float64, the :data:`UNIT_QUANTILES` (min, p10, median, p90, max) of
+  the units' movement over that pair per step (``||dW_i[u]|| / k_i``, the
+  scale of ``change``).
+
+Why this and no more: the ``dead_units`` finding needs exact index sets,
+and a unit is dead when its sum is 0 or under a share of the tensor's
+median unit, which the sum over the series answers; the tab's unit view
+sorts the units by that sum and draws how the spread of unit movement
+evolves pair by pair, which the quantiles answer. A 128k-row embedding over
+64 pairs thus stores 512 KB per import (or 8 sums from a writer) plus 40
+bytes per pair, never a value per unit per pair; the newest sum, the one
+that counts, is the record both loaders always keep. float32 keeps a unit
+that moved nonzero (weights differ by at least float32's smallest step).
+The content's ``unit_axis`` says which axis of the tensor the units are
+slices along, and ``unit`` what one is (:data:`UNIT_NOUNS`), as the
+producer knew them from the framework's layout: readers never guess them
+again from a name. Files with sums only (written before the quantiles) are
+read alike, without quantiles.
 
 **Version 1** (written before): one rank-0 float32 scalar per quantity, tag
 ``stagnation/<param>/<quantity>`` (``stagnation/checkpoint/...``), data class
@@ -127,6 +142,7 @@ class ExactContent:
     units: int | None = None  # unit records: how many units each holds (None: a movement record)
     unit_axis: int | None = None  # unit records: the tensor's axis the units are slices along
     unit: str | None = None  # unit records: what one unit is, one of UNIT_NOUNS
+    quantiles: tuple[float, ...] | None = None  # unit quantile records: the quantiles each holds
 
 
 def create_summary_metadata(
@@ -174,14 +190,22 @@ def parse_plugin_metadata(content: bytes) -> ExactContent | None:
     index = data.get("index")
     if not (isinstance(index, int) and not isinstance(index, bool) and index >= 0):
         index = None
-    if "units" in data:
-        units, unit_axis, unit = data.get("units"), data.get("unit_axis"), data.get("unit")
+    if "units" in data or "quantiles" in data:
+        quantiles = data.get("quantiles")
+        units = data.get("unit_count" if quantiles is not None else "units")
+        unit_axis, unit = data.get("unit_axis"), data.get("unit")
         if not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in (units, unit_axis)):
             return None
         if unit not in UNIT_NOUNS:
             return None
+        if quantiles is not None:
+            if not isinstance(quantiles, list) or not quantiles or not all(
+                isinstance(q, (int, float)) and not isinstance(q, bool) for q in quantiles
+            ):
+                return None
+            quantiles = tuple(float(q) for q in quantiles)
         return ExactContent(param=param, source=source, axis=axis, index=index, units=units, unit_axis=unit_axis,
-                            unit=unit)
+                            unit=unit, quantiles=quantiles)
     columns = data.get("columns")
     if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns) or SEQ not in columns:
         return None
@@ -262,44 +286,99 @@ UNIT, CHANNEL, ROW = "unit", "output channel", "row"
 UNIT_NOUNS = (UNIT, CHANNEL, ROW)
 
 
-def units_tag(param: str) -> str:
-    """The tag of a tensor's per-unit records (checkpoint imports only)."""
-    return tag_for(param, CHECKPOINT) + "/units"
+# The quantiles of unit movement a unit quantile record holds, in order.
+UNIT_QUANTILES = (0.0, 0.1, 0.5, 0.9, 1.0)
+
+
+def units_tag(param: str, source: str = CHECKPOINT) -> str:
+    """The tag of a tensor's per-unit sums (records of ``source``)."""
+    return tag_for(param, source) + "/units"
+
+
+def unit_quantiles_tag(param: str, source: str = CHECKPOINT) -> str:
+    """The tag of a tensor's per-pair quantiles of unit movement (records of ``source``)."""
+    return tag_for(param, source) + "/unit_quantiles"
 
 
 def units_value(
-    param: str, movement: np.ndarray, pairs: int, axis: str, unit_axis: int, unit: str, index: int | None = None
+    param: str,
+    movement: np.ndarray,
+    pairs: int,
+    axis: str,
+    unit_axis: int,
+    unit: str,
+    index: int | None = None,
+    source: str = CHECKPOINT,
 ) -> summary_pb2.Summary.Value:
-    """One unit record: ``movement`` per unit summed over ``pairs`` pairs, with its metadata.
+    """One sum record: ``movement`` per unit summed over ``pairs`` pairs, with its metadata (always:
+    a writer writes few of them and each must be readable alone).
 
     ``unit_axis``: the tensor's axis the units are slices along; ``unit``: what one is (:data:`UNIT_NOUNS`).
     """
     record = np.concatenate([[pairs], movement]).astype("<f4")
-    fields = {"version": CONTENT_VERSION, "param": param, "source": CHECKPOINT, "axis": axis,
-              "units": int(movement.size), "unit_axis": unit_axis, "unit": unit}
-    if index is not None:
-        fields["index"] = index
-    return summary_pb2.Summary.Value(
-        tag=units_tag(param),
-        metadata=summary_pb2.SummaryMetadata(
-            summary_description=f"tb-stagnation per-unit movement of `{param}` (checkpoint)",
-            plugin_data=summary_pb2.SummaryMetadata.PluginData(
-                plugin_name=PLUGIN_NAME, content=json.dumps(fields, sort_keys=True).encode("utf-8")
-            ),
-            data_class=summary_pb2.DATA_CLASS_TENSOR,
-        ),
+    fields = {"units": int(movement.size)}
+    return _unit_value(units_tag(param, source), record, types_pb2.DT_FLOAT, param, source, axis, unit_axis, unit,
+                       index, fields, "per-unit movement")
+
+
+def unit_quantiles_value(
+    param: str,
+    quantiles: np.ndarray,
+    count: int,
+    axis: str,
+    unit_axis: int,
+    unit: str,
+    index: int | None = None,
+    source: str = CHECKPOINT,
+    describe: bool = True,
+) -> summary_pb2.Summary.Value:
+    """One quantile record: the :data:`UNIT_QUANTILES` of one pair's per-step movement over ``count`` units.
+
+    ``describe``: carry the metadata (the tag's first record in a file or a writer's life).
+    """
+    record = np.asarray(quantiles, dtype="<f8")
+    if record.shape != (len(UNIT_QUANTILES),):
+        raise ValueError(f"expected {len(UNIT_QUANTILES)} quantiles, got shape {record.shape}")
+    fields = {"unit_count": int(count), "quantiles": list(UNIT_QUANTILES)} if describe else None
+    return _unit_value(unit_quantiles_tag(param, source), record, types_pb2.DT_DOUBLE, param, source, axis,
+                       unit_axis, unit, index, fields, "quantiles of per-unit movement")
+
+
+def _unit_value(
+    tag: str, record: np.ndarray, dtype: int, param: str, source: str, axis: str, unit_axis: int, unit: str,
+    index: int | None, fields: dict | None, what: str,
+) -> summary_pb2.Summary.Value:
+    """A rank-1 ``record`` under ``tag``, with the unit content ``fields`` add to (none: no metadata)."""
+    value = summary_pb2.Summary.Value(
+        tag=tag,
         tensor=tensor_pb2.TensorProto(
-            dtype=types_pb2.DT_FLOAT,
+            dtype=dtype,
             tensor_shape=tensor_shape_pb2.TensorShapeProto(dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=record.size)]),
             tensor_content=record.tobytes(),
         ),
     )
+    if fields is None:
+        return value
+    if source not in SOURCES or axis not in AXES or unit not in UNIT_NOUNS:
+        raise ValueError(f"unknown source {source!r}, axis {axis!r} or unit {unit!r}")
+    content = {"version": CONTENT_VERSION, "param": param, "source": source, "axis": axis, "unit_axis": unit_axis,
+               "unit": unit, **fields}
+    if index is not None:
+        content["index"] = index
+    value.metadata.CopyFrom(summary_pb2.SummaryMetadata(
+        summary_description=f"tb-stagnation {what} of `{param}` ({source})",
+        plugin_data=summary_pb2.SummaryMetadata.PluginData(
+            plugin_name=PLUGIN_NAME, content=json.dumps(content, sort_keys=True).encode("utf-8")
+        ),
+        data_class=summary_pb2.DATA_CLASS_TENSOR,
+    ))
+    return value
 
 
 def read_units(content: ExactContent, values: np.ndarray | Sequence[float]) -> tuple[int, np.ndarray] | None:
-    """``(pairs, movement per unit)`` of one unit record; ``None`` where it does not match its content."""
+    """``(pairs, movement per unit)`` of one sum record; ``None`` where it does not match its content."""
     array = np.asarray(values, dtype=np.float64).reshape(-1)
-    if content.units is None or array.size != content.units + 1:
+    if content.units is None or content.quantiles is not None or array.size != content.units + 1:
         return None
     pairs = array[0]
     if not 0 <= pairs < 2**24 or pairs != int(pairs):
@@ -307,6 +386,14 @@ def read_units(content: ExactContent, values: np.ndarray | Sequence[float]) -> t
     movement = array[1:]
     movement.setflags(write=False)
     return int(pairs), movement
+
+
+def read_unit_quantiles(content: ExactContent, values: np.ndarray | Sequence[float]) -> np.ndarray | None:
+    """The :data:`UNIT_QUANTILES` of one quantile record; ``None`` where it does not match its content."""
+    array = np.asarray(values, dtype=np.float64).reshape(-1)
+    if content.quantiles != UNIT_QUANTILES or array.size != len(UNIT_QUANTILES):
+        return None
+    return array
 
 
 # LoRA adapters (checkpoint imports, :mod:`tb_stagnation.checkpoints.adapters`): the lora_A and lora_B

@@ -45,7 +45,10 @@ TABLE_HEADINGS = {"score": "score/step"}
 """Column headings that say more than the field's name."""
 HISTOGRAM_SERIES_FIELDS = ("steps", "wall_times", "drift", "rate", "percentiles")
 """What the series answer adds for the histogram chart."""
-SERIES_FIELDS = ("thresholds", *HISTOGRAM_SERIES_FIELDS, records.EXACT, records.CHECKPOINT)
+FRESHNESS_FIELDS = ("as_of", "refreshing")
+"""How new the data of a ranking or series answer is (:func:`freshness_json`); last in both."""
+SERIES_FIELDS = ("thresholds", *HISTOGRAM_SERIES_FIELDS, records.EXACT, records.CHECKPOINT, "units",
+                 *FRESHNESS_FIELDS)
 """What the series answer carries beside the row's fields."""
 SPARKLINE_DIGITS = 4
 """A 48-point chart needs no more: four significant digits halve a ranking's payload."""
@@ -119,16 +122,31 @@ def ranking_json(
         "thresholds": {run: thresholds_json(th) for run, th in result.thresholds.items()},
         "thinned": _thinned(result),
         "definitions": definitions_json(),
+        **freshness_json(result.rows),
     }
+
+
+def freshness_json(rows: Iterable[ranking.Row], refreshing: bool = False) -> dict:
+    """How new an answer's data is: ``as_of``, run -> the newest step of its ``rows``, and ``refreshing``.
+
+    ``refreshing`` is true when the plugin answered from its last complete
+    result while a newer one is being made from data it has not read yet;
+    it stays the last field, so that the plugin can flag an encoded answer.
+    """
+    as_of: dict[str, int] = {}
+    for row in rows:
+        if row.last_step is not None:
+            as_of[row.run] = max(as_of.get(row.run, row.last_step), row.last_step)
+    return dict(zip(FRESHNESS_FIELDS, (as_of, refreshing)))
 
 
 def series_json(
     row: ranking.Row,
-    thresholds: Mapping[str, float],
+    result: ranking.Ranking,
     series: drift.Series,
     matched: Mapping[str, exact_series.ExactSeries],
 ) -> dict:
-    """The series answer: the row, its run's thresholds, and what each of its charts draws.
+    """The series answer: the row, its run's thresholds, what each of its charts draws, and ``as_of``.
 
     The histogram arrays carry no verdict: ``stagnant_since`` is the row's,
     measured on the source that scored it against that source's threshold.
@@ -136,7 +154,7 @@ def series_json(
     values = histogram.quantiles(series.histograms)
     answer = {
         **row_json(row),
-        "thresholds": thresholds_json(thresholds),
+        "thresholds": thresholds_json(result.thresholds[row.run]),
         "steps": [int(s) for s in series.steps],
         "wall_times": [float(w) for w in series.wall_times],
         "drift": numbers(series.drift),
@@ -148,7 +166,8 @@ def series_json(
     }
     for source in records.SOURCES:
         answer[source] = exact_series_json(matched.get(source))
-    return answer
+    answer["units"] = units_json(findings.unit_series(matched, row.source))
+    return {**answer, **freshness_json(r for r in result.rows if r.run == row.run)}
 
 
 def exact_series_json(series: exact_series.ExactSeries | None) -> dict | None:
@@ -168,6 +187,46 @@ def exact_series_json(series: exact_series.ExactSeries | None) -> dict | None:
         "change": numbers(series.change) if len(series.change) else None,
         "cosine": numbers(series.cosine) if len(series.cosine) else None,
     }
+
+
+def units_json(series: exact_series.ExactSeries | None) -> dict | None:
+    """A tensor's per-unit movement as the unit view draws it; ``None`` where it has none.
+
+    ``sorted``: at most 512 units ascending by their movement summed over the
+    pairs (:func:`_view_sample`: the 256 weakest, every
+    dead one among them, then an even sample); ``pairs``: each kept pair's
+    later step and the quantiles of its units' per-step movement; ``dead``
+    every dead unit, ``threshold`` the sum under which a unit is dead.
+    """
+    if series is None:
+        return None
+    shown = _view_sample(series.units)
+    return {
+        "noun": series.unit_noun,
+        "axis": series.unit_axis,
+        "count": len(series.units),
+        "source": series.source,
+        "dead": [int(i) for i in findings.dead_unit_indices(series)],
+        "threshold": number(findings.dead_unit_threshold(series)),
+        "sorted": {"units": [int(i) for i in shown], "movement": numbers(series.units[shown])},
+        "pairs": {"steps": [int(s) for s in series.unit_steps], "quantiles": [numbers(q) for q in series.unit_quantiles]},
+    }
+
+
+def _view_sample(movement: np.ndarray, head: int = 256, most: int = 512) -> np.ndarray:
+    """Indices of at most ``most`` units, ascending by ``movement``: the ``head`` weakest, then an even sample.
+
+    The weakest come first whole (dead units are the weakest by
+    definition, so up to ``head`` of them are all there); the rest of the
+    budget samples the others evenly by rank, the strongest unit included,
+    so the curve keeps its shape over any number of units.
+    """
+    order = np.argsort(movement, kind="stable")
+    if len(order) <= most:
+        return order
+    rest = order[head:]
+    picks = np.unique(np.linspace(0, len(rest) - 1, most - head).round().astype(np.int64))
+    return np.concatenate([order[:head], rest[picks]])
 
 
 def definitions_json() -> dict:

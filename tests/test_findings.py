@@ -319,7 +319,9 @@ def test_ranking_json_carries_findings_and_definitions() -> None:
     tags = _network({"conv1": TYPICAL, "conv2": TYPICAL, "conv3": FROZEN})
     result = ranking.rank({"run": tags})
     body = json.loads(json.dumps(wire.ranking_json(result, findings.find(result), result.rows, ["run"]), allow_nan=False))
-    assert list(body) == ["ratio", "runs", "findings", "rows", "layers", "thresholds", "thinned", "definitions"]
+    assert list(body) == [
+        "ratio", "runs", "findings", "rows", "layers", "thresholds", "thinned", "definitions", "as_of", "refreshing"
+    ]
     assert body["thinned"] == {}  # every record kept
     assert body["findings"] == [{
         "run": "run", "kind": "frozen", "tags": ["conv3/kernel", "conv3/bias"], "layers": ["conv3"],
@@ -382,7 +384,9 @@ def test_cli_prints_findings_by_run_above_the_table_and_the_route_object_as_json
     assert "== run healthy\n  no findings" in head
     assert table.startswith("#")
     body = json.loads(_python(["-m", "tb_stagnation.cli", str(demo), "--json", "--run", "vanishing"], timeout=300))
-    assert list(body) == ["ratio", "runs", "findings", "rows", "layers", "thresholds", "thinned", "definitions"]
+    assert list(body) == [
+        "ratio", "runs", "findings", "rows", "layers", "thresholds", "thinned", "definitions", "as_of", "refreshing"
+    ]
     assert body["thinned"] == {}  # every record kept
     assert body["findings"] == [wire.finding_json(f) for f in demo_findings["vanishing"]]
     assert {r["run"] for r in body["rows"]} == {"vanishing"} and set(body["thresholds"]) == {"vanishing"}

@@ -150,14 +150,58 @@ def test_new_data_gives_a_new_answer_once_listed_again(tmp_path, monkeypatch) ->
     # Within the window the listing stands (TensorBoard itself only reloads every few seconds) ...
     assert time.monotonic() < listed_by, "the machine is too slow for this test's window"
     assert served.get("ranking").data == before.data and served.provider.listings == 1
-    # ... and once it has passed, the new steps are listed and answered.
+    # ... and once it has passed, the new steps are listed: the last answer comes at once, flagged
+    # as refreshing under its own ETag, while the new one is made in the background ...
     time.sleep(max(0.0, listed_by - time.monotonic()) + 0.05)
-    after = served.get("ranking", **{"If-None-Match": before.headers["ETag"]})
-    assert after.status_code == 200 and served.provider.listings == 2
+    during = served.get("ranking", **{"If-None-Match": before.headers["ETag"]})
+    assert during.status_code == 200 and served.provider.listings == 2
+    assert json.loads(during.data) == {**json.loads(before.data), "refreshing": True}
+    assert during.headers["ETag"] != before.headers["ETag"]
+    # ... and answered once made.
+    after = _refreshed(served, "ranking", during.headers["ETag"])
     assert _last_steps(after.data) == {**dict.fromkeys(TAGS, 45), "dense/kernel": 55}
-    assert after.headers["ETag"] != before.headers["ETag"]
+    assert json.loads(after.data)["as_of"] == {"train": 55}
+    assert after.headers["ETag"] not in (before.headers["ETag"], during.headers["ETag"])
     series = json.loads(served.get("series", "run=train&tag=dense%2Fkernel").data)
-    assert series["steps"] == list(range(0, 60, 5))
+    assert series["steps"] == list(range(0, 60, 5)) and series["as_of"] == {"train": 55}
+
+
+def _refreshed(served: Served, route: str, etag: str, query: str = ""):
+    """The first answer to ``route`` that is not flagged refreshing (a 304 means the flagged one stands)."""
+    deadline = time.monotonic() + 30
+    while True:
+        answer = served.get(route, query, **{"If-None-Match": etag})
+        if answer.status_code == 200 and not json.loads(answer.data)["refreshing"]:
+            return answer
+        assert time.monotonic() < deadline, "the background refresh never completed"
+        time.sleep(0.05)
+
+
+def test_fresh_waits_for_the_newest_data_and_never_goes_back(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(plugin, "LISTING_TTL", 0.0)  # every request lists the data anew
+    served = Served(tmp_path / "logs")
+    first = json.loads(served.get("series", "run=train&tag=conv1%2Fbias").data)
+    assert (first["as_of"], first["refreshing"]) == ({"train": 45}, False)
+    assert json.loads(served.get("ranking").data)["as_of"] == {"train": 45}
+    served.add_steps([50])
+    fresh = json.loads(served.get("ranking", "fresh=1").data)
+    assert (fresh["as_of"], fresh["refreshing"]) == ({"train": 50}, False)
+    assert _last_steps(json.dumps(fresh).encode()) == dict.fromkeys(TAGS, 50)
+    # The series has its own last answer: flagged and old until its refresh, never older after.
+    stale = json.loads(served.get("series", "run=train&tag=conv1%2Fbias").data)
+    assert stale == {**first, "refreshing": True}
+    assert json.loads(served.get("series", "run=train&tag=conv1%2Fbias&fresh=1").data)["as_of"] == {"train": 50}
+    served.add_steps([55])
+    seen = []
+    for _ in range(200):
+        body = json.loads(served.get("ranking").data)
+        seen.append(body["as_of"]["train"])
+        if not body["refreshing"] and seen[-1] == 55:
+            break
+        time.sleep(0.02)
+    assert seen[0] == 50 and seen[-1] == 55 and seen == sorted(seen), seen
+    error = served.get("ranking", "fresh=yes")
+    assert error.status_code == 400 and "fresh must be 0 or 1" in json.loads(error.data)["error"]
 
 
 def _get(url: str, **headers: str) -> tuple[int, bytes, dict[str, str]]:

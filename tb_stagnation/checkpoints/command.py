@@ -24,6 +24,7 @@ import numpy as np
 
 from tb_stagnation import records
 from tb_stagnation.checkpoints import adapters, cluster, discover, formats, imported, movement, storage
+from tb_stagnation.writers import units
 
 EXIT_OK, EXIT_USAGE = 0, 2
 
@@ -152,7 +153,8 @@ def import_series(
     measured.points.update(adapters.measure(adapted))
     steps = {p.step for p in new}
     points = {param: [(s, q) for s, q in series_points if s in steps] for param, series_points in measured.points.items()}
-    path = imported.write(series.target, points, placement.axis, done.records, _units(measured, done, window))
+    path = imported.write(series.target, points, placement.axis, done.records, _units(measured, done, window),
+                          measured.unit_quantiles)
     axis = {records.STEP: "steps", records.EPOCH: "epochs", records.ORDER: "checkpoint order (step unknown)"}
     lines.append(
         f"imported {len(new)} checkpoint(s) of {series.directory} ({axis[placement.axis]} "
@@ -171,8 +173,7 @@ def import_series(
     lines += [f"{param}: missing from {count} of {len(window)} checkpoints; measured where present"
               for param, count in measured.absent.items()]
     if measured.no_unit_axis:
-        lines.append(f"{_names(measured.no_unit_axis)}: which axis holds the output units is not known for "
-                     "this layout; not measured per unit")
+        lines.append(f"{_names(measured.no_unit_axis)}: {units.NO_AXIS}")
     lines += [f"{param}: shape changed at step(s) {', '.join(map(str, at))}; not compared across the change"
               for param, at in measured.reshaped.items()]
     return lines
@@ -180,7 +181,7 @@ def import_series(
 
 def _units(
     measured: movement.Measurement, done: imported.Imported, window: Sequence[discover.Placed]
-) -> dict[str, tuple[int, np.ndarray, int, int]]:
+) -> dict[str, tuple[int, np.ndarray, int, str]]:
     """Per-unit movement over every import so far: this one's pairs added to the newest unit record.
 
     A tensor whose unit count changed since (a reshaped layer) starts again from this import.

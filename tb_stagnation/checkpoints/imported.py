@@ -1,8 +1,10 @@
 """Where imported movement is kept: event files of its own in the run's directory.
 
-Each import appends one event file named
-``events.out.tfevents.<time>.<host>.<pid>.<first step>-<last step>`` + :data:`SUFFIX`
-to the run directory, holding the plugin's own records
+Each import adds one event file named
+``events.out.tfevents.<time>.<host>.<pid>.<first step>`` + :data:`SUFFIX`
+to the run directory, written a checkpoint at a time as each is measured
+(:class:`Appender`: a killed import keeps every checkpoint it finished),
+holding the plugin's own records
 (:func:`tb_stagnation.records.record_value`, source ``checkpoint``: one per
 tensor and checkpoint, every quantity in it): both TensorBoard loaders,
 remote log directories, the CLI and the tab read them as data, beside the
@@ -14,7 +16,8 @@ What was imported is read back from those files (:func:`imported`), so a
 re-run writes only checkpoints it has not written before, never a step
 below one already written (TensorBoard's Python loader would purge the
 newer points of that tag), and numbers each tensor's records on from those
-already written, so a reader can tell how many a loader dropped. Files of
+already written, so a reader can tell how many a loader dropped. A re-run
+after a killed import resumes after its last whole checkpoint. Files of
 version 1 (one scalar tag per quantity) are read back too.
 """
 
@@ -25,6 +28,7 @@ import os
 import socket
 import time
 from collections.abc import Mapping, Sequence
+from typing import Any, BinaryIO
 
 import numpy as np
 from google.protobuf.message import DecodeError
@@ -78,6 +82,8 @@ def imported(run_dir: str) -> Imported:
                 if content is None or content.source != records.CHECKPOINT:
                     continue
                 axis = content.axis
+                if content.quantiles is not None:  # per-pair quantiles: what the next import adds to needs none
+                    continue
                 if content.units is not None:
                     unit_record = records.read_units(content, eventfile.tensor_values(value.tensor))
                     if unit_record is not None and event.step >= units.get(content.param, (-1,))[0]:
@@ -97,58 +103,120 @@ def imported(run_dir: str) -> Imported:
     return Imported(frozenset(steps), axis, tuple(paths), written, {p: u for p, (_, u) in units.items()})
 
 
-def write(
-    run_dir: str,
-    points: Mapping[str, Sequence[tuple[int, Mapping[str, float]]]],
-    axis: str,
-    written: Mapping[str, int],
-    units: Mapping[str, tuple[int, np.ndarray, int, int]] | None = None,
-) -> str | None:
-    """Write ``points`` (param -> [(step, {quantity: value})]) as one new event file.
+class Appender:
+    """One import's event file, appended a checkpoint at a time and flushed to disk after each.
 
-    One event per step, one record per parameter in it, steps ascending;
-    each parameter's records are numbered on from ``written[param]`` (what
-    earlier imports wrote: :attr:`Imported.records`), and the first of each
-    in the file carries the metadata, with the parameter's position in
-    ``points`` (model order: a checkpoint's own tensor order). The file is
-    written under a temporary name and renamed when complete, so a reader
-    never sees half of it. Returns its path (``None`` if there was nothing
-    to write). ``units`` (param -> (pairs, per-unit movement, unit axis),
-    cumulative over every import) are written at the file's last step,
-    one unit record per tensor (:func:`tb_stagnation.records.units_value`).
+    Each :meth:`add` writes one event (one checkpoint's step: a record per
+    parameter, and the parameters' cumulative unit records) and syncs it, so
+    a kill at any moment, even mid-write, costs at most the checkpoint being
+    added: a record cut short is a truncated last record, which every reader
+    of event files skips (:mod:`tb_stagnation.sources.tfrecord`, both
+    TensorBoard loaders), and :func:`imported` reads back exactly the
+    checkpoints whose event is whole, so a re-run goes on after the last one.
+    The file is created by the first :meth:`add`, named after its first step
+    (``events.out.tfevents.<time>.<host>.<pid>.<first step>`` + :data:`SUFFIX`:
+    a later import's file sorts after it, so loaders read steps in order);
+    it is never renamed while TensorBoard may be reading it.
+
+    :attr:`done` is what the run directory holds so far, this file's
+    checkpoints included: each parameter's records are numbered on from
+    :attr:`Imported.records`, its unit sums added to :attr:`Imported.units`.
+    The first record of each tag in the file carries the metadata, with the
+    parameter's position in model order (``order``, then first seen).
     """
-    by_step: dict[int, list[summary_pb2.Summary.Value]] = {}
-    for index, (param, series) in enumerate(points.items()):
-        start = written.get(param, 0)
-        for i, (step, quantities) in enumerate(series):
-            by_step.setdefault(step, []).append(
-                records.record_value(
-                    param, quantities, start + i, records.CHECKPOINT, axis, describe=i == 0, index=index
-                )
-            )
-    if not by_step:
-        return None
-    order = {param: i for i, param in enumerate(points)}
-    for param, (pairs, movement, unit_axis, unit) in (units or {}).items():
-        by_step[max(by_step)].append(
-            records.units_value(param, movement, pairs, axis, unit_axis, unit, order.get(param))
-        )
-    from tensorboard.summary.writer.record_writer import RecordWriter
 
-    os.makedirs(run_dir, exist_ok=True)
-    now = time.time()
-    steps = sorted(by_step)  # in the name too: two imports within a second never share one
-    name = f"events.out.tfevents.{int(now):010d}.{socket.gethostname()}.{os.getpid()}.{steps[0]}-{steps[-1]}{SUFFIX}"
-    path = os.path.join(run_dir, name)
-    partial = os.path.join(run_dir, f".tb-stagnation-import.{os.getpid()}.partial")  # no "tfevents": unlisted
-    with open(partial, "wb") as f:
-        writer = RecordWriter(f)
-        writer.write(event_pb2.Event(wall_time=now, file_version="brain.Event:2").SerializeToString())
-        for step in steps:
-            event = event_pb2.Event(wall_time=now, step=step, summary=summary_pb2.Summary(value=by_step[step]))
-            writer.write(event.SerializeToString())
-    os.replace(partial, path)
-    return path
+    def __init__(self, run_dir: str, axis: str, done: Imported, order: Sequence[str] = ()) -> None:
+        self.run_dir, self.axis, self.done = run_dir, axis, done
+        self.path: str | None = None
+        self._index = {param: i for i, param in enumerate(order)}
+        self._described: set[str] = set()  # tags whose metadata this file holds
+        self._file: BinaryIO | None = None
+
+    def __enter__(self) -> Appender:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._file is not None:
+            self._file.close()
+
+    def add(
+        self,
+        step: int,
+        points: Mapping[str, Mapping[str, float]],
+        units: Mapping[str, tuple[int, np.ndarray, int, str]] | None = None,
+        unit_quantiles: Mapping[str, Sequence[tuple[int, np.ndarray]]] | None = None,
+    ) -> None:
+        """Write one checkpoint: ``points`` (param -> {quantity: value}) at ``step``, and ``units``
+        (param -> (pairs, per-unit movement, unit axis, unit), cumulative over every import so far),
+        ``unit_quantiles`` (param -> [(step, quantiles)] of the pair ending here)."""
+        values = []
+        for param, quantities in points.items():
+            index = self._index.setdefault(param, len(self._index))
+            values.append(records.record_value(
+                param, quantities, self.done.records.get(param, 0), records.CHECKPOINT, self.axis,
+                describe=self._describe(records.tag_for(param, records.CHECKPOINT)), index=index,
+            ))
+        for param, (pairs, movement, unit_axis, unit) in (units or {}).items():
+            index = self._index.get(param)
+            for _, quantiles in (unit_quantiles or {}).get(param, ()):
+                values.append(records.unit_quantiles_value(
+                    param, quantiles, movement.size, self.axis, unit_axis, unit, index,
+                    describe=self._describe(records.unit_quantiles_tag(param, records.CHECKPOINT)),
+                ))
+            values.append(records.units_value(param, movement, pairs, self.axis, unit_axis, unit, index))
+        if not values:
+            return
+        event = event_pb2.Event(wall_time=time.time(), step=step, summary=summary_pb2.Summary(value=values))
+        self._writer(step).write(event.SerializeToString())
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self.done = dataclasses.replace(
+            self.done,
+            steps=self.done.steps | {step},
+            axis=self.axis,
+            records={**self.done.records, **{p: self.done.records.get(p, 0) + 1 for p in points}},
+            units={**self.done.units, **{p: (pairs, moved) for p, (pairs, moved, _, _) in (units or {}).items()}},
+        )
+
+    def _describe(self, tag: str) -> bool:
+        """Whether a record of ``tag`` must carry the metadata: its first in this file."""
+        first = tag not in self._described
+        self._described.add(tag)
+        return first
+
+    def _writer(self, step: int) -> Any:
+        """The file's ``RecordWriter``, the file created with its header on the first call."""
+        from tensorboard.summary.writer.record_writer import RecordWriter
+
+        if self._file is None:
+            os.makedirs(self.run_dir, exist_ok=True)
+            now = time.time()
+            name = f"events.out.tfevents.{int(now):010d}.{socket.gethostname()}.{os.getpid()}.{step}{SUFFIX}"
+            self.path = os.path.join(self.run_dir, name)
+            self._file = open(self.path, "xb")
+            RecordWriter(self._file).write(
+                event_pb2.Event(wall_time=now, file_version="brain.Event:2").SerializeToString()
+            )
+        return RecordWriter(self._file)
+
+
+def write(
+    run_dir: str, points: Mapping[str, Sequence[tuple[int, Mapping[str, float]]]], axis: str, written: Mapping[str, int]
+) -> str | None:
+    """Write ``points`` (param -> [(step, {quantity: value})]) as one new event file, all at once.
+
+    An :class:`Appender` fed every step in order, the parameters numbered
+    on from ``written`` in the order of ``points``. Returns the file's path
+    (``None`` if there was nothing to write).
+    """
+    by_step: dict[int, dict[str, Mapping[str, float]]] = {}
+    for param, series in points.items():
+        for step, quantities in series:
+            by_step.setdefault(step, {})[param] = quantities
+    with Appender(run_dir, axis, Imported(frozenset(), axis, (), dict(written)), order=list(points)) as out:
+        for step in sorted(by_step):
+            out.add(step, by_step[step])
+    return out.path
 
 
 def remove(run_dir: str) -> list[str]:

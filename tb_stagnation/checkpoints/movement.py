@@ -22,9 +22,12 @@ Per output unit (:func:`tb_stagnation.checkpoints.formats.unit_axis`: a
 row of a torch weight or embedding, a column of a TF/Keras kernel, one
 element of a bias), the import also sums each unit's movement over the
 pairs it counts, ``sum_i ||dW_i[u]||`` (a path length, in float64): a unit
-that never changed sums to exactly 0. The per-unit squares are summed over
-blocks of about :data:`CHUNK` values too, so this adds one temporary of that
-size and one float64 per unit per tensor held, never a value per unit per pair.
+that never changed sums to exactly 0; and keeps, per pair, the
+:data:`tb_stagnation.records.UNIT_QUANTILES` of ``||dW_i[u]|| / k_i`` over the
+units. The per-unit squares are summed over blocks of about
+:data:`tb_stagnation.writers.units.CHUNK` values (:func:`tb_stagnation.writers.units.change_sq`),
+so this adds one temporary of that size and one float64 per unit per tensor
+held, never a value per unit per pair.
 
 Memory: tensors are processed in groups of at most ``budget`` bytes (a
 larger tensor is a group of its own). For each group every checkpoint is
@@ -45,6 +48,7 @@ from tb_stagnation import records
 from tb_stagnation.checkpoints.discover import Placed
 from tb_stagnation.checkpoints import formats
 from tb_stagnation.checkpoints.formats import TensorInfo
+from tb_stagnation.writers import units
 
 CHUNK = 1 << 16  # values summed at a time: 512 KB of float64, in cache
 DEFAULT_BUDGET = 32 << 20  # bytes of tensors per group
@@ -61,6 +65,8 @@ class Measurement:
     # param -> per-unit movement summed over the pairs counted, and how many pairs that is
     units: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
     unit_pairs: dict[str, int] = dataclasses.field(default_factory=dict)
+    # param -> [(step, quantiles of the pair's per-step unit movement)], the pairs counted, in step order
+    unit_quantiles: dict[str, list[tuple[int, np.ndarray]]] = dataclasses.field(default_factory=dict)
     no_unit_axis: list[str] = dataclasses.field(default_factory=list)  # params whose unit axis is unknown
 
 
@@ -113,10 +119,14 @@ def measure(
                     and before is not None
                     and (units_from is None or checkpoint.step >= units_from)
                 ):
-                    moved = np.sqrt(_unit_change_sq(values, before.values, axis))
+                    moved = np.sqrt(units.change_sq(values, before.values, axis))
                     total = result.units.get(info.name)
                     result.units[info.name] = moved if total is None or total.shape != moved.shape else total + moved
                     result.unit_pairs[info.name] = result.unit_pairs.get(info.name, 0) + 1
+                    gap = checkpoint.step - before.step
+                    result.unit_quantiles.setdefault(info.name, []).append(
+                        (checkpoint.step, units.quantiles(moved / gap))
+                    )
                 result.points[info.name].append((checkpoint.step, quantities))
                 if progress is not None:
                     progress(info.nbytes)
@@ -194,30 +204,6 @@ def _sums(c: np.ndarray, b: np.ndarray | None, a: np.ndarray | None) -> tuple[fl
             np.subtract(b[window], a[window], out=previous, dtype=np.float64)
             dot += float(d @ previous)
     return sq, change_sq, dot
-
-
-def _unit_change_sq(c: np.ndarray, b: np.ndarray, axis: int) -> np.ndarray:
-    """``||c[u] - b[u]||^2`` per slice ``u`` along ``axis`` (0 or the last), in float64.
-
-    Blocks of whole rows of about :data:`CHUNK` values at a time (one row at
-    least), so the temporary stays near the size of :func:`_sums`' buffers.
-    """
-    units = c.shape[axis]
-    first = axis == 0
-    c2 = c.reshape(units, -1) if first else c.reshape(-1, units)
-    b2 = b.reshape(c2.shape)
-    width = c2.shape[1]
-    rows = max(1, CHUNK // max(1, width))
-    out = np.zeros(units)
-    for start in range(0, c2.shape[0], rows):
-        block = slice(start, start + rows)
-        d = np.subtract(c2[block], b2[block], dtype=np.float64)
-        np.square(d, out=d)
-        if first:
-            out[block] = d.sum(axis=1)
-        else:
-            out += d.sum(axis=0)
-    return out
 
 
 def _rms(sq: float, size: int) -> float:

@@ -80,6 +80,11 @@ class UpdateRatioCallback(pl.Callback):
         if self._movement is not None:
             self._movement.log(trainer.global_step, self._writer)
 
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Write the units' final sums while the logger is still open."""
+        if self._movement is not None:
+            self._movement.finish(self._writer)
+
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         """Free the snapshot when fitting ends, however it ends."""
         if stage == "fit":

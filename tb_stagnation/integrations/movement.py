@@ -16,6 +16,7 @@ import warnings
 from collections.abc import Iterable
 from typing import Any
 
+from tb_stagnation.writers import units
 from tb_stagnation.writers.core import UpdateRatioCore
 from tb_stagnation.writers.torch import TorchArrayOps, host_numpy, write_records
 
@@ -63,8 +64,10 @@ class ParameterMovement:
     Holds the snapshot (:class:`~tb_stagnation.writers.core.UpdateRatioCore` with
     :class:`~tb_stagnation.writers.torch.TorchArrayOps`): one copy of every logged
     parameter, on ``snapshot_device`` (``None``: each on its own device).
-    Between snapshots it only compares integers. A callback creates one when
-    training starts and drops it when training ends, which frees the copy.
+    Between snapshots it only compares integers. Each unit's movement is
+    measured too (dim 0, :mod:`tb_stagnation.writers.units`), on the parameters'
+    device. A callback creates one when training starts, calls :meth:`finish`
+    when training ends and drops it, which frees the copy.
     """
 
     def __init__(
@@ -76,7 +79,7 @@ class ParameterMovement:
     ) -> None:
         self._params = loggable_parameters(named_parameters)
         self._ops = TorchArrayOps(snapshot_device)
-        self._core = UpdateRatioCore(every, self._ops)
+        self._core = UpdateRatioCore(every, self._ops, units.TORCH_LAYOUT)
         self._log_histograms = log_histograms
         self._grad_norms: dict[str, float] = {}
 
@@ -105,6 +108,13 @@ class ParameterMovement:
                 writer.add_histogram(name, host_numpy(param), step)
         writer.flush()  # a few writes every `every` steps: let a live TensorBoard see them
         return True
+
+    def finish(self, writer: Any) -> None:
+        """Write the units' sums not written yet (when training ends), at the last snapshot's step."""
+        sums = self._core.finish()
+        if sums:
+            write_records(writer, self._core.last_step, [], sums)
+            writer.flush()
 
 
 def _dense(gradient: Any) -> Any:

@@ -97,8 +97,12 @@ class UpdateRatioCallback(TrainerCallback):
     def on_step_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
+        """Snapshot when due; on the last step also write the units' final sums, while the
+        ``TensorBoardCallback``'s writer is open (it closes it in ``on_train_end``, before this one's)."""
         if self._movement is not None:
             self._movement.log(state.global_step, self._writer)
+            if control.should_training_stop:
+                self._movement.finish(self._writer)
 
     def on_train_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any

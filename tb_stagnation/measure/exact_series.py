@@ -52,9 +52,12 @@ class ExactSeries:
     sequence numbers tell; at least ``kept``, and equal to it where the data
     carries no numbers (version 1). ``order``: the tensor's position among
     its writer's (model order), ``None`` where the data does not say
-    (version 1). ``units``: each output unit's movement summed over the
-    imported pairs, ``unit_pairs`` of them, along the tensor's ``unit_axis``
-    (checkpoint imports; empty otherwise). ``axis`` says what the steps count (:data:`records.AXES`). Arrays are read-only. Compared by identity
+    (version 1). ``units``: each output unit's movement summed over
+    ``unit_pairs`` pairs, along the tensor's ``unit_axis`` (the newest sum
+    record; empty where none was written); ``unit_steps`` and
+    ``unit_quantiles``: the kept pairs' later steps and the
+    :data:`records.UNIT_QUANTILES` of their per-step unit movement, one row
+    per pair (empty where none was written). ``axis`` says what the steps count (:data:`records.AXES`). Arrays are read-only. Compared by identity
     (``eq=False``): element-wise array equality has no single truth value.
     """
 
@@ -69,12 +72,14 @@ class ExactSeries:
     nonfinite_at: np.ndarray  # bool, per step
     written: int
     order: int | None = None
-    # Checkpoint imports: per-unit movement summed over ``unit_pairs`` pairs (the newest unit
-    # record, see records.units_value), empty where none was written; ``unit_axis`` the axis.
+    # Per-unit movement summed over ``unit_pairs`` pairs (the newest sum record, see
+    # records.units_value), empty where none was written; ``unit_axis`` the axis.
     units: np.ndarray = dataclasses.field(default_factory=lambda: np.empty(0))
     unit_pairs: int = 0
     unit_axis: int | None = None
-    unit_noun: str | None = None  # what one unit is (records.UNIT_NOUNS), as the import knew it
+    unit_noun: str | None = None  # what one unit is (records.UNIT_NOUNS), as the producer knew it
+    unit_steps: np.ndarray = dataclasses.field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    unit_quantiles: np.ndarray = dataclasses.field(default_factory=lambda: np.empty((0, len(records.UNIT_QUANTILES))))
 
     @property
     def kept(self) -> int:
@@ -122,13 +127,20 @@ def collect_exact(points: samples.ExactPoints) -> ExactData:
     seqs: dict = defaultdict(dict)
     axes: dict[tuple[str, str, str], str] = {}
     orders: dict[tuple[str, str, str], int] = {}
-    units: dict[tuple[str, str, str], tuple] = {}  # key -> (unit axis, rank, pairs, movement)
+    units: dict[tuple[str, str, str], tuple] = {}  # key -> (unit axis, noun, pairs, movement)
+    quantiles: dict = defaultdict(dict)  # key -> step -> the unit quantiles of the pair ending there
     for run, tags in points.items():
         for tag in tags.values():
             content = records.parse_plugin_metadata(tag.content)
             if content is None or not len(tag.steps):
                 continue
             key = (run, content.source, content.param)
+            if content.quantiles is not None:
+                for step, value in zip(tag.steps, tag.values):
+                    pair = records.read_unit_quantiles(content, value)
+                    if pair is not None:
+                        quantiles[key][int(step)] = pair
+                continue
             if content.units is not None:  # the newest record holds the sum over every import
                 newest = max(range(len(tag.steps)), key=lambda i: tag.steps[i])
                 unit_record = records.read_units(content, tag.values[newest])
@@ -151,7 +163,8 @@ def collect_exact(points: samples.ExactPoints) -> ExactData:
     return {
         run: {
             source: {
-                param: _series(by_step, seqs.get(key, {}), source, axes[key], orders.get(key), units.get(key))
+                param: _series(by_step, seqs.get(key, {}), source, axes[key], orders.get(key), units.get(key),
+                               quantiles.get(key, {}))
                 for param, by_step in params.items()
                 for key in [(run, source, param)]
                 if by_step
@@ -174,7 +187,8 @@ def nbytes(data: ExactData) -> int:
     """About what ``data`` holds, for cache budgets: its arrays plus ~1 KB of objects per series."""
     return sum(
         1024
-        + sum(a.nbytes for a in (s.steps, s.update_ratio, s.rms, s.grad_norm, s.change, s.cosine, s.nonfinite_at, s.units))
+        + sum(a.nbytes for a in (s.steps, s.update_ratio, s.rms, s.grad_norm, s.change, s.cosine, s.nonfinite_at,
+                                 s.units, s.unit_steps, s.unit_quantiles))
         for sources in data.values()
         for params in sources.values()
         for s in params.values()
@@ -187,10 +201,15 @@ def _series(
     source: str,
     axis: str,
     order: int | None,
-    units: tuple[int, int, int, np.ndarray] | None = None,
+    units: tuple[int, str, int, np.ndarray] | None = None,
+    quantiles: Mapping[int, np.ndarray] | None = None,
 ) -> ExactSeries:
     """Align each quantity on the steps of the records; count what was written; attach the units."""
     unit_axis, unit_noun, unit_pairs, movement = units if units is not None else (None, None, 0, np.empty(0))
+    unit_steps = np.array(sorted(quantiles or {}), dtype=np.int64)
+    unit_quantiles = np.array([quantiles[int(s)] for s in unit_steps]).reshape(-1, len(records.UNIT_QUANTILES))
+    for array in (unit_steps, unit_quantiles):
+        array.setflags(write=False)
     steps = np.array(sorted(by_step), dtype=np.int64)
     points = [by_step[int(s)] for s in steps]
     nonfinite_at = np.array(
@@ -214,6 +233,8 @@ def _series(
         unit_pairs=unit_pairs,
         unit_axis=unit_axis,
         unit_noun=unit_noun,
+        unit_steps=unit_steps,
+        unit_quantiles=unit_quantiles,
     )
 
 

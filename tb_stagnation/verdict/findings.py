@@ -10,8 +10,9 @@ a status or a profile already measured (thresholds from :mod:`vocabulary`):
   consecutive repeated blocks (:mod:`blocks`) whose every tensor is frozen
   make one finding (``model.layers.0-1: all 18 tensors never changed ...``),
   and so for ``stalled`` and ``stagnant``;
-- ``dead_units``: a layer's weight (or embedding) whose imported per-unit
-  movement (:attr:`~tb_stagnation.measure.exact_series.ExactSeries.units`)
+- ``dead_units``: a layer's weight (or embedding) whose per-unit movement
+  (:attr:`~tb_stagnation.measure.exact_series.ExactSeries.units`, from a
+  writer during training or imported from checkpoints: :func:`unit_series`)
   shows units that never changed or moved less than
   :data:`~vocabulary.DEAD_UNIT_SHARE` of the tensor's median unit, while
   others moved; one finding per layer, its exact indices in ``units``;
@@ -38,7 +39,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -209,21 +210,34 @@ def _frozen(run: str, name: str | None, rows: list[ranking.Row], exact: ranking.
     return _finding(run, Kind.FROZEN, rows, first, message)
 
 
+def dead_unit_threshold(series: ExactSeries) -> float:
+    """The summed movement under which a unit of ``series`` is dead: DEAD_UNIT_SHARE of its median unit."""
+    return DEAD_UNIT_SHARE * float(np.median(series.units)) if len(series.units) else math.nan
+
+
 def dead_unit_indices(series: ExactSeries) -> np.ndarray:
-    """The units of ``series`` that never changed or moved under DEAD_UNIT_SHARE of its median unit."""
+    """The units of ``series`` that never changed or moved under :func:`dead_unit_threshold`."""
     moved = series.units
     if not len(moved) or series.unit_pairs == 0:
         return np.empty(0, dtype=np.int64)
-    return np.flatnonzero((moved == 0) | (moved < DEAD_UNIT_SHARE * float(np.median(moved))))
+    return np.flatnonzero((moved == 0) | (moved < dead_unit_threshold(series)))
+
+
+def unit_series(sources: Mapping[str, ExactSeries], prefer: str) -> ExactSeries | None:
+    """The series among ``sources`` (source -> series of one tag) whose units the findings and the
+    unit view read: ``prefer``'s (the source scoring the row) where it has unit sums, else the first
+    exact source that has them; ``None`` where none has.
+
+    Both sources measure the same units of the same run, so one layer gets one finding.
+    """
+    ordered = [prefer, *(s for s in records.SOURCES if s != prefer)]
+    return next((sources[s] for s in ordered if s in sources and sources[s].unit_pairs > 0), None)
 
 
 def _dead_units(run: str, rows: list[ranking.Row], exact: ranking.MatchedExact) -> Finding | None:
     """A layer whose weight has dead units among moving ones, with the same units of its bias."""
-    def imported(row: ranking.Row) -> ExactSeries | None:
-        return exact.get((run, row.tag), {}).get(Source.CHECKPOINT)
-
     for row in rows:
-        series = imported(row)
+        series = unit_series(exact.get((run, row.tag), {}), row.source)
         if row.role != Role.WEIGHT or series is None:
             continue
         dead = dead_unit_indices(series)
@@ -235,9 +249,13 @@ def _dead_units(run: str, rows: list[ranking.Row], exact: ranking.MatchedExact) 
         span = f"token ids {_spans(dead)}" if embedding else _spans(dead)
         still = all(series.units[dead] == 0)
         verb = "never changed" if still else f"moved less than {DEAD_UNIT_SHARE:g} of the median {unit}"
-        message = f"{row.layer}: {len(dead)} of {count} {noun} ({span}) {verb} over {series.unit_pairs + 1} checkpoints"
-        biases = [r for r in rows if r.role == Role.BIAS and imported(r) is not None]
-        if biases and set(dead.tolist()) <= set(dead_unit_indices(imported(biases[0])).tolist()):
+        over = f"{series.unit_pairs + 1} {_UNITS[Source(series.source)]}"
+        message = f"{row.layer}: {len(dead)} of {count} {noun} ({span}) {verb} over {over}"
+        # the bias as the same source measured it
+        bias_units = {r.tag: unit_series({series.source: s}, series.source)
+                      for r in rows if r.role == Role.BIAS and (s := exact.get((run, r.tag), {}).get(series.source))}
+        biases = [r for r in rows if bias_units.get(r.tag) is not None]
+        if biases and set(dead.tolist()) <= set(dead_unit_indices(bias_units[biases[0].tag]).tolist()):
             message += ", nor their biases"
         message += (
             ": tokens absent from the training data" if embedding else ": dead ReLU units, which get no gradient"

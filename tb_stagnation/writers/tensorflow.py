@@ -22,7 +22,15 @@ from typing import Any
 
 import numpy as np
 
-from tb_stagnation.writers.core import ExactRecord, ParamState, UpdateRatioCore, summary_proto, unique_names
+from tb_stagnation.writers import units
+from tb_stagnation.writers.core import (
+    ExactRecord,
+    ParamState,
+    UnitSums,
+    UpdateRatioCore,
+    summary_proto,
+    unique_names,
+)
 
 __all__ = ["KerasUpdateRatioCallback", "TF2UpdateRatioTracker"]
 
@@ -37,7 +45,10 @@ class TF2UpdateRatioTracker:
 
     Call :meth:`maybe_log` eagerly (outside ``tf.function``) after each
     optimizer step, inside the caller's ``with writer.as_default():``.
-    Non-floating variables (counters, seeds) are ignored.
+    Non-floating variables (counters, seeds) are ignored. Each unit's
+    movement is measured too (a kernel's last axis, an embedding's rows, a
+    bias or norm vector's elements); call :meth:`close` when training ends,
+    inside the writer's context, to write the units' final sums.
     """
 
     def __init__(self, variables: Iterable[Any], every: int = 100) -> None:
@@ -45,7 +56,7 @@ class TF2UpdateRatioTracker:
 
         self._variables = [v for v in variables if tf.as_dtype(v.dtype).is_floating]
         self._names = unique_names([_param_name(v) for v in self._variables])
-        self._core = UpdateRatioCore(every)
+        self._core = UpdateRatioCore(every, layout=units.TF_LAYOUT)
 
     def maybe_log(self, step: int, gradients: Sequence[Any] | None = None) -> bool:
         """Snapshot and write if ``step`` is due; returns whether it was.
@@ -68,6 +79,15 @@ class TF2UpdateRatioTracker:
         _write(step, self._core.snapshot(step, self._states(grads)))
         return True
 
+    def close(self) -> None:
+        """Write the units' sums not written yet, at the last snapshot's step, through the default writer.
+
+        Without it the newest sums are those of the last power-of-two pair count.
+        """
+        sums = self._core.finish()
+        if sums:
+            _write(self._core.last_step, [], sums)
+
     def _states(self, gradients: Sequence[Any]) -> Iterator[ParamState]:
         import tensorflow as tf
 
@@ -76,7 +96,7 @@ class TF2UpdateRatioTracker:
             yield name, variable.numpy(), dense
 
 
-def _write(step: int, exact: Sequence[ExactRecord]) -> None:
+def _write(step: int, exact: Sequence[ExactRecord], sums: Sequence[UnitSums] = ()) -> None:
     """Write through the default ``tf.summary`` writer (a no-op without one).
 
     One raw ``Summary`` per snapshot: a single op call, where one
@@ -84,8 +104,8 @@ def _write(step: int, exact: Sequence[ExactRecord]) -> None:
     """
     import tensorflow as tf
 
-    if exact:
-        tf.summary.experimental.write_raw_pb(summary_proto(exact).SerializeToString(), step=step)
+    if exact or sums:
+        tf.summary.experimental.write_raw_pb(summary_proto(exact, sums).SerializeToString(), step=step)
 
 
 @functools.cache
@@ -102,7 +122,8 @@ def _keras_callback_class() -> type:
         (its ``train`` directory). Steps are ``model.optimizer.iterations``;
         the first snapshot is taken when training begins, then one each time
         the step crosses a multiple of ``every``. Frozen (non-trainable)
-        weights are logged too, so they show as exactly 0.
+        weights are logged too, so they show as exactly 0. Per-unit
+        movement too (a kernel's last axis), its final sums when training ends.
         """
 
         def __init__(self, log_dir: str, every: int = 100, run: str = "train") -> None:
@@ -122,6 +143,8 @@ def _keras_callback_class() -> type:
             self._log()
 
         def on_train_end(self, logs: dict | None = None) -> None:
+            with self._writer.as_default():
+                self._tracker.close()
             self._writer.close()
 
         def _log(self) -> None:

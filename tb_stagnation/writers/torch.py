@@ -19,7 +19,15 @@ from typing import Any
 import numpy as np
 from tensorboard.compat.proto import summary_pb2
 
-from tb_stagnation.writers.core import ExactRecord, ParamState, UpdateRatioCore, summary_proto, unique_names
+from tb_stagnation.writers import units
+from tb_stagnation.writers.core import (
+    ExactRecord,
+    ParamState,
+    UnitSums,
+    UpdateRatioCore,
+    summary_proto,
+    unique_names,
+)
 
 __all__ = ["TorchArrayOps", "TorchUpdateRatioTracker", "host_numpy", "write_records"]
 
@@ -32,6 +40,9 @@ class TorchUpdateRatioTracker:
     ``torch.utils.tensorboard.SummaryWriter`` or a ``tensorboardX`` one; the
     values go into its default event file, next to its histograms.
     Parameters frozen with ``requires_grad_(False)`` are logged too (ratio 0).
+    Each unit's movement is measured too (dim 0: a ``Linear``/``Conv*``
+    weight's output units with their bias elements, an embedding's rows);
+    call :meth:`close` when training ends to write the units' final sums.
     """
 
     def __init__(self, named_parameters: Iterable[tuple[str, Any]], writer: Any, every: int = 100) -> None:
@@ -39,7 +50,7 @@ class TorchUpdateRatioTracker:
         self._names = unique_names([n for n, _ in pairs])
         self._params = [p for _, p in pairs]
         self._writer = writer
-        self._core = UpdateRatioCore(every)
+        self._core = UpdateRatioCore(every, layout=units.TORCH_LAYOUT)
 
     def step(self, global_step: int, log_gradients: bool = False) -> bool:
         """Snapshot and write if ``global_step`` is due; returns whether it was."""
@@ -49,17 +60,28 @@ class TorchUpdateRatioTracker:
         write_records(self._writer, global_step, self._core.snapshot(global_step, self._states(log_gradients)))
         return True
 
+    def close(self) -> None:
+        """Write the units' sums not written yet, at the last snapshot's step (the writer stays open).
+
+        Without it the newest sums are those of the last power-of-two pair count.
+        """
+        sums = self._core.finish()
+        if sums:
+            write_records(self._writer, self._core.last_step, [], sums)
+            self._writer.flush()
+
     def _states(self, log_gradients: bool) -> Iterator[ParamState]:
         for name, param in zip(self._names, self._params):
             grad = param.grad if log_gradients else None
             yield name, host_numpy(param), None if grad is None else host_numpy(grad)
 
 
-def write_records(writer: Any, step: int, exact: Sequence[ExactRecord]) -> None:
-    """Write ``exact`` at ``step`` through a ``torch.utils.tensorboard`` or ``tensorboardX`` ``SummaryWriter``."""
-    if exact:
+def write_records(writer: Any, step: int, exact: Sequence[ExactRecord], sums: Sequence[UnitSums] = ()) -> None:
+    """Write ``exact`` and unit ``sums`` at ``step`` through a ``torch.utils.tensorboard`` or ``tensorboardX``
+    ``SummaryWriter``."""
+    if exact or sums:
         file_writer = writer._get_file_writer()  # both writers' only way to add a raw Summary
-        file_writer.add_summary(_for_writer(writer, summary_proto(exact)), step)
+        file_writer.add_summary(_for_writer(writer, summary_proto(exact, sums)), step)
 
 
 def host_numpy(tensor: Any) -> np.ndarray:
@@ -105,6 +127,27 @@ class TorchArrayOps:
 
     def size(self, values: Any) -> int:
         return values.numel()
+
+    def unit_change_sq(self, current: Any, before: Any, axis: int) -> np.ndarray:
+        """Per-unit squares summed in float64 on the tensor's device, blocks of whole rows of about
+        :attr:`NORM_CHUNK` values (the loop runs over blocks, never units); one transfer of the result."""
+        import torch
+
+        count = current.shape[axis]
+        c2 = current.detach().reshape(count, -1) if axis == 0 else current.detach().reshape(-1, count)
+        b2 = before.detach().reshape(c2.shape)
+        device = torch.device("cpu") if c2.device.type == "mps" else c2.device
+        out = torch.zeros(count, dtype=torch.float64, device=device)
+        rows = max(1, self.NORM_CHUNK // max(1, c2.shape[1]))
+        for start in range(0, c2.shape[0], rows):
+            block = slice(start, start + rows)
+            d = c2[block].to(device, torch.float64) - b2[block].to(device)
+            d.square_()
+            if axis == 0:
+                out[block] = d.sum(dim=1)
+            else:
+                out += d.sum(dim=0)
+        return out.cpu().numpy()
 
     def _sum_of_squares(self, values: Any, minus: Any) -> float:
         """``sum((values - minus) ** 2)`` in float64 (``minus`` on the same device, or ``None``)."""

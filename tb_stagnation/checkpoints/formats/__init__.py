@@ -28,7 +28,7 @@ from typing import Protocol
 
 import numpy as np
 
-from tb_stagnation import records
+from tb_stagnation.writers import units
 
 # Format names, as discovery tells them and messages show them.
 SAFETENSORS, TORCH, LIGHTNING, TENSORFLOW, KERAS = "safetensors", "torch", "lightning", "tensorflow", "keras"
@@ -108,43 +108,19 @@ def _require(fmt: str) -> None:
         )
 
 
-# Names that mark an embedding matrix (one row per token id) in any framework.
-_EMBEDDING_MARKS = ("embed_tokens", "wte", "word_embeddings", "embeddings", "embedding")
-
-
-def is_embedding(name: str) -> bool:
-    """Whether ``name`` is an embedding matrix: torch ``nn.Embedding``/HF names, Keras ``Embedding``."""
-    parts = name.replace("/", ".").split(".")
-    return any(mark in part for part in parts for mark in _EMBEDDING_MARKS)
+_LAYOUT = {SAFETENSORS: units.TORCH_LAYOUT, TORCH: units.TORCH_LAYOUT, LIGHTNING: units.TORCH_LAYOUT,
+           TENSORFLOW: units.TF_LAYOUT, KERAS: units.TF_LAYOUT, DCP: units.TORCH_LAYOUT}
 
 
 def unit_noun(info: TensorInfo) -> str:
-    """What one unit of ``info`` is (:data:`records.UNIT_NOUNS`): a row of an embedding, an output
-    channel of a tensor of 3 or more axes (a convolution), else a unit."""
-    if is_embedding(info.name):
-        return records.ROW
-    return records.CHANNEL if len(info.shape) >= 3 else records.UNIT
+    """What one unit of ``info`` is (:func:`tb_stagnation.writers.units.unit_noun`)."""
+    return units.unit_noun(info.name, info.shape)
 
 
 def unit_axis(info: TensorInfo, fmt: str) -> int | None:
-    """The axis of ``info`` whose slices are its output units, or ``None`` where the layout does not say.
-
-    torch and safetensors store ``Linear``/``Conv*``/``Embedding`` weights
-    output first (dim 0) and biases and norm vectors one value per unit.
-    TensorFlow and Keras store kernels ``(..., in, out)``: the last axis,
-    except embedding matrices, one row per token id; a rank-1 TF tensor is
-    per unit only when it is a bias or a norm vector. Anything else (a
-    scalar, a rank-1 TF tensor of another kind) has no known unit axis: the
-    import says so rather than guess.
-    """
-    if not info.shape:
-        return None
-    if fmt in (SAFETENSORS, TORCH, LIGHTNING, DCP):
-        return 0
-    if len(info.shape) >= 2:
-        return 0 if is_embedding(info.name) else len(info.shape) - 1
-    last = info.name.replace("/", ".").split(".")[-1]
-    return 0 if last in ("bias", "beta", "gamma", "moving_mean", "moving_variance") else None
+    """The axis of ``info`` whose slices are its output units in format ``fmt``'s layout, or ``None``
+    where it does not say (:func:`tb_stagnation.writers.units.unit_axis`, the writers' rule too)."""
+    return units.unit_axis(info.name, info.shape, _LAYOUT[fmt])
 
 
 # DistributedDataParallel, torch.compile, FSDP1 and its activation checkpointing (in the keys of a state
