@@ -9,7 +9,9 @@ download), LoRA on ``q_proj`` and ``v_proj``:
   lora_A and lora_B, the other adapters moving by exactly what the files imply;
 * a plain loop calling ``save_pretrained(adapters/step-N, safe_serialization=False)``
   (adapter_model.bin) from step 0, rsLoRA scaling and a per-module alpha: every adapter trains,
-  no ``inactive_adapter``.
+  no ``inactive_adapter``;
+* the same loop saving, beside each adapter, the merged model (``merge_and_unload``):
+  both are imported, and the merged ``q_proj.weight`` moves as its adapter's update does.
 
 The oracle is numpy on the saved files: ``dW = s B A`` formed in full
 (``32 x 32`` here), with ``s`` from the test's own LoRA config, never from
@@ -83,13 +85,16 @@ def trainer_run(tmp_path_factory) -> tuple[Path, str]:
     return root, import_checkpoints(root)
 
 
-@pytest.fixture(scope="module")
-def loop_run(tmp_path_factory) -> Path:
-    """Every adapter trained by a plain loop, saved by save_pretrained as adapter_model.bin at LOOP_STEPS, imported."""
+def train_loop(root: Path, merged: bool) -> Path:
+    """A plain loop training every adapter, saving at LOOP_STEPS into ``adapters/step-N`` and importing.
+
+    ``merged``: save the merged model beside each adapter (safetensors), else the adapter alone as adapter_model.bin.
+    """
+    import copy
+
     import torch
     from peft import LoraConfig, get_peft_model
 
-    root = tmp_path_factory.mktemp("lora_loop")
     config = LoraConfig(r=R, lora_alpha=RS_ALPHA, use_rslora=True, alpha_pattern={"v_proj": V_ALPHA},
                         target_modules=list(TARGETS), lora_dropout=0.0)
     model = get_peft_model(llama(2), config)
@@ -97,7 +102,10 @@ def loop_run(tmp_path_factory) -> Path:
     batches = data()
     for step in range(LOOP_STEPS[-1] + 1):
         if step in LOOP_STEPS:
-            model.save_pretrained(str(root / "adapters" / f"step-{step}"), safe_serialization=False)
+            folder = str(root / "adapters" / f"step-{step}")
+            model.save_pretrained(folder, safe_serialization=merged)
+            if merged:
+                copy.deepcopy(model).merge_and_unload().save_pretrained(folder)
         if step == LOOP_STEPS[-1]:
             break
         batch = torch.stack([b["input_ids"] for b in batches[8 * (step % 8): 8 * (step % 8) + 8]])
@@ -106,6 +114,12 @@ def loop_run(tmp_path_factory) -> Path:
         optimizer.zero_grad()
     import_checkpoints(root)
     return root
+
+
+@pytest.fixture(scope="module")
+def loop_run(tmp_path_factory) -> Path:
+    """Every adapter trained, saved by save_pretrained as adapter_model.bin at LOOP_STEPS, imported."""
+    return train_loop(tmp_path_factory.mktemp("lora_loop"), merged=False)
 
 
 @pytest.fixture(scope="module")
@@ -215,3 +229,18 @@ def test_rslora_and_alpha_pattern_scale_the_update_and_a_zero_start_has_no_ratio
             np.testing.assert_allclose(got.change[1:], change, rtol=1e-9, atol=0)
             assert math.isnan(got.update_ratio[1]) and got.change[1] > 0  # from B = 0 at step 0: a change, no ratio
             np.testing.assert_allclose(got.update_ratio[2:], ratio[1:], rtol=1e-9, atol=0)
+
+
+def test_a_merged_model_beside_its_adapter_is_imported_with_it(tmp_path) -> None:
+    """Both are measured: the model's tensors as any checkpoint's, the adapter as its rows.
+
+    The merged weight is ``W0 + dW``, so its change between checkpoints is
+    the adapter's (to float32 rounding of the stored weights).
+    """
+    series = imported(train_loop(tmp_path, merged=True))
+    for target in TARGETS:
+        weight, adapter = series[f"{module(1, target)}.weight"], series[f"{module(1, target)}.lora"]
+        np.testing.assert_allclose(weight.change[1:], adapter.change[1:], rtol=1e-3)
+        assert adapter.change[1] > 0
+    assert not any(".lora_A" in name or ".lora_B" in name for name in series)
+    assert series["model.layers.1.self_attn.k_proj.weight"].frozen  # not adapted: the base weight, unchanged

@@ -49,7 +49,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from tb_stagnation import records
-from tb_stagnation.checkpoints import formats
+from tb_stagnation.checkpoints import formats, storage
 from tb_stagnation.checkpoints.discover import Placed
 from tb_stagnation.checkpoints.formats import TensorInfo
 from tb_stagnation.checkpoints.movement import DEFAULT_BUDGET, _groups  # movement's grouping, shared
@@ -88,7 +88,7 @@ def adapter_file(folder: str) -> tuple[str, str, dict] | None:
     if config is None:
         return None
     return next(((os.path.join(folder, f), fmt, config) for f, fmt in FILES.items()
-                 if os.path.isfile(os.path.join(folder, f))), None)
+                 if storage.exists(os.path.join(folder, f))), None)
 
 
 def separate(placed: Sequence[Placed]) -> tuple[list[Placed], list[Adapted]]:
@@ -100,13 +100,13 @@ def separate(placed: Sequence[Placed]) -> tuple[list[Placed], list[Adapted]]:
     """
     models, adapted = [], []
     for p in placed:
-        folder = p.checkpoint.path if os.path.isdir(p.checkpoint.path) else os.path.dirname(p.checkpoint.path)
+        folder = p.checkpoint.path if storage.isdir(p.checkpoint.path) else storage.parent(p.checkpoint.path)
         found = adapter_file(folder)
         if found is None:
             models.append(p)
             continue
         path, fmt, config = found
-        own = os.path.abspath(path) == os.path.abspath(p.checkpoint.path)
+        own = storage.normpath(path) == storage.normpath(p.checkpoint.path)
         reader = p.reader if own else formats.open_checkpoint(path, fmt)
         adapters = find(reader.tensors(), config)
         adapted.append(Adapted(p.step, reader, tuple(adapters)))
@@ -221,9 +221,8 @@ def _pattern(patterns: dict | None, module: str, default: float) -> float:
 def _config(folder: str) -> dict | None:
     """The LoRA adapter config in ``folder``; ``None`` where there is none, it is unreadable or not LoRA's."""
     try:
-        with open(os.path.join(folder, CONFIG), encoding="utf-8") as f:
-            config = json.load(f)
-    except (OSError, ValueError):
+        config = json.loads(storage.read_bytes(os.path.join(folder, CONFIG)))
+    except (OSError, ValueError, storage.StorageError):
         return None
     return config if isinstance(config, dict) and config.get("peft_type", "LORA") == "LORA" else None
 

@@ -148,12 +148,9 @@ def discover(src: str) -> list[Series]:
                 found.setdefault(key, []).append(Checkpoint(directory, DCP, os.path.relpath(directory, src)))
             dirs[:] = []  # its meta.pt (Lightning) is no model either
             continue
-        adapter = next((f for f in _PEFT_FILES if f in files), None) if "adapter_config.json" in files else None
-        if adapter is not None:  # one folder per save: its siblings are the series (non-default adapters below)
-            path = os.path.join(directory, adapter)
-            fmt = SAFETENSORS if adapter.endswith(".safetensors") else TORCH
-            found.setdefault((os.path.dirname(directory), PEFT), []).append(
-                Checkpoint(path, fmt, os.path.relpath(directory, src)))
+        if "adapter_config.json" in files and any(f in files for f in _PEFT_FILES):
+            # one folder per save_pretrained, read as an HF folder; its siblings are the series
+            found.setdefault((os.path.dirname(directory), PEFT), []).append(_hf_checkpoint(directory, files, src))
             continue
         for name in sorted(files):
             kind = _kind(name, files)
@@ -274,8 +271,8 @@ def place(series: Series) -> Placement:
 def _step(family: str, checkpoint: Checkpoint, reader: formats.CheckpointReader) -> tuple[int | None, str]:
     """A checkpoint's step and what it counts, from what its format records (AXIS_SOURCES)."""
     name = checkpoint.name
-    if family == PEFT:  # adapter_model.safetensors: the folder save_pretrained wrote names the step
-        name = os.path.basename(os.path.dirname(checkpoint.path))
+    if family == PEFT:  # the folder save_pretrained wrote names the step
+        name = os.path.basename(checkpoint.path if storage.isdir(checkpoint.path) else os.path.dirname(checkpoint.path))
     if family == HF:
         folder = os.path.dirname(checkpoint.path) if checkpoint.format in (TORCH, DCP) or not storage.isdir(checkpoint.path) else checkpoint.path
         return _trainer_state_step(folder), records.STEP
