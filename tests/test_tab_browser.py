@@ -86,12 +86,13 @@ class EventWriter:
     imports TensorFlow when it is installed.
     """
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, stamp: int = 1700000000) -> None:
+        """``stamp``: the file name's time; a later one is a later file of the run, as a restarted writer makes."""
         from tensorboard.compat.proto import event_pb2
         from tensorboard.summary.writer.record_writer import RecordWriter
 
         directory.mkdir(parents=True, exist_ok=True)
-        self._records = RecordWriter(open(directory / "events.out.tfevents.1700000000.fixture", "wb"))
+        self._records = RecordWriter(open(directory / f"events.out.tfevents.{stamp}.fixture", "wb"))
         self.add_event(event_pb2.Event(wall_time=1.7e9, file_version="brain.Event:2"))
 
     def add_event(self, event) -> None:
@@ -855,6 +856,102 @@ def test_block_heatmap(llama_tb, browser):
         heatmap.scroll_into_view_if_needed()
         page.wait_for_timeout(300)
         _screens(page, frame, "heatmap-llama")
+        assert console.errors == [], "\n".join(console.errors)
+    finally:
+        context.close()
+
+
+LIVE_LAYERS = 40
+
+
+def write_live_steps(run: Path, steps: range, stamp: int) -> None:
+    """Histograms of LIVE_LAYERS layers at ``steps``, in a new event file of ``run`` (a training that goes on)."""
+    rng = np.random.default_rng(stamp)
+    writer = EventWriter(run, stamp)
+    for step in steps:
+        for i in range(LIVE_LAYERS):
+            values = rng.normal(0, 0.1, 256) * (1 + 0.002 * (i + 1) * step)  # each layer spreads at its own pace
+            writer.add_event(_histogram_event(step, f"layer{i:02d}/kernel", values))
+    writer.close()
+
+
+def _wait_loaded(url: str, run: str, tag: str, step: int, timeout: float = 120.0) -> None:
+    """Until TensorBoard's loader has read ``step`` of ``tag`` (asked of its own histograms route)."""
+    import time
+    import urllib.parse
+    import urllib.request
+
+    query = urllib.parse.urlencode({"run": run, "tag": tag})
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(f"{url}/data/plugin/histograms/histograms?{query}", timeout=30) as resp:
+            if any(event[1] == step for event in json.load(resp)):
+                return
+        time.sleep(0.5)
+    raise AssertionError(f"TensorBoard never loaded step {step} of {run}/{tag}")
+
+
+def test_background_refresh_keeps_the_selection(tmp_path_factory, start_tensorboard, browser):
+    """New steps while the tab is open: it says "updating…", answers stay quick, and the newer ranking
+    swaps in with the same row selected, the table where it was and the charts never blanked. Only the
+    tab's own reload button asks for fresh data (``fresh=1``)."""
+    run = tmp_path_factory.mktemp("live") / "logs" / "live"
+    write_live_steps(run, range(0, 100, 10), 1700000000)
+    tb = start_tensorboard(run.parent)
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, device_scale_factor=1)
+    page = context.new_page()
+    console = ConsoleLog(page)
+    answers = []
+    page.on("response", lambda r: answers.append(r) if "/data/plugin/stagnation/ranking" in r.url else None)
+    try:
+        page.goto(f"{tb.url}/#stagnation", wait_until="domcontentloaded")
+        frame = _plugin_frame(page)
+        tag = "layer05/kernel"  # slow: far down the ranking, so the table scrolls to it
+        row = frame.locator(f"tr[data-run='live'][data-tag='{tag}']")
+        row.wait_for(timeout=120_000)
+        frame.locator(".stg-as-of", has_text="data to step 90").wait_for(timeout=30_000)
+        row.click()
+        frame.wait_for_selector("[data-chart='rate'] .uplot canvas", timeout=60_000)
+        page.wait_for_timeout(500)
+        top = frame.eval_on_selector(".stg-table-wrap", "e => e.scrollTop")
+        assert top > 0, "the selected row should be scrolled to"
+        # From now on, record what the header says and whether the detail ever blanks to "Loading".
+        frame.evaluate(
+            """() => {
+                window.stgSeen = {statuses: [], blanked: false};
+                new MutationObserver(() => {
+                    window.stgSeen.statuses.push(document.querySelector('.stg-updating').textContent);
+                    if (document.querySelector('.stg-detail-body .stg-loading')) window.stgSeen.blanked = true;
+                }).observe(document.querySelector('#stg-app'), {subtree: true, childList: true, characterData: true});
+            }"""
+        )
+        write_live_steps(run, range(100, 200, 10), 1700000100)
+        _wait_loaded(tb.url, "live", "layer00/kernel", 190)
+        page.locator("button.reload-button").click()  # what TensorBoard's auto-reload does every 30 s
+        frame.locator(".stg-as-of", has_text="data to step 190").wait_for(timeout=120_000)
+        frame.wait_for_function("() => !document.querySelector('.stg-updating').textContent", timeout=60_000)
+
+        assert frame.locator("tr[aria-selected='true']").get_attribute("data-tag") == tag
+        assert abs(frame.eval_on_selector(".stg-table-wrap", "e => e.scrollTop") - top) <= 1
+        frame.locator(".stg-detail-head h2", has_text=tag).wait_for(timeout=10_000)
+        frame.wait_for_selector("[data-chart='rate'] .uplot canvas", timeout=60_000)
+        seen = frame.evaluate("window.stgSeen")
+        assert "updating…" in seen["statuses"] and not seen["blanked"], seen
+        bodies = [a.json() for a in answers]
+        assert any(b["refreshing"] for b in bodies), "the server never answered from its last result"
+        assert bodies[-1]["refreshing"] is False and bodies[-1]["as_of"] == {"live": 190}
+        assert not [a.url for a in answers if "fresh=1" in a.url]
+        _screens(page, frame, "refreshed-selection")
+
+        # The tab's reload button: the one request that waits for the newest data.
+        count = len(answers)
+        frame.locator("button.stg-reload").click()
+        deadline = 30_000
+        while len(answers) == count and deadline > 0:
+            page.wait_for_timeout(250)
+            deadline -= 250
+        assert [a.url for a in answers[count:] if "fresh=1" in a.url], [a.url for a in answers[count:]]
+        assert frame.locator("tr[aria-selected='true']").get_attribute("data-tag") == tag
         assert console.errors == [], "\n".join(console.errors)
     finally:
         context.close()

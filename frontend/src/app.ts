@@ -23,12 +23,15 @@ import { ALL_ROLES, type SortKey, type ViewState } from "./viewstate";
 
 /** Data sources, latest-only (index.ts): a call that a newer one superseded never settles. */
 export interface Fetchers {
-  ranking(ratio: number | null): Promise<Ranking>;
+  /** `fresh`: the user asked to reload, so wait for an answer over the newest data. */
+  ranking(ratio: number | null, fresh: boolean): Promise<Ranking>;
   series(run: string, tag: string, ratio: number | null): Promise<Series>;
 }
 
 const TYPING_MS = 120; // tag filter: apply once typing pauses
 const SERIES_KEPT = 32;
+/** How soon to ask again while the server is refreshing the answer it gave (from its last complete one). */
+const REFRESH_POLL_MS = 1000;
 
 export class App {
   private ranking: Ranking | null = null;
@@ -37,6 +40,10 @@ export class App {
   private loading: { ratio: number | null; since: number; again: boolean } | null = null;
   private hostRuns: string[] | null = null;
   private series = new Map<string, SeriesLoad>();
+  /** The detail's last drawn series: kept on screen while a refreshed row's new series loads. */
+  private drawn: { key: string; load: SeriesLoad } | null = null;
+  /** The timer of the next poll while the server refreshes (REFRESH_POLL_MS). */
+  private poll = 0;
   /** The tag filter as typed, until it is applied. */
   private tagDraft: string | null = null;
   private typing = 0;
@@ -99,7 +106,8 @@ export class App {
         this.update({ tag });
       }, TYPING_MS);
     },
-    retry: () => this.load(),
+    retry: () => this.load(true),
+    refresh: () => this.load(true),
   };
 
   constructor(
@@ -141,15 +149,21 @@ export class App {
     this.render();
   }
 
-  private load(): void {
+  /**
+   * Ask for the ranking. The server answers from its last complete result at once while it
+   * makes a newer one (`refreshing`), which the next poll fetches; `fresh` (the user's own
+   * reload or retry) waits for the newest data instead.
+   */
+  private load(fresh = false): void {
     const ratio = this.state.ratio;
-    if (this.loading && this.loading.ratio === ratio) {
+    window.clearTimeout(this.poll);
+    if (this.loading && this.loading.ratio === ratio && !fresh) {
       // Restarting would abort it: under frequent reloads a slow ranking would never land.
       this.loading.again = true;
       return;
     }
     this.loading = { ratio, since: this.loading?.since ?? performance.now(), again: false };
-    this.fetchers.ranking(ratio).then(
+    this.fetchers.ranking(ratio, fresh).then(
       (r) => this.landed(r, null),
       (e: Error) => this.landed(null, e),
     );
@@ -162,6 +176,7 @@ export class App {
     this.rankingError = error;
     if (r) this.ranking = reconcile(this.ranking, r);
     if (again) this.load();
+    else if (r?.freshness.refreshing) this.poll = window.setTimeout(() => this.load(), REFRESH_POLL_MS);
     const ranking = this.ranking;
     if (r && ranking && this.state.sel && !findRow(ranking, this.state.sel)) {
       this.update({ sel: null }); // the selected tag is gone: so is it from the URL
@@ -170,9 +185,21 @@ export class App {
     }
   }
 
-  /** The selected row's series: from cache, or asked for now. */
+  /**
+   * The selected row's series: from cache, or asked for now. While a refreshed row's new
+   * series loads, the detail keeps the one it shows for that tensor, so a background refresh
+   * swaps charts instead of blanking them.
+   */
   private seriesOf(row: Row): SeriesLoad {
     const ratio = this.state.ratio;
+    const load = this.seriesLoad(row, ratio);
+    const tensor = JSON.stringify([row.run, row.tag, ratio]);
+    if (load.state === "loading" && this.drawn?.key === tensor) return this.drawn.load;
+    if (load.state !== "loading") this.drawn = { key: tensor, load };
+    return load;
+  }
+
+  private seriesLoad(row: Row, ratio: number | null): SeriesLoad {
     const key = JSON.stringify([row, ratio]); // a changed row (new data) needs a new series
     const known = this.series.get(key);
     if (known) return known;
@@ -195,7 +222,7 @@ export class App {
   private render(): void {
     const s = this.state;
     const r = this.ranking;
-    this.header.show({ status: this.statusLine() });
+    this.header.show({ status: this.statusLine(), asOf: this.ranking?.freshness.as_of ?? null, on: this.on });
     this.notice.show(this.noticeProps());
     if (!r || !r.rows.length) {
       for (const slot of [this.findings, this.heatmap, this.toolbar, this.table, this.detail, this.profile]) slot.show(null);
@@ -261,7 +288,7 @@ export class App {
 
   private statusLine(): string {
     if (!this.ranking) return "";
-    if (this.loading) return "updating…";
+    if (this.loading || this.ranking.freshness.refreshing) return "updating…";
     return this.rankingError ? `update failed: ${this.rankingError.message}` : "";
   }
 

@@ -52,6 +52,10 @@ test("moduleRank: q/k/v/o, then gate/up/down, then the norms; adapters beside wh
     "q_proj", "q_proj.lora_A.default", "q_proj.lora_B.default", "k_proj", "v_proj", "o_proj",
     "gate_proj", "up_proj", "down_proj", "input_layernorm", "post_attention_layernorm",
   ]);
+  // An adapter imported as one row per adapted module (role adapter) sits beside its base.
+  assert.deepEqual(["self_attn.v_proj.weight", "self_attn.q_proj.lora", "self_attn.q_proj.weight"].sort((a, b) => moduleRank(a) - moduleRank(b)), [
+    "self_attn.q_proj.weight", "self_attn.q_proj.lora", "self_attn.v_proj.weight",
+  ]);
   // GPT-2: the fused attention projection first, a bias after its weight, the MLP after attention.
   const gpt2 = ["ln_1.weight", "attn.c_attn.bias", "attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight"];
   assert.deepEqual([...gpt2].sort((a, b) => moduleRank(a) - moduleRank(b)), [

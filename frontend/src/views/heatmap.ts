@@ -68,7 +68,7 @@ const KINDS: [RegExp, number][] = [
 ];
 const OTHER_KIND = 20;
 /** An adapter sits right after the tensor it adapts; a bias after its weight. */
-const BESIDE: [RegExp, number][] = [[/^lora_a$/i, 0.2], [/^lora_b$/i, 0.3], [/^bias$/i, 0.1]];
+const BESIDE: [RegExp, number][] = [[/^lora$/i, 0.2], [/^lora_a$/i, 0.2], [/^lora_b$/i, 0.3], [/^bias$/i, 0.1]];
 
 /** Where a module goes among a block's columns (see KINDS). */
 export function moduleRank(module: string): number {
