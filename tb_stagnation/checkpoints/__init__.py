@@ -11,6 +11,8 @@ exactly. The import runs one way, a module a stage:
   framework's own parameter name;
 * :mod:`.movement`: update ratio, change and update cosine per consecutive
   pair, streamed so that memory is bounded by the largest tensors in hand;
+* :mod:`.adapters`: PEFT LoRA adapters, each module's lora_A and lora_B as
+  one series on the update ``(lora_alpha / r) B A`` they make, from ``r x r`` products;
 * :mod:`.imported`: the event file an import writes (the plugin's own
   records, as the training-time writers write them), and what earlier
   imports wrote, so that re-running adds only new checkpoints.
