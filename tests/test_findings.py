@@ -136,7 +136,7 @@ def test_a_stagnant_parameter_is_named_with_its_figures() -> None:
     [finding] = _find({"run": tags})
     assert (finding.kind, finding.tags, finding.since_step) == ("stagnant", ("slow/kernel",), None)
     assert finding.message == (
-        "slow/kernel barely moves: 1e-7 per step, 1/1000 of the run's typical parameter (1e-4; stagnant below 1e-6)"
+        "slow/kernel barely moves: 1e-7 per step, 1/1000 of the run's typical 1e-4 (stagnant below 1e-6)"
     )
 
 

@@ -53,7 +53,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from tb_stagnation.measure import histogram
+from tb_stagnation.measure import histogram, zeros
 from tb_stagnation.samples import Sample
 
 
@@ -76,6 +76,7 @@ class Series:
     rate: np.ndarray  # drift per step of the gap
     floor: np.ndarray  # per-step drift of the finest change the later sample can show (module docstring)
     same: np.ndarray  # bool: bucket-for-bucket equal to the previous sample
+    zero_share: np.ndarray  # share of exact zeros per sample, NaN where the buckets cannot tell (zeros.shares)
     net: float  # W1 / scale between the first and the last usable sample
 
     @property
@@ -88,7 +89,7 @@ class Series:
         """What its arrays hold, for cache budgets (its histograms are most of it)."""
         h = self.histograms
         arrays = (self.steps, self.wall_times, h.left, h.right, h.count, self.finite, self.rms,
-                  self.drift, self.rate, self.floor, self.same)
+                  self.drift, self.rate, self.floor, self.same, self.zero_share)
         return sum(a.nbytes for a in arrays)
 
 
@@ -134,6 +135,7 @@ def analyse_many(samples: Sequence[Sample]) -> list[Series]:
     )
     net = np.full(len(samples), np.nan)
     net[with_net] = _normalise(w1[len(i) :], np.fmax(rms[firsts], rms[lasts]))
+    zero_share = zeros.shares(hists)
     return [
         Series(
             steps=steps[k],
@@ -145,6 +147,7 @@ def analyse_many(samples: Sequence[Sample]) -> list[Series]:
             rate=rate[a:b],
             floor=floor[a:b],
             same=same[a:b],
+            zero_share=zero_share[a:b],
             net=float(net[k]),
         )
         for k, (a, b) in enumerate(zip(starts.tolist(), ends.tolist()))

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from tb_stagnation.measure import drift, histogram, summaries
+from tb_stagnation.measure import drift, histogram, summaries, zeros
 from tb_stagnation.measure.summaries import Summary
 from tb_stagnation.samples import Sample
 
@@ -43,7 +43,7 @@ class Kept:
     (step, wall time), whether it was finite and usable, and the figures of
     the pair it closes (NaN / False at the first sample), as in a
     :class:`drift.Series`; plus the net drift and the two samples it was measured
-    between. About 35 bytes a sample: 17 KB for the Python loader's 500.
+    between. About 43 bytes a sample: 17 KB for the Python loader's 500.
     """
 
     steps: np.ndarray  # int64
@@ -53,6 +53,7 @@ class Kept:
     rate: np.ndarray
     floor: np.ndarray
     same: np.ndarray
+    zero_share: np.ndarray  # per sample, measured when the sample was new (zeros.shares)
     net: float
     net_between: tuple = ()  # ((step, wall time), (step, wall time)) of the net drift's samples
     pairs_analysed: int = 0  # consecutive pairs this update measured (W1 computed)
@@ -64,7 +65,7 @@ class Kept:
         Its arrays, plus the Python objects around them and its
         :class:`Summary` (sparkline, tail): ~4 KB, measured with tracemalloc.
         """
-        arrays = (self.steps, self.wall_times, self.finite, self.valid, self.rate, self.floor, self.same)
+        arrays = (self.steps, self.wall_times, self.finite, self.valid, self.rate, self.floor, self.same, self.zero_share)
         return sum(a.nbytes for a in arrays) + 4096
 
     def summary(self) -> Summary:
@@ -72,7 +73,7 @@ class Kept:
         return summaries.summarise(self)
 
 
-_NOTHING_KEPT = Kept(*(np.zeros(0, dtype=t) for t in (np.int64, float, bool, bool, float, float, bool)), net=np.nan)
+_NOTHING_KEPT = Kept(*(np.zeros(0, dtype=t) for t in (np.int64, float, bool, bool, float, float, bool, float)), net=np.nan)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,6 +143,7 @@ def _update_group(plans: list[_Plan]) -> list[Kept]:
     """Measure the new pairs (and net drifts) of a group of plans in one batch."""
     hists, finite_b, rms, quantum = drift.prepare(histogram.concatenate([p.block() for p in plans]))
     usable_b = finite_b & (hists.total > 0)
+    zero_b = zeros.shares(hists)
     starts = np.cumsum([0] + [len(p.needed) for p in plans])
     step_b = np.concatenate([p.steps[p.needed] for p in plans] + [np.zeros(0, dtype=np.int64)])
     drafts, i, j = [], [], []
@@ -152,6 +154,8 @@ def _update_group(plans: list[_Plan]) -> list[Kept]:
         finite, valid = np.zeros(len(p.steps), dtype=bool), np.zeros(len(p.steps), dtype=bool)
         finite[p.found], valid[p.found] = old.finite[p.pos[p.found]], old.valid[p.pos[p.found]]
         finite[new], valid[new] = finite_b[at[new]], usable_b[at[new]]
+        zero_share = np.full(len(p.steps), np.nan)
+        zero_share[p.found], zero_share[new] = old.zero_share[p.pos[p.found]], zero_b[at[new]]
         figures = [np.full(len(p.steps), np.nan), np.full(len(p.steps), np.nan), np.zeros(len(p.steps), dtype=bool)]
         for mine, theirs in zip(figures, (old.rate, old.floor, old.same)):
             mine[p.kept_pair] = theirs[p.pos[p.kept_pair]]
@@ -161,13 +165,13 @@ def _update_group(plans: list[_Plan]) -> list[Kept]:
         net_pair = bool(between) and between != old.net_between
         i += [at[new_pair - 1], at[usable[:1]] if net_pair else []]
         j += [at[new_pair], at[usable[-1:]] if net_pair else []]
-        drafts.append((p, finite, valid, figures, new_pair, between, net_pair))
+        drafts.append((p, finite, valid, zero_share, figures, new_pair, between, net_pair))
     i, j = (np.concatenate(x).astype(np.int64) for x in (i, j))
     pair_drift, pair_rate, pair_floor, pair_same = drift.pair_figures(
         hists, finite_b, rms, quantum, step_b, i, j, histogram.wasserstein_pairs(hists, i, j)
     )
     out, k = [], 0
-    for p, finite, valid, (rate, floor, same), new_pair, between, net_pair in drafts:
+    for p, finite, valid, zero_share, (rate, floor, same), new_pair, between, net_pair in drafts:
         n = len(new_pair)
         rate[new_pair], floor[new_pair], same[new_pair] = pair_rate[k : k + n], pair_floor[k : k + n], pair_same[k : k + n]
         k += n
@@ -176,7 +180,7 @@ def _update_group(plans: list[_Plan]) -> list[Kept]:
             k += 1
         else:
             net = p.old.net if between else float("nan")
-        out.append(Kept(p.steps, p.wall_times, finite, valid, rate, floor, same, net, between, n))
+        out.append(Kept(p.steps, p.wall_times, finite, valid, rate, floor, same, zero_share, net, between, n))
     return out
 
 

@@ -18,6 +18,8 @@ from typing import Protocol
 
 import numpy as np
 
+from tb_stagnation.measure.zeros import ZeroShares
+
 SPARKLINE_POINTS = 48
 
 
@@ -100,6 +102,7 @@ class Summary:
     tail_start: int | None = None
     tail_intervals: int = 0
     tail_peaks: tuple[tuple[int, float, int], ...] = ()
+    zeros: ZeroShares | None = None  # the samples' shares of exact zeros, where the buckets tell (measure.zeros)
 
     @property
     def tail(self) -> Tail:
@@ -131,6 +134,8 @@ class Figures(Protocol):
     @property
     def same(self) -> np.ndarray: ...  # bucket-for-bucket equal to the previous sample
     @property
+    def zero_share(self) -> np.ndarray: ...  # share of exact zeros per sample, NaN where unknown
+    @property
     def net(self) -> float: ...
 
 
@@ -160,6 +165,7 @@ def summarise(figures: Figures) -> Summary:
         tail_start=t.start,
         tail_intervals=t.intervals,
         tail_peaks=t.peaks,
+        zeros=ZeroShares.of(steps, np.where(valid, figures.zero_share, np.nan)),
     )
 
 

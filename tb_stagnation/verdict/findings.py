@@ -39,20 +39,24 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from tb_stagnation import records
 from tb_stagnation.measure.exact_series import ExactSeries
-from tb_stagnation.verdict import blocks, ranking
+from tb_stagnation.verdict import blocks, naming, ranking
 from tb_stagnation.verdict.vocabulary import (
     BLIND_SEEN_SHARE,
     BLIND_UNRESOLVED_SHARE,
     DEAD_UNIT_SHARE,
+    DYING_RELU_MIN_SAMPLES,
+    DYING_RELU_SHARE,
     JUDGED_ROLES,
     STALLED_MIN_INTERVALS,
     STALLED_MIN_SHARE,
+    TRAINABLE_ROLES,
     VANISHING_MIN_FALL,
     VANISHING_MIN_LAYERS,
     VANISHING_NOISE,
@@ -91,7 +95,8 @@ def find(result: ranking.Ranking) -> list[Finding]:
     out = []
     for run in sorted(by_run):
         rows = sorted(by_run[run], key=lambda r: r.order)
-        out.extend(_run_findings(run, rows, layers.get(run, []), result.ratio, result.exact))
+        shown = naming.shown_names([r.tag for r in rows])
+        out.extend(_readable(f, shown) for f in _run_findings(run, rows, layers.get(run, []), result.ratio, result.exact))
     return out
 
 
@@ -107,7 +112,10 @@ def _run_findings(
     nonfinite = _nonfinite(run, rows)
     if nonfinite:
         found.append(nonfinite)
-    stuck = [r for r in rows if r.role in JUDGED_ROLES]
+    causes = _causes(run, rows, ratio, exact)
+    found.extend(causes)
+    explained = {tag for f in causes for tag in f.tags}
+    stuck = [r for r in rows if r.role in JUDGED_ROLES and r.tag not in explained]
     adapters = [r for r in stuck if r.role == Role.ADAPTER]
     tensors = [r for r in stuck if r.role != Role.ADAPTER]
     for name, group in _grouped([r for r in tensors if r.status == Status.FROZEN], tensors):
@@ -187,6 +195,155 @@ def _finding(run: str, kind: Kind, rows: Sequence, since: int | None, message: s
     layers = tuple(dict.fromkeys(r.layer for r in rows))
     tags = tuple(r.tag for r in rows)
     return Finding(run=run, kind=kind, tags=tags, layers=layers, since_step=since, message=message)
+
+
+# ------------------------------------------------------------------ causes
+
+
+def _causes(run: str, rows: list[ranking.Row], ratio: float, exact: ranking.MatchedExact) -> list[Finding]:
+    """The findings that name a cause and its fix, in :class:`~vocabulary.Kind` order.
+
+    The rows a cause explains (stuck statistics, a cancelled bias) are told
+    there and not again as ``frozen`` or ``stagnant``.
+    """
+    trained = any(r.role in TRAINABLE_ROLES and r.status == Status.MOVING for r in rows)
+    found = [_norm_stats_frozen(run, group, rows, exact) for group in _by_layer(
+        [r for r in rows if r.role == Role.MOVING_STAT and r.status == Status.FROZEN]
+    )] if trained else []
+    found += [f for f in (_bias_before_norm(run, group, rows, ratio, exact) for group in _by_layer(rows)) if f]
+    found += [f for f in (_dying_relu(run, r) for r in rows if r.role == Role.ACTIVATION) if f]
+    return found
+
+
+# How each framework's users get batch-norm statistics stuck, and the fix (see _norm_framework).
+_NORM_FIXES = {
+    "pytorch": "{layer} ran in eval() mode while the model trained (or was built with track_running_stats=False), "
+    "so inference normalises with the initial statistics; put it back in train() mode for the training steps "
+    "(model.train() after any code that calls .eval() on part of the model)",
+    "keras": "{layer} ran in inference mode: called with training=False, or frozen with trainable=False (Keras "
+    "then never updates its moving statistics), so inference normalises with the initial statistics; call it "
+    "with training=True while training",
+    "tf1": "the ops that update the moving averages are in tf.GraphKeys.UPDATE_OPS and the train op does not "
+    "run them, so inference normalises with the initial statistics; build the train op under "
+    "tf.control_dependencies(tf.get_collection(tf.GraphKeys.UPDATE_OPS))",
+    "tensorflow": "{layer} never updated them: a Keras layer called with training=False or frozen with "
+    "trainable=False, or, in a TF1 graph, the tf.GraphKeys.UPDATE_OPS not run with the train op (build it under "
+    "tf.control_dependencies(tf.get_collection(tf.GraphKeys.UPDATE_OPS))); inference normalises with the "
+    "initial statistics",
+}
+_TF1_NORM_SCOPE = re.compile(r"(^|/)(BatchNorm|batch_normalization(_\d+)?)/moving_(mean|variance)")
+
+
+def _norm_framework(tags: Sequence[str]) -> str:
+    """Which framework wrote a normalisation layer's statistics, from their names: a key of ``_NORM_FIXES``.
+
+    PyTorch calls them ``running_mean`` / ``running_var`` (``num_batches_tracked``
+    beside them); Keras and TF1 both ``moving_mean`` / ``moving_variance``.
+    Keras' TensorBoard callback ends its tags in ``/histogram``; TF1 code
+    names its summaries after the variables, under the ``BatchNorm`` scope
+    (slim) or ``batch_normalization`` (``tf.layers``), and a summary named
+    like its variable gets a ``_1`` suffix (``:0`` in a variable's own name).
+    Other ``moving_*`` names could be either: ``tensorflow`` names both fixes.
+    """
+    if any(re.search(r"(^|[._/])(running_mean|running_var|num_batches_tracked)$", t) for t in tags):
+        return "pytorch"
+    if any(t.endswith("/histogram") for t in tags):
+        return "keras"
+    if any(_TF1_NORM_SCOPE.search(t) or naming.strip_variable_suffix(t) != t for t in tags):
+        return "tf1"
+    return "tensorflow"
+
+
+def _norm_stats_frozen(
+    run: str, rows: list[ranking.Row], run_rows: list[ranking.Row], exact: ranking.MatchedExact
+) -> Finding:
+    """A normalisation layer's frozen statistics while the run trains: the frozen evidence, the cause and the fix."""
+    layer = rows[0].layer
+    params = [r for r in run_rows if r.layer == layer and r.role in (Role.NORM_SCALE, Role.NORM_OFFSET)]
+    moving = [r for r in params if r.status not in (Status.FROZEN, Status.INSUFFICIENT)]
+    beside = (
+        f"while {_names([r.tag for r in moving])} trained" if moving else "while the rest of the network trained"
+    )
+    frozen = _frozen(run, None, rows, exact)
+    cause = _NORM_FIXES[_norm_framework([r.tag for r in rows])].format(layer=layer)
+    return dataclasses.replace(frozen, kind=Kind.NORM_STATS_FROZEN, message=f"{frozen.message} {beside}: {cause}")
+
+
+_BATCH_NORM_LAYER = re.compile(r"(^|[_/.])(bn|batch_?norm|batch_normalization)(_?\d+)?$", re.IGNORECASE)
+
+
+def _batch_norms(rows: list[ranking.Row]) -> dict[str, tuple[int | None, float]]:
+    """The run's batch-norm layers (with moving statistics, or named so), each with when it was first written."""
+    out: dict[str, tuple[int | None, float]] = {}
+    for row in rows:
+        if row.role in (Role.NORM_SCALE, Role.NORM_OFFSET, Role.MOVING_STAT) and (
+            row.role == Role.MOVING_STAT or _BATCH_NORM_LAYER.search(row.layer)
+        ):
+            out.setdefault(row.layer, (row.first_step, row.first_wall_time))
+    return out
+
+
+def _bias_before_norm(
+    run: str, rows: list[ranking.Row], run_rows: list[ranking.Row], ratio: float, exact: ranking.MatchedExact
+) -> Finding | None:
+    """A layer's still bias whose kernel moves, when batch norm comes next in model order.
+
+    Batch norm subtracts each channel's mean over the batch, so a constant
+    added per channel right before it changes nothing: its gradient is 0 (to
+    rounding). Only batch norm (a layer with moving statistics, or named so):
+    layer norm subtracts the mean over the features, which cancels only the
+    bias' mean.
+    """
+    bias = next((r for r in rows if r.role == Role.BIAS and r.status in (Status.STAGNANT, Status.FROZEN)), None)
+    kernel = next((r for r in rows if r.role == Role.WEIGHT and r.status == Status.MOVING), None)
+    if bias is None or kernel is None:
+        return None
+    norms = _batch_norms(run_rows)
+    later = [r for r in run_rows if r.order > max(x.order for x in rows) and r.role in JUDGED_ROLES]
+    together = [name for name, first in norms.items() if first == (bias.first_step, bias.first_wall_time)]
+    cancels = "subtracts the mean, which cancels the bias, so it gets no gradient"
+    if later and later[0].layer in norms:
+        norm = f"the batch norm {later[0].layer} right after it {cancels}"
+    elif together:
+        norm = f"if the batch norm {_names(together)} follows it (one event wrote both, in no known order), it {cancels}"
+    else:
+        return None
+    still = _frozen(run, None, [bias], exact) if bias.status == Status.FROZEN else _stagnant(run, None, [bias], ratio)
+    message = (
+        f"{still.message}, while {kernel.tag} moves {_fig(kernel.score)} per {_axis(kernel)}: {norm}; "
+        "drop it (bias=False in PyTorch, use_bias=False in Keras and tf.layers)"
+    )
+    return dataclasses.replace(still, kind=Kind.BIAS_BEFORE_NORM, message=message)
+
+
+def _dying_relu(run: str, row: ranking.Row) -> Finding | None:
+    """An activation whose share of exact zeros rose to DYING_RELU_SHARE and stayed there (where buckets tell)."""
+    if row.zeros is None:
+        return None
+    since, count = row.zeros.above_since(DYING_RELU_SHARE)
+    if since is None or count < DYING_RELU_MIN_SAMPLES:
+        return None
+    (first_step, first), (last_step, last) = row.zeros.first, row.zeros.last
+    unit = _axis(row)
+    before = f" (it was {first:.0%} at {unit} {first_step})" if since > first_step else ""
+    message = (
+        f"{row.tag} is exactly 0 for {last:.0%} of its values at {unit} {last_step}, and for at least "
+        f"{DYING_RELU_SHARE:.0%} at each of the {count} kept {unit}s from {since}{before}: the ReLU units of "
+        f"{row.layer} died (their input stays negative, so they get no gradient); lower the learning rate, or use "
+        "LeakyReLU or He initialisation"
+    )
+    return _finding(run, Kind.DYING_RELU, [row], since, message)
+
+
+def _readable(finding: Finding, shown: dict[str, str]) -> Finding:
+    """The finding's sentence with its run's tags as :func:`naming.shown_names` shows them (``tags`` unchanged)."""
+    renamed = {tag: name for tag, name in shown.items() if name != tag}
+    if not renamed:
+        return finding
+    pattern = re.compile(
+        r"(?<![\w./:-])(" + "|".join(map(re.escape, sorted(renamed, key=len, reverse=True))) + r")(?![\w./-]|:\d)"
+    )
+    return dataclasses.replace(finding, message=pattern.sub(lambda m: renamed[m.group(1)], finding.message))
 
 
 # ------------------------------------------------------------------ kinds
@@ -342,9 +499,14 @@ def _stagnant(run: str, name: str | None, rows: list[ranking.Row], ratio: float)
     unit = _axis(fastest)
     figure = _fig(fastest.score) if len(rows) == 1 else f"at most {_fig(fastest.score)}"
     share = fastest.score / typical if typical > 0 else float("nan")
+    against = (
+        f"{_share(share)} of the run's typical {_fig(typical)}"
+        if share > 0
+        else f"while the run's typical parameter moves {_fig(typical)}"
+    )
     message = (
         f"{_subject(name, rows)} barely {'moves' if len(rows) == 1 else 'move'}: {figure} per {unit}, "
-        f"{_share(share)} of the run's typical parameter ({_fig(typical)}; stagnant below {_fig(threshold)})"
+        f"{against} (stagnant below {_fig(threshold)})"
     )
     return _finding(run, Kind.STAGNANT, rows, None, message)
 

@@ -13,8 +13,10 @@ this module only reads them off names.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import re
+from collections.abc import Sequence
 
 from tb_stagnation import records
 from tb_stagnation.verdict.vocabulary import Role
@@ -74,6 +76,25 @@ def strip_variable_suffix(key: str) -> str:
     head, _, last = key.rpartition(sep)
     last = _strip_variable_suffix(last)
     return f"{head}{sep}{last}" if head else last
+
+
+def shown_names(tags: Sequence[str]) -> dict[str, str]:
+    """Each tag as a sentence shows it: without the suffixes its writer added (``dense1/bias_1``,
+    ``conv1/kernel:0``, ``seq/bn/gamma/histogram`` -> ``dense1/bias``, ``conv1/kernel``, ``seq/bn/gamma``)
+    where no other of ``tags`` reads the same then.
+
+    TF1 gives a summary named like its variable a ``_1`` suffix, variable names end in ``:0``, Keras'
+    callback appends ``/histogram``: none is part of the name the user gave the tensor.
+    """
+    stripped = {tag: strip_variable_suffix(_strip_noise(tag)) for tag in tags}
+    readings = collections.Counter(stripped.values())
+    return {tag: name if readings[name] == 1 and name not in stripped else tag for tag, name in stripped.items()}
+
+
+def _strip_noise(tag: str) -> str:
+    """``seq/dense1/bias/histogram`` -> ``seq/dense1/bias``: the words writers append (Keras' callback ``/histogram``)."""
+    head, sep, last = tag.rpartition("/")
+    return _strip_noise(head) if sep and head and last.lower() in _NOISE_WORDS else tag
 
 
 def _split_role(token: str) -> tuple[Role | None, str]:

@@ -22,6 +22,7 @@ import numpy as np
 from tb_stagnation import records
 from tb_stagnation.measure.summaries import Summary, Tail, sparkline
 from tb_stagnation.measure.exact_series import ExactData, ExactSeries
+from tb_stagnation.measure.zeros import ZeroShares
 from tb_stagnation.verdict import blocks, matching, naming
 from tb_stagnation.verdict.vocabulary import (
     DEFAULT_RATIO,
@@ -70,6 +71,10 @@ class Row:
     # tensor's name inside it ("self_attn.q_proj.weight"); both None outside any block.
     block: str | None = None
     module: str | None = None
+    zeros: ZeroShares | None = None  # the histograms' shares of exact zeros, where their buckets tell (dying_relu)
+    # When its first histogram was written: tags written in one event (TF1's merged summaries) share it,
+    # and their model order is then unknown (the loaders keep no order inside an event).
+    first_wall_time: float = float("nan")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -306,6 +311,8 @@ def _row(
         nonfinite_since=_nonfinite_since(summary, ex),
         block=block.name if block is not None else None,
         module=block.rest if block is not None else None,
+        zeros=summary.zeros if summary is not None else None,
+        first_wall_time=summary.first_wall_time if summary is not None else float("nan"),
     )
 
 

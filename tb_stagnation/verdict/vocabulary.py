@@ -72,6 +72,11 @@ class Kind(Word):
     """A finding's kind (see :mod:`tb_stagnation.verdict.findings`), in the order a run's findings are listed."""
 
     NONFINITE = "nonfinite"
+    # Causes, each naming a fix, before the symptoms they explain.
+    NORM_STATS_FROZEN = "norm_stats_frozen"
+    BIAS_BEFORE_NORM = "bias_before_norm"
+    DYING_RELU = "dying_relu"
+    INIT_SCALE = "init_scale"
     FROZEN = "frozen"
     DEAD_UNITS = "dead_units"
     INACTIVE_ADAPTER = "inactive_adapter"
@@ -97,7 +102,7 @@ JUDGED_ROLES = PARAMETER_ROLES | {Role.OTHER}
 (ranked like them). Gradients and activations change with the data, not with learning."""
 STUCK_STATUSES = frozenset({Status.FROZEN, Status.STAGNANT})
 """Statuses a CI gate fails on (``tb-stagnation --fail-on-stagnant``)."""
-STUCK_KINDS = frozenset({Kind.FROZEN, Kind.DEAD_UNITS, Kind.INACTIVE_ADAPTER, Kind.VANISHING_GRADIENT, Kind.STALLED, Kind.STAGNANT})
+STUCK_KINDS = frozenset({Kind.NORM_STATS_FROZEN, Kind.DYING_RELU, Kind.FROZEN, Kind.DEAD_UNITS, Kind.INACTIVE_ADAPTER, Kind.VANISHING_GRADIENT, Kind.STALLED, Kind.STAGNANT})
 """Findings saying that parameters do not learn (a CI gate's concern), as opposed to
 findings about the data (nonfinite) or about what the histograms can show."""
 BLOCK_CONTAINERS = frozenset({"layers", "layer", "h", "blocks", "block", "resblocks"})
@@ -131,6 +136,14 @@ imported checkpoints, or moved less than this share of the tensor's median unit:
 units drifting a little."""
 BLIND_UNRESOLVED_SHARE = 0.5
 """``histogram_blind`` when at least this share of a run's histogram-scored parameter tags is ``unresolved``."""
+DYING_RELU_SHARE = 0.9
+"""``dying_relu`` when at least this share of a layer's output is exactly 0 at every kept sample from some step to
+the last: a healthy ReLU layer outputs about 50% zeros, a layer whose units died nearly 100%."""
+DYING_RELU_MIN_SAMPLES = 3
+"""... over at least this many kept samples (one or two are a bad batch)."""
+INIT_SCALE_FACTOR = 5.0
+"""``init_scale`` when a weight's first RMS is at least this factor above or below both He's sqrt(2 / fan_in) and
+Glorot's sqrt(2 / (fan_in + fan_out)) for its shape."""
 BLIND_SEEN_SHARE = 0.1
 """... or when, where an exact source scores a parameter, its histogram drift shows less than this share of the
 exact ratio (median over the run's parameters): the histograms cannot tell these parameters apart."""
@@ -170,6 +183,16 @@ SOURCE_MEANINGS = {
 }
 FINDING_MEANINGS = {
     Kind.NONFINITE: "the first step holding NaN or Inf, and which tags hold it",
+    Kind.NORM_STATS_FROZEN: "a normalisation layer's running mean and variance never changed while the run trained: "
+    "the layer was kept in inference mode (PyTorch eval(), Keras training=False or trainable=False, TF1 "
+    "UPDATE_OPS not run with the train op), so inference normalises with the initial statistics",
+    Kind.BIAS_BEFORE_NORM: "a bias that barely moves while its layer's kernel moves, right before a normalisation "
+    "layer, which subtracts the mean and so cancels it: drop it (bias=False, use_bias=False)",
+    Kind.DYING_RELU: f"at least {DYING_RELU_SHARE:.0%} of a layer's output exactly 0 at each of the last "
+    f"{DYING_RELU_MIN_SAMPLES} or more kept samples: units stuck at 0 get no gradient (seen where the histogram "
+    "buckets resolve exact zeros: TF1, PyTorch and tensorboardX writers, not TF2's)",
+    Kind.INIT_SCALE: f"a weight whose initial RMS is {INIT_SCALE_FACTOR:g}x or more off both He and Glorot "
+    "initialisation for its shape, which explains a small (or large) relative movement",
     Kind.FROZEN: "parameters that never changed",
     Kind.DEAD_UNITS: "output units of a layer (rows, channels, kernel columns, embedding rows) that never changed "
     f"over the imported checkpoints, or moved less than {DEAD_UNIT_SHARE:g} of the tensor's median unit",

@@ -1,0 +1,172 @@
+"""Findings that name a cause and its fix, on runs the real frameworks trained with a known cause.
+
+``cause_writers.py`` trains each run (its docstring tells what each is); every
+framework writes in a process of its own, all at once, once per session. The
+findings are read through the public :func:`tb_stagnation.analyse`.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import tb_stagnation
+from conftest import HERE, QUIET_ENV
+from tb_stagnation.measure import histogram, zeros
+from tb_stagnation.verdict import findings, vocabulary
+from tb_stagnation.verdict.vocabulary import Kind
+
+FRAMEWORKS = ("torch", "tf1", "keras")
+
+
+@pytest.fixture(scope="session")
+def cause_logs(tmp_path_factory) -> dict[str, Path]:
+    """framework -> log directory of its runs (see tests/cause_writers.py)."""
+    root = tmp_path_factory.mktemp("causes")
+    procs = {
+        name: subprocess.Popen(
+            [sys.executable, str(HERE / "cause_writers.py"), name, str(root / name)],
+            env=QUIET_ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        for name in FRAMEWORKS
+    }
+    for name, proc in procs.items():
+        out, _ = proc.communicate(timeout=600)
+        assert proc.returncode == 0, f"cause writer {name} failed:\n{out[-3000:]}"
+    return {name: root / name for name in FRAMEWORKS}
+
+
+@pytest.fixture(scope="module")
+def found(cause_logs: dict[str, Path]) -> dict[str, list[findings.Finding]]:
+    """run -> its findings, for every framework's runs (Keras' runs are ``<run>/train``)."""
+    out: dict[str, list[findings.Finding]] = {}
+    for logdir in cause_logs.values():
+        analysis = tb_stagnation.analyse(str(logdir))
+        runs = {row.run for row in analysis.rows}
+        for run in runs:
+            out[run.removesuffix("/train")] = [f for f in analysis.findings if f.run == run]
+    return out
+
+
+def _of(found: dict[str, list[findings.Finding]], run: str, kind: Kind) -> list[findings.Finding]:
+    return [f for f in found[run] if f.kind == kind]
+
+
+# ------------------------------------------------------------------ norm_stats_frozen
+
+
+def test_a_pytorch_batch_norm_left_in_eval_names_exactly_its_statistics_and_the_fix(found) -> None:
+    [finding] = _of(found, "bn_eval", Kind.NORM_STATS_FROZEN)
+    assert finding.tags == ("bn2.running_mean", "bn2.running_var", "bn2.num_batches_tracked")
+    assert finding.layers == ("bn2",)
+    assert finding.message.startswith(
+        "bn2.running_mean, bn2.running_var and bn2.num_batches_tracked never changed over 13 samples "
+        "(steps 0-60) while bn2.weight and bn2.bias trained: bn2 ran in eval() mode"
+    )
+    assert "train() mode" in finding.message
+    assert not _of(found, "bn_eval", Kind.FROZEN), "the cause replaces the generic finding"
+
+
+def test_a_tf1_batch_norm_whose_update_ops_never_run_names_its_moving_statistics(found) -> None:
+    [finding] = _of(found, "update_ops_skipped", Kind.NORM_STATS_FROZEN)
+    assert finding.tags == ("batch_normalization/moving_mean_1", "batch_normalization/moving_variance_1")
+    assert finding.message.startswith(
+        "batch_normalization/moving_mean and batch_normalization/moving_variance never changed over 13 samples"
+    ), "shown without TF1's summary suffix _1"
+    assert "tf.GraphKeys.UPDATE_OPS" in finding.message and "tf.control_dependencies" in finding.message
+    assert not _of(found, "update_ops_skipped", Kind.FROZEN)
+
+
+def test_a_keras_batch_norm_set_untrainable_names_keras_fix(found) -> None:
+    [finding] = _of(found, "bn_frozen", Kind.NORM_STATS_FROZEN)
+    assert [t.rsplit("/", 2)[-2] for t in finding.tags] == ["moving_mean", "moving_variance"]
+    assert "trainable=False" in finding.message and "UPDATE_OPS" not in finding.message
+    assert "/histogram" not in finding.message
+
+
+@pytest.mark.parametrize("run", ["bn_train", "update_ops_run", "dense_bn"])
+def test_statistics_that_update_make_no_norm_stats_finding(found, run: str) -> None:
+    assert not _of(found, run, Kind.NORM_STATS_FROZEN)
+    assert not _of(found, run, Kind.FROZEN)
+
+
+# ------------------------------------------------------------------ bias_before_norm
+
+
+def test_a_keras_dense_bias_before_batch_norm_is_named_with_its_fix(found) -> None:
+    [finding] = _of(found, "dense_bn", Kind.BIAS_BEFORE_NORM)
+    assert finding.tags == ("sequential/dense1/bias/histogram",)
+    assert finding.message.startswith("sequential/dense1/bias barely moves: ")
+    assert "while sequential/dense1/kernel moves " in finding.message
+    assert "the batch norm sequential/bn right after it subtracts the mean, which cancels the bias" in finding.message
+    assert "use_bias=False" in finding.message
+    assert not _of(found, "dense_bn", Kind.STAGNANT), "the cause replaces the generic finding"
+
+
+def test_a_tf1_bias_before_batch_norm_is_named_though_one_event_hides_the_order(found) -> None:
+    """TF1's merged summary writes every tag in one event: the finding says the order is not known."""
+    for run in ("update_ops_skipped", "update_ops_run"):
+        [finding] = _of(found, run, Kind.BIAS_BEFORE_NORM)
+        assert finding.tags == ("dense1/bias_1",)
+        assert finding.message.startswith("dense1/bias barely moves: ")
+        assert "if the batch norm batch_normalization follows it (one event wrote both, in no known order)" in (
+            finding.message
+        )
+        assert not _of(found, run, Kind.STAGNANT)
+
+
+def test_biases_that_move_make_no_bias_finding(found) -> None:
+    """The torch CNN's fc bias, the TF1 logits bias: moving, no finding, batch norm in the run or not."""
+    for run in ("bn_train", "bn_eval", "relu_healthy", "relu_dying"):
+        assert not _of(found, run, Kind.BIAS_BEFORE_NORM)
+
+
+# ------------------------------------------------------------------ dying_relu
+
+
+def test_relu_units_dying_at_a_learning_rate_far_too_high_are_seen_in_activation_histograms(found) -> None:
+    [finding] = _of(found, "relu_dying", Kind.DYING_RELU)
+    assert finding.tags == ("fc2.output",)
+    assert finding.layers == ("fc2",)
+    assert finding.message.startswith("fc2.output is exactly 0 for ")
+    assert "the ReLU units of fc2 died" in finding.message and "lower the learning rate" in finding.message
+    assert finding.since_step is not None and finding.since_step > 0
+
+
+def test_a_healthy_relu_network_half_zeros_makes_no_dying_relu(found, cause_logs) -> None:
+    assert not _of(found, "relu_healthy", Kind.DYING_RELU)
+    analysis = tb_stagnation.analyse(str(cause_logs["torch"]), runs=["relu_healthy"])
+    shares = {r.tag: r.zeros for r in analysis.rows if r.role == vocabulary.Role.ACTIVATION}
+    assert set(shares) == {"fc1.output", "fc2.output"}
+    for share in shares.values():  # about half, as ever with ReLU
+        assert 0.4 < share.first[1] < 0.6 and 0.4 < share.last[1] < 0.6
+
+
+def test_zero_share_is_measured_where_buckets_resolve_zeros_and_unknown_where_they_do_not() -> None:
+    """TF1 / PyTorch layout: zeros alone in [0, 1e-12]; TF2's even buckets mix them with small values."""
+    values = np.maximum(np.random.default_rng(0).normal(size=1000), 0.0)
+    exact_zeros = float((values == 0).mean())
+    limits = np.concatenate([[0.0], 1e-12 * 1.1 ** np.arange(400)])
+    counts, _ = np.histogram(values, np.append(limits, np.inf))
+    tf1 = np.stack([limits[:-1], limits[1:], counts[:-1]], axis=1)
+    edges = np.linspace(values.min(), values.max(), 31)
+    tf2 = np.stack([edges[:-1], edges[1:], np.histogram(values, edges)[0]], axis=1)
+    positive = np.array([[0.5, 1.0, 10.0]])
+    got = zeros.shares(histogram.clean(histogram.stack([tf1, tf2, positive])))
+    assert got[0] == pytest.approx(exact_zeros) and 0.4 < exact_zeros < 0.6
+    assert np.isnan(got[1]), "TF2's first bucket holds zeros and small values alike"
+    assert got[2] == 0.0
+
+
+def test_zero_shares_say_since_when_every_share_reached_a_level() -> None:
+    steps = np.arange(0, 70, 10)
+    shares = zeros.ZeroShares.of(steps, np.array([0.5, 0.6, 0.95, np.nan, 0.85, 0.97, 0.99]))
+    assert shares.above_since(0.9) == (50, 2)
+    assert shares.above_since(0.8) == (20, 4)
+    assert shares.above_since(0.4) == (0, 6)
+    assert shares.above_since(0.995) == (None, 0)
+    assert (shares.first, shares.last) == ((0, 0.5), (60, 0.99))
