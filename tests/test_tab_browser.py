@@ -861,6 +861,48 @@ def test_block_heatmap(llama_tb, browser):
         context.close()
 
 
+@pytest.fixture(scope="module")
+def dead_units_tb(tmp_path_factory, start_tensorboard):
+    """tests/test_units.py's PyTorch CNN (SGD) with conv1's output channels 0-3 and fc1's units 0-10 dead,
+    its checkpoints imported."""
+    pytest.importorskip("torch")
+    from test_units import _cnn
+
+    root = tmp_path_factory.mktemp("dead_units") / "logs"
+    _cnn(str(root / "cnn"), dead=True, optimizer="sgd")
+    _import_checkpoints(root / "cnn")
+    return start_tensorboard(root)
+
+
+def test_unit_view(dead_units_tb, browser):
+    """A tensor with dead units: its units sorted by movement against the dead line, the dead ones listed as ranges."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, device_scale_factor=1)
+    page = context.new_page()
+    console = ConsoleLog(page)
+    try:
+        page.goto(f"{dead_units_tb.url}/#stagnation", wait_until="domcontentloaded")
+        frame = _plugin_frame(page)
+        for tag, listed in (("fc1.weight", "11 of 32 (0-10)"), ("conv1.weight", "4 of 16 (0-3)")):
+            frame.locator(f"tr[data-run='cnn'][data-tag='{tag}']").click(timeout=120_000)
+            frame.locator(".stg-detail-head h2", has_text=tag).wait_for(timeout=10_000)
+            dead = frame.locator(".stg-dead-units")
+            dead.wait_for(timeout=60_000)
+            assert listed in dead.inner_text(), dead.inner_text()
+            series = dead_units_tb.plugin(f"series?run=cnn&tag={tag}")[1]
+            assert dead.get_attribute("data-dead") == str(len(series["units"]["dead"]))
+            for chart in ("units-sorted", "units-pairs"):
+                frame.wait_for_selector(f"[data-chart='{chart}'] .uplot canvas", timeout=60_000)
+            legend = _legend(frame, "units-sorted")
+            assert "dead below" in legend and any(label.startswith("dead ") for label in legend), legend
+        assert "output channel" in frame.locator("[data-chart='units-sorted'] .stg-chart-title").inner_text().lower()
+        frame.locator("[data-chart='units-sorted']").scroll_into_view_if_needed()
+        page.wait_for_timeout(300)
+        _screens(page, frame, "units-conv1")
+        assert console.errors == [], "\n".join(console.errors)
+    finally:
+        context.close()
+
+
 LIVE_LAYERS = 40
 
 
