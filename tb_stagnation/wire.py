@@ -43,7 +43,7 @@ TABLE_FIELDS = ("status", "score", "net", "source", "run", "tag", "role")
 """The CLI table's columns, after the rank."""
 TABLE_HEADINGS = {"score": "score/step"}
 """Column headings that say more than the field's name."""
-HISTOGRAM_SERIES_FIELDS = ("steps", "wall_times", "drift", "rate", "percentiles")
+HISTOGRAM_SERIES_FIELDS = ("steps", "wall_times", "drift", "rate", "percentiles", "zero_share")
 """What the series answer adds for the histogram chart."""
 FRESHNESS_FIELDS = ("as_of", "refreshing")
 """How new the data of a ranking or series answer is (:func:`freshness_json`); last in both."""
@@ -154,7 +154,8 @@ def series_json(
     values = histogram.quantiles(series.histograms)
     answer = {
         **row_json(row),
-        "thresholds": thresholds_json(result.thresholds[row.run]),
+        # beside the sources' stagnant lines, the dying_relu line of the zero-share chart
+        "thresholds": {**thresholds_json(result.thresholds[row.run]), "zero_share": vocabulary.DYING_RELU_SHARE},
         "steps": [int(s) for s in series.steps],
         "wall_times": [float(w) for w in series.wall_times],
         "drift": numbers(series.drift),
@@ -163,6 +164,8 @@ def series_json(
             "bps": list(histogram.DISTRIBUTION_BPS),
             "values": [numbers(v) if np.isfinite(v).all() else None for v in values],
         },
+        # share of exact zeros per sample (null where the buckets cannot tell: measure.zeros)
+        "zero_share": numbers(series.zero_share),
     }
     for source in records.SOURCES:
         answer[source] = exact_series_json(matched.get(source))

@@ -170,3 +170,16 @@ def test_zero_shares_say_since_when_every_share_reached_a_level() -> None:
     assert shares.above_since(0.4) == (0, 6)
     assert shares.above_since(0.995) == (None, 0)
     assert (shares.first, shares.last) == ((0, 0.5), (60, 0.99))
+
+
+@pytest.mark.parametrize("load_fast", [False, True])
+def test_the_series_answer_carries_the_zero_share_and_its_line(cause_logs, start_tensorboard, load_fast) -> None:
+    """Through a real TensorBoard on both loaders: ``zero_share`` per kept step, the 90% line in ``thresholds``."""
+    tb = start_tensorboard(cause_logs["torch"], load_fast=load_fast)
+    status, dying, _ = tb.plugin("series?run=relu_dying&tag=fc2.output")
+    assert status == 200
+    assert dying["thresholds"]["zero_share"] == vocabulary.DYING_RELU_SHARE
+    assert len(dying["zero_share"]) == len(dying["steps"]) == 13
+    assert dying["zero_share"][0] < 0.6 and min(dying["zero_share"][-3:]) >= vocabulary.DYING_RELU_SHARE
+    _, weight, _ = tb.plugin("series?run=relu_dying&tag=fc2.weight")
+    assert weight["zero_share"] == [0.0] * len(weight["steps"]), "no weight is exactly 0"
