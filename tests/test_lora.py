@@ -29,8 +29,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import llama
+from test_object_storage import BUCKET, checkpoints, client, import_contents, keys, s3, upload  # noqa: F401 (s3: a fixture)
 
 from tb_stagnation import cli, engine, records
+from tb_stagnation.checkpoints import imported as imports
 from tb_stagnation.measure import exact_series
 from tb_stagnation.sources import eventfile
 from tb_stagnation.verdict.vocabulary import Kind, Role, Status
@@ -244,3 +246,20 @@ def test_a_merged_model_beside_its_adapter_is_imported_with_it(tmp_path) -> None
         assert adapter.change[1] > 0
     assert not any(".lora_A" in name or ".lora_B" in name for name in series)
     assert series["model.layers.1.self_attn.k_proj.weight"].frozen  # not adapted: the base weight, unchanged
+
+
+def test_adapters_in_a_bucket_import_as_they_do_from_disk(s3, trainer_run, tmp_path) -> None:
+    """The Trainer's checkpoints in a real S3 API server (moto's, tests/test_object_storage.py): the same records."""
+    import shutil
+
+    copy = shutil.copytree(trainer_run[0], tmp_path / "run", ignore=shutil.ignore_patterns(f"*{imports.SUFFIX}"))
+    url = upload(s3, copy, "lora")
+    proc = checkpoints(url, env=s3)
+    assert proc.returncode == 0, proc.stderr
+    assert "4 LoRA adapters measured" in proc.stderr
+    downloaded = tmp_path / "downloaded"
+    downloaded.mkdir()
+    for key in (k for k in keys(s3, "lora") if k.endswith(imports.SUFFIX)):
+        client(s3).download_file(BUCKET, key, str(downloaded / key.rsplit("/", 1)[-1]))
+    (local_run,) = (trainer_run[0] / "runs").iterdir()
+    assert import_contents(downloaded) == import_contents(local_run)
