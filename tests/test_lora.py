@@ -248,7 +248,7 @@ def test_a_merged_model_beside_its_adapter_is_imported_with_it(tmp_path) -> None
     assert series["model.layers.1.self_attn.k_proj.weight"].frozen  # not adapted: the base weight, unchanged
 
 
-def test_adapters_in_a_bucket_import_as_they_do_from_disk(s3, trainer_run, tmp_path) -> None:
+def test_adapters_in_a_bucket_import_as_they_do_from_disk(s3, trainer_run, tmp_path) -> None:  # noqa: F811
     """The Trainer's checkpoints in a real S3 API server (moto's, tests/test_object_storage.py): the same records."""
     import shutil
 

@@ -44,7 +44,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -134,11 +134,7 @@ def find(tensors: Iterable[TensorInfo], config: dict) -> list[Adapter]:
     return out
 
 
-def measure(
-    adapted: Sequence[Adapted],
-    budget: int = DEFAULT_BUDGET,
-    progress: Callable[[int], None] | None = None,
-) -> dict[str, list[tuple[int, dict[str, float]]]]:
+def measure(adapted: Sequence[Adapted], budget: int = DEFAULT_BUDGET) -> dict[str, list[tuple[int, dict[str, float]]]]:
     """Every adapter's quantities at each checkpoint of ``adapted`` (in step order), series in model order."""
     sizes: dict[str, int] = {}
     for checkpoint in adapted:
@@ -156,8 +152,6 @@ def measure(
                 before = [h for h in held.get(param, []) if h[1].shape == a.shape and h[2].shape == b.shape]
                 points[param].append((checkpoint.step, _quantities(adapter.scale, checkpoint.step, a, b, before)))
                 held[param] = [*before[-1:], (checkpoint.step, a, b)]
-                if progress is not None:
-                    progress(adapter.a.nbytes + adapter.b.nbytes)
             for param in group:  # an adapter missing here breaks its chain of pairs
                 if param not in present:
                     held.pop(param, None)
