@@ -19,15 +19,16 @@ setup(
     ],
     extras_require={
         # Checkpoint readers, one extra per format family (`tb-stagnation checkpoints` names the
-        # one it misses); tqdm draws their progress bar. The plugin itself needs none of them.
-        "safetensors": ["safetensors>=0.4", "tqdm>=4.60"],
-        "torch": ["torch>=2.1", "tqdm>=4.60"],
-        "tensorflow": ["tensorflow-cpu>=2.16", "tqdm>=4.60"],
-        "h5py": ["h5py>=3.8", "tqdm>=4.60"],
-        "lightning": ["lightning>=2.1", "tqdm>=4.60"],
-        "transformers": ["transformers>=4.42", "accelerate>=0.26", "safetensors>=0.4", "tqdm>=4.60"],
+        # one it misses); tqdm draws their progress bar, threadpoolctl holds BLAS to one thread
+        # for the import's float64 sums (checkpoints/movement.py). The plugin itself needs none of them.
+        "safetensors": ["safetensors>=0.4", "tqdm>=4.60", "threadpoolctl>=3"],
+        "torch": ["torch>=2.1", "tqdm>=4.60", "threadpoolctl>=3"],
+        "tensorflow": ["tensorflow-cpu>=2.16", "tqdm>=4.60", "threadpoolctl>=3"],
+        "h5py": ["h5py>=3.8", "tqdm>=4.60", "threadpoolctl>=3"],
+        "lightning": ["lightning>=2.1", "tqdm>=4.60", "threadpoolctl>=3"],
+        "transformers": ["transformers>=4.42", "accelerate>=0.26", "safetensors>=0.4", "tqdm>=4.60", "threadpoolctl>=3"],
         # LoRA / PEFT adapters: their config is read with peft's own loader.
-        "peft": ["peft>=0.10", "safetensors>=0.4", "tqdm>=4.60"],
+        "peft": ["peft>=0.10", "safetensors>=0.4", "tqdm>=4.60", "threadpoolctl>=3"],
         # Checkpoints and logs in object storage, read by fsspec in byte ranges.
         "s3": ["s3fs>=2023.1", "tqdm>=4.60"],
         "gcs": ["gcsfs>=2023.1", "tqdm>=4.60"],

@@ -7,14 +7,21 @@ peak RSS is its own:
 * the read floor: every byte of every checkpoint read once (16 MB reads);
 * the library floor: every tensor loaded once with the format's own library
   (``safe_open(...).get_tensor``, ``torch.load(mmap=True)`` and a copy);
+* the plain script a user would write: consecutive checkpoints opened
+  with the format's library (safetensors' numpy loader, ``torch.load(mmap=True)``),
+  one tensor pair at a time, ``norm(b - a) / norm(a)`` in numpy;
 * the import: ``tb-stagnation checkpoints DIR`` (reads each checkpoint once
   per group of tensors, sums in float64, writes the event file).
 
-Prints times, MB/s, peak RSS and the ratios side by side. The page cache
-is warm for all three (each file is read once before timing), so the
-figures compare CPU work, not the disk.
+Prints times, MB/s, peak RSS and the ratios side by side, on a quiet machine
+and, with ``--busy N``, again beside N busy processes (each a pure-Python
+loop, ``while True: sum(range(10**6))``, one core each, as a training job
+keeps the cores taken). The page cache is warm for all jobs (each file is
+read once before timing), so the figures compare CPU work, not the disk.
+The target: the import within 1.5x of the plain script, quiet and busy.
 
-    .venv/bin/python bench/checkpoints.py [--gb 1] [--checkpoints 3] [--keep DIR]
+    .venv/bin/python bench/checkpoints.py [--gb 1] [--checkpoints 3] [--busy 2] [--keep DIR]
+    .venv/bin/python bench/checkpoints.py --quick   # 0.25 GB checkpoints, a minute or two
 """
 
 from __future__ import annotations
@@ -86,12 +93,35 @@ for name in sorted(os.listdir(sys.argv[1])):
         for t in torch.load(path, mmap=True, weights_only=True).values():
             np.array(t.numpy(), copy=True)
 """,
+    "plain script": """
+import os, sys, numpy as np
+paths = [os.path.join(sys.argv[1], n) for n in sorted(os.listdir(sys.argv[1]), key=lambda n: int(n.split('_')[1].split('.')[0]))]
+def opened(path):
+    if path.endswith('.pt'):
+        import torch
+        state = torch.load(path, mmap=True, weights_only=True)
+        return {k: (lambda t=t: t.float().numpy() if t.dtype == torch.bfloat16 else t.numpy()) for k, t in state.items()}
+    from safetensors import safe_open
+    fw = 'pt' if sys.argv[2] == 'bf16' else 'np'
+    f = safe_open(path, framework=fw)
+    return {k: (lambda k=k: f.get_tensor(k).float().numpy() if fw == 'pt' else f.get_tensor(k)) for k in f.keys()}
+ratios = {}
+for before, after in zip(paths, paths[1:]):
+    fa, fb = opened(before), opened(after)
+    for key in fa:
+        a, b = fa[key](), fb[key]()
+        ratios[key] = np.linalg.norm(b - a) / np.linalg.norm(a)
+""",
     "tb-stagnation checkpoints": """
 import sys
 from tb_stagnation.cli import main
 assert main(['checkpoints', sys.argv[1], '--quiet', '--rebuild']) == 0
 """,
 }
+
+
+BUSY = "while True: sum(range(10**6))"
+"""One busy process: a pure-Python loop holding one core, as a training job's does."""
 
 
 def measure(job: str, directory: str, fmt: str) -> tuple[float, int]:
@@ -102,15 +132,33 @@ def measure(job: str, directory: str, fmt: str) -> tuple[float, int]:
     return time.perf_counter() - began, int(out.stdout.split()[-1])
 
 
+def measure_beside(busy: int, job: str, directory: str, fmt: str) -> tuple[float, int]:
+    """:func:`measure` with ``busy`` busy processes running beside it (stopped after)."""
+    procs = [subprocess.Popen([sys.executable, "-c", BUSY]) for _ in range(busy)]
+    try:
+        time.sleep(0.5 if busy else 0)  # every busy process up and spinning
+        return measure(job, directory, fmt)
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--gb", type=float, default=1.0, help="size of one checkpoint (default %(default)s)")
     p.add_argument("--checkpoints", type=int, default=3)
     p.add_argument("--formats", default="safetensors,torch,bf16")
+    p.add_argument("--busy", type=int, default=0, help="also time every job beside this many busy processes")
+    p.add_argument("--quick", action="store_true", help="0.25 GB checkpoints, safetensors and torch, --busy 2")
     p.add_argument("--keep", help="build the checkpoints here and keep them")
     args = p.parse_args()
+    if args.quick:
+        args.gb, args.formats, args.busy = 0.25, "safetensors,torch", args.busy or 2
     root = args.keep or tempfile.mkdtemp(prefix="tbs-ckpt-bench-")
     print(f"# checkpoint import bench; nproc {os.cpu_count()}, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"# busy: {args.busy} x `python -c {BUSY!r}`" if args.busy else "# quiet only (--busy N adds a loaded run)")
+    loads = [0, args.busy] if args.busy else [0]
     try:
         for fmt in args.formats.split(","):
             directory = build(root, fmt, args.gb, args.checkpoints)
@@ -119,13 +167,18 @@ def main() -> None:
             one = max(os.path.getsize(f) for f in files)
             measure("read floor", directory, fmt)  # warm the page cache
             print(f"## {fmt}: {len(files)} checkpoints x {one / 1e9:.2f} GB = {total / 1e9:.2f} GB")
-            print(f"{'job':<28}{'time':>9}{'MB/s':>9}{'peak RSS':>11}{'x read floor':>14}{'RSS / 1 ckpt':>14}")
-            floor = None
-            for job in JOBS:
-                seconds, peak = measure(job, directory, fmt)
-                floor = floor or seconds
-                print(f"{job:<28}{seconds:>8.2f}s{total / 1e6 / seconds:>9.0f}{peak / 1e6:>9.0f}MB"
-                      f"{seconds / floor:>13.2f}x{peak / one:>13.2f}x")
+            head = "".join(f"{f'time/{n} busy':>14}{'x plain':>9}" for n in loads)
+            print(f"{'job':<28}{head}{'MB/s':>9}{'peak RSS':>11}{'RSS / 1 ckpt':>14}")
+            times = {job: [measure_beside(n, job, directory, fmt) for n in loads] for job in JOBS}
+            for job, timed in times.items():
+                cells = "".join(
+                    f"{seconds:>13.2f}s{seconds / times['plain script'][i][0]:>8.2f}x" for i, (seconds, _) in enumerate(timed)
+                )
+                seconds, peak = timed[0]
+                print(f"{job:<28}{cells}{total / 1e6 / seconds:>9.0f}{peak / 1e6:>9.0f}MB{peak / one:>13.2f}x")
+            ratios = [times["tb-stagnation checkpoints"][i][0] / times["plain script"][i][0] for i in range(len(loads))]
+            print(f"target import <= 1.5x plain: {', '.join(f'{r:.2f}x ({n} busy)' for r, n in zip(ratios, loads))}: "
+                  f"{'met' if max(ratios) <= 1.5 else 'NOT met'}")
             shutil.rmtree(directory)
     finally:
         if not args.keep:

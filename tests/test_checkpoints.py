@@ -22,7 +22,7 @@ from conftest import HERE, QUIET_ENV
 
 from tb_stagnation import cli, engine, records
 from tb_stagnation.measure import exact_series
-from tb_stagnation.checkpoints import imported
+from tb_stagnation.checkpoints import formats, imported
 from tb_stagnation.sources import eventfile
 from tb_stagnation.verdict import matching
 from tb_stagnation.verdict.vocabulary import Source, Status
@@ -326,6 +326,32 @@ def test_bf16_and_fp16_are_upcast_exactly(tmp_path) -> None:
         rms, ratio, cosine = expected_quantities([s[key].float().numpy() for s in states], [0, 1, 2])
         np.testing.assert_allclose(series[key].update_ratio[1:], ratio, rtol=1e-6)
         np.testing.assert_allclose(series[key].cosine[2:], cosine, rtol=1e-5)
+
+
+@pytest.mark.parametrize("zipped", [True, False], ids=["zip", "legacy"])
+def test_torch_files_read_views_and_narrow_floats_as_torch_holds_them(tmp_path, zipped) -> None:
+    """Each torch file's pickle is read once and its tensors by offset: views of a shared storage
+    (a transpose, a row), bf16 and fp16 come out as torch's own values; the legacy format alike."""
+    import torch
+
+    gen = torch.Generator().manual_seed(1)
+    base = torch.randn(32, 48, generator=gen)
+    states = []
+    for i in range(3):
+        w = base * (1 + 0.01 * i) + 0.001 * i * torch.randn(32, 48, generator=gen)
+        states.append({"w": w, "w_t": w.t(), "row": w[3], "bf": w.bfloat16(), "half": w.half()})
+        torch.save(states[-1], tmp_path / f"model_{i * 10}.pt", _use_new_zipfile_serialization=zipped)
+    assert run("checkpoints", tmp_path)[0] == 0
+    series = imported_series(tmp_path)["."]
+    for key in states[0]:
+        rms, ratio, cosine = expected_quantities([s[key].float().numpy() for s in states], [0, 10, 20])
+        np.testing.assert_allclose(series[key].rms, rms, rtol=1e-6, err_msg=key)
+        np.testing.assert_allclose(series[key].update_ratio[1:], ratio, rtol=1e-6, err_msg=key)
+        np.testing.assert_allclose(series[key].cosine[2:], cosine, rtol=1e-5, err_msg=key)
+    # Norms cannot tell a transpose from its storage's order: the values themselves, as torch holds them.
+    reader = formats.open_checkpoint(str(tmp_path / "model_20.pt"), formats.TORCH)
+    for info, values in reader.read(reader.tensors()):
+        np.testing.assert_array_equal(values, states[2][info.key].float().numpy(), err_msg=info.key)
 
 
 def test_parameters_in_some_checkpoints_or_reshaped_are_compared_where_comparable(tmp_path) -> None:

@@ -29,6 +29,14 @@ units. The per-unit squares are summed over blocks of about
 so this adds one temporary of that size and one float64 per unit per tensor
 held, never a value per unit per pair.
 
+Threads: the sums are float64 dot products of :data:`CHUNK` values, tens
+of thousands of them per checkpoint, each of which would wake OpenBLAS's
+thread pool (it splits a dot product past 10,000 values). Beside a busy
+CPU (a training job) those threads spin for cores that are taken, ~7x
+slower; so :func:`measure` runs with BLAS held to one thread
+(``threadpoolctl``, in every checkpoint extra; without it the pool is
+left as it is). A chunk is in cache: one thread sums it as fast.
+
 Memory: tensors are processed in groups of at most ``budget`` bytes (a
 larger tensor is a group of its own). For each group every checkpoint is
 opened once, in order, and closed again, holding the group's values from
@@ -38,6 +46,7 @@ size of the model.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 from collections.abc import Callable, Sequence
@@ -93,6 +102,22 @@ def measure(
     (all, by default): an import continuing an earlier one counts only the
     pairs the earlier one did not, so the imports' unit records add up.
     """
+    with one_blas_thread():
+        return _measure(placed, budget, progress, units_from)
+
+
+def one_blas_thread() -> contextlib.AbstractContextManager:
+    """BLAS held to one thread for the block (see the module's *Threads*), if ``threadpoolctl`` is installed."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # the pool stays as it is: right on a quiet machine, slow beside a busy one
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
+def _measure(
+    placed: Sequence[Placed], budget: int, progress: Callable[[int], None] | None, units_from: int | None
+) -> Measurement:
     listings = [{info.name: info for info in p.reader.tensors()} for p in placed]
     names: dict[str, int] = {}  # name -> largest bytes held in memory, in first-seen order
     for listing in listings:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import zipfile
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, BinaryIO, NamedTuple
 
 import numpy as np
 
@@ -19,8 +19,15 @@ _STATE_DICT_KEYS = ("state_dict", "model_state_dict", "model", "module", "net")
 class TorchReader(Listed):
     """``torch.save`` files: Lightning ``.ckpt``, HF ``pytorch_model.bin``, plain ``.pt``/``.pth``.
 
-    Loaded with ``mmap=True`` (only the pages of the tensors read are
-    touched) and ``weights_only=True``. A class that loader refuses is
+    The pickle is read once, on listing, with ``map_location="meta"`` and
+    ``weights_only=True``: no tensor data is loaded, and each tensor learns
+    where its storage lies in the file (torch's ``_checkpoint_offset``), so
+    every later read is a plain read of exactly its bytes, in whatever groups
+    the import asks for, never a reload of the pickle; the values read are
+    owned copies, so memory follows the tensors held, not the file. Files
+    where no offset is known (the legacy non-zip format, a torch too old to
+    say) are loaded whole for each group instead (``map_location="cpu"``,
+    mapped where the format allows). A class that loader refuses is
     listed without running anything (``get_unsafe_globals_in_checkpoint``)
     and replaced by :class:`_Inert`, so the tensors load while the pickled
     objects around them (Lightning's hyperparameters) become empty shells.
@@ -32,9 +39,11 @@ class TorchReader(Listed):
         super().__init__(path)
         self._lightning = lightning
         self._unsafe: list[str] = []  # classes weights_only refused, found on the first load
+        self._where: dict[str, _Where | None] = {}  # key -> where its values lie in the file, if known
 
     def _list(self) -> list[TensorInfo]:
-        with self._loaded() as state:
+        with self._loaded("meta") as state:
+            self._where = {k: _where(t) for k, t in state.items()}
             keys = list(state)
             strip = self._lightning and keys and all(k.startswith("model.") for k in keys)
             return [
@@ -45,9 +54,16 @@ class TorchReader(Listed):
             ]
 
     def read(self, tensors: Iterable[TensorInfo]) -> Iterator[tuple[TensorInfo, np.ndarray]]:
+        self.tensors()
+        tensors = list(tensors)
+        if all(self._where.get(info.key) is not None for info in tensors):
+            with reading(self._path), open(self._path, "rb") as f:
+                for info in tensors:
+                    yield info, _read_at(f, info, self._where[info.key])
+            return
         import torch
 
-        with self._loaded() as state:
+        with self._loaded("cpu") as state:
             for info in tensors:
                 tensor = state[info.key].detach()
                 if tensor.dtype == torch.bfloat16:
@@ -55,16 +71,53 @@ class TorchReader(Listed):
                 yield info, owned(tensor.numpy())
 
     @contextlib.contextmanager
-    def _loaded(self) -> Iterator[dict[str, Any]]:
-        """The state dict, mapped from the file for the duration of the block."""
+    def _loaded(self, device: str) -> Iterator[dict[str, Any]]:
+        """The state dict on ``device`` ("meta": no data), for the duration of the block."""
         with reading(self._path):
-            loaded = _torch_load(self._path, self._unsafe)
+            loaded = _torch_load(self._path, self._unsafe, device)
             state, step = _state_dict(loaded)
             if state is None:
                 raise UnreadableCheckpoint(f"{self._path}: holds no state dict of tensors")
             self._step = step
             yield state
             del state, loaded
+
+
+class _Where(NamedTuple):
+    """Where a tensor's values lie in its file: the first value's byte offset, and strides in values."""
+
+    offset: int
+    strides: tuple[int, ...]
+
+
+def _where(tensor: Any) -> _Where | None:
+    """Where a tensor loaded on "meta" lies in its file; ``None`` where torch does not say."""
+    import torch
+
+    if not isinstance(tensor, torch.Tensor):
+        return None
+    start = getattr(tensor.untyped_storage(), "_checkpoint_offset", None)
+    if start is None:
+        return None
+    return _Where(start + tensor.storage_offset() * tensor.element_size(), tuple(tensor.stride()))
+
+
+def _read_at(f: BinaryIO, info: TensorInfo, where: _Where) -> np.ndarray:
+    """One tensor's values, read from its file into an array of our own (bf16 widened to float32, exactly).
+
+    torch writes little-endian storages; a view saved with its storage
+    (strided, or a slice) reads the span it covers and keeps its own values.
+    """
+    dtype = np.dtype("<u2") if info.dtype == "bfloat16" else np.dtype(info.dtype).newbyteorder("<")
+    span = 1 + sum((n - 1) * s for n, s in zip(info.shape, where.strides)) if all(info.shape) else 0
+    raw = np.empty(span, dtype)
+    f.seek(where.offset)
+    if f.readinto(raw) != raw.nbytes:
+        raise UnreadableCheckpoint(f"{f.name}: truncated (a tensor's values end past the file)")
+    values = np.lib.stride_tricks.as_strided(raw, info.shape, [s * dtype.itemsize for s in where.strides])
+    if info.dtype == "bfloat16":  # the 16 bits become a float32's upper half
+        return (values.astype(np.uint32) << 16).view(np.float32)
+    return np.ascontiguousarray(values)  # the read array itself where the tensor is contiguous, else a copy
 
 
 def _torch_dtype(tensor: Any) -> str | None:
@@ -81,7 +134,7 @@ def _torch_dtype(tensor: Any) -> str | None:
         return None
 
 
-def _torch_load(path: str, unsafe: list[str]) -> Any:
+def _torch_load(path: str, unsafe: list[str], device: str) -> Any:
     """``torch.load`` that never runs pickled code (see :class:`TorchReader`).
 
     ``unsafe`` holds the classes found refused so far for this file; it is
@@ -92,13 +145,13 @@ def _torch_load(path: str, unsafe: list[str]) -> Any:
 
     import torch
 
-    mmap = zipfile.is_zipfile(path)  # the legacy format cannot be mapped
+    mmap = device != "meta" and zipfile.is_zipfile(path)  # the legacy format cannot be mapped
     for attempt in range(2):
         try:
             with torch.serialization.safe_globals([(_inert(name), name) for name in unsafe]):
-                return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+                return torch.load(path, map_location=device, weights_only=True, mmap=mmap)
         except pickle.UnpicklingError as e:
-            if attempt == 0 and mmap and not unsafe:
+            if attempt == 0 and zipfile.is_zipfile(path) and not unsafe:
                 unsafe.extend(torch.serialization.get_unsafe_globals_in_checkpoint(path))
                 if unsafe:
                     continue
