@@ -16,6 +16,7 @@ chromium``); no browser is ever downloaded.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -600,6 +601,24 @@ def test_findings_first(checkpoint_tb_url, browser):
         context.close()
 
 
+def _plugin_json(url: str, path: str):
+    """An answer of the plugin's routes, as the tab gets it."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"{url}/data/plugin/stagnation/{path}", timeout=60) as resp:
+        return json.load(resp)
+
+
+def _unit_charts(url: str, run: str, tag: str) -> list[str]:
+    """The unit view's charts the detail of ``run``/``tag`` draws: those its series answer has data for."""
+    import urllib.parse
+
+    units = _plugin_json(url, "series?" + urllib.parse.urlencode({"run": run, "tag": tag})).get("units")
+    if not units:
+        return []
+    return [name for name, has in (("units-sorted", units["sorted"]["movement"]), ("units-pairs", units["pairs"]["steps"])) if has]
+
+
 def test_checkpoint_only_run(checkpoint_tb_url, browser):
     """Checkpoint data only: update ratio and update cosine charts, no histogram charts; mixed and exact-only rows too."""
     ARTIFACTS.mkdir(exist_ok=True)
@@ -616,7 +635,9 @@ def test_checkpoint_only_run(checkpoint_tb_url, browser):
         for chart in ("checkpoint-ratio", "checkpoint-cosine"):
             frame.wait_for_selector(f"[data-chart='{chart}'] .uplot canvas", timeout=60_000)
         shown = frame.eval_on_selector_all(".stg-charts [data-chart]", "els => els.map(e => e.dataset.chart)")
-        assert shown == ["checkpoint-ratio", "checkpoint-cosine"], shown  # no histogram to chart
+        # No histogram to chart; the unit view where the import measured the tensor's units.
+        expected = ["checkpoint-ratio", "checkpoint-cosine", *_unit_charts(checkpoint_tb_url, "saved", "out/kernel")]
+        assert shown == expected, shown
         ratio = frame.locator("[data-chart='checkpoint-ratio']")
         # The x axis counts checkpoints, not steps: its caption says so (its label, drawn on the canvas, too).
         assert "real steps are unknown" in ratio.inner_text()
@@ -633,7 +654,8 @@ def test_checkpoint_only_run(checkpoint_tb_url, browser):
         frame.locator("tr[data-run='healthy'][data-tag='conv1/kernel']").click()
         frame.wait_for_selector("[data-chart='distribution'] .uplot canvas", timeout=60_000)
         shown = frame.eval_on_selector_all(".stg-charts [data-chart]", "els => els.map(e => e.dataset.chart)")
-        assert shown == ["distribution", "rate", "checkpoint-ratio", "checkpoint-cosine"], shown
+        units = _unit_charts(checkpoint_tb_url, "healthy", "conv1/kernel")
+        assert shown == ["distribution", "rate", "checkpoint-ratio", "checkpoint-cosine", *units], shown
         assert frame.locator(".stg-detail-head a[target=_top]").count() == 1
         assert "real steps are unknown" not in frame.locator("[data-chart='checkpoint-ratio']").inner_text()
 
@@ -750,11 +772,11 @@ def test_demo_first_look(demo_tb, browser):
         frame.locator("[data-chart='checkpoint-ratio']").scroll_into_view_if_needed()
         page.screenshot(path=str(ARTIFACTS / "demo-frozen-layer-checkpoints.png"))
 
-        # Drift versus depth: the CNN runs share a chart, the MLP and the batch-norm net have their own.
+        # Drift versus depth: the CNN runs share a chart, the MLP and the batch-norm nets have their own.
         groups = frame.eval_on_selector_all(
             "section[aria-label='Drift versus depth'] [data-runs]", "els => els.map(e => JSON.parse(e.dataset.runs))"
         )
-        assert groups == [["batchnorm"], ["frozen_layer", "healthy", "tiny_lr"], ["vanishing"]], groups
+        assert groups == [["batchnorm", "bn_frozen"], ["frozen_layer", "healthy", "tiny_lr"], ["vanishing"]], groups
         assert frame.locator("section[aria-label='Drift versus depth'] .uplot canvas").count() == 3
 
         # A link that selects a row opens scrolled to it, its charts in view.
@@ -806,14 +828,23 @@ def _screens(page, frame, name: str) -> None:
     frame.wait_for_function("() => !document.documentElement.classList.contains('dark')", timeout=10_000)
 
 
-def test_block_heatmap(llama_tb, browser):
-    """A Llama's blocks x modules: blocks in model order, every tensor a cell, the frozen ones marked; a click selects."""
+@contextlib.contextmanager
+def _tab(browser, url: str):
+    """The Stagnation tab of the TensorBoard at ``url`` in a fresh 1400x1000 window: (page, its frame); no console error allowed."""
     context = browser.new_context(viewport={"width": 1400, "height": 1000}, device_scale_factor=1)
     page = context.new_page()
     console = ConsoleLog(page)
     try:
-        page.goto(f"{llama_tb.url}/#stagnation", wait_until="domcontentloaded")
-        frame = _plugin_frame(page)
+        page.goto(f"{url}/#stagnation", wait_until="domcontentloaded")
+        yield page, _plugin_frame(page)
+        assert console.errors == [], "\n".join(console.errors)
+    finally:
+        context.close()
+
+
+def test_block_heatmap(llama_tb, browser):
+    """A Llama's blocks x modules: blocks in model order, every tensor a cell, the frozen ones marked; a click selects."""
+    with _tab(browser, llama_tb.url) as (page, frame):
         heatmap = frame.locator(".stg-heatmap")
         heatmap.first.wait_for(timeout=120_000)
         assert heatmap.count() == 1  # the Trainer's own scalars run has no blocks
@@ -856,9 +887,6 @@ def test_block_heatmap(llama_tb, browser):
         heatmap.scroll_into_view_if_needed()
         page.wait_for_timeout(300)
         _screens(page, frame, "heatmap-llama")
-        assert console.errors == [], "\n".join(console.errors)
-    finally:
-        context.close()
 
 
 @pytest.fixture(scope="module")
@@ -876,12 +904,7 @@ def dead_units_tb(tmp_path_factory, start_tensorboard):
 
 def test_unit_view(dead_units_tb, browser):
     """A tensor with dead units: its units sorted by movement against the dead line, the dead ones listed as ranges."""
-    context = browser.new_context(viewport={"width": 1400, "height": 1000}, device_scale_factor=1)
-    page = context.new_page()
-    console = ConsoleLog(page)
-    try:
-        page.goto(f"{dead_units_tb.url}/#stagnation", wait_until="domcontentloaded")
-        frame = _plugin_frame(page)
+    with _tab(browser, dead_units_tb.url) as (page, frame):
         for tag, listed in (("fc1.weight", "11 of 32 (0-10)"), ("conv1.weight", "4 of 16 (0-3)")):
             frame.locator(f"tr[data-run='cnn'][data-tag='{tag}']").click(timeout=120_000)
             frame.locator(".stg-detail-head h2", has_text=tag).wait_for(timeout=10_000)
@@ -898,9 +921,6 @@ def test_unit_view(dead_units_tb, browser):
         frame.locator("[data-chart='units-sorted']").scroll_into_view_if_needed()
         page.wait_for_timeout(300)
         _screens(page, frame, "units-conv1")
-        assert console.errors == [], "\n".join(console.errors)
-    finally:
-        context.close()
 
 
 LIVE_LAYERS = 40
@@ -940,14 +960,9 @@ def test_background_refresh_keeps_the_selection(tmp_path_factory, start_tensorbo
     run = tmp_path_factory.mktemp("live") / "logs" / "live"
     write_live_steps(run, range(0, 100, 10), 1700000000)
     tb = start_tensorboard(run.parent)
-    context = browser.new_context(viewport={"width": 1400, "height": 1000}, device_scale_factor=1)
-    page = context.new_page()
-    console = ConsoleLog(page)
     answers = []
-    page.on("response", lambda r: answers.append(r) if "/data/plugin/stagnation/ranking" in r.url else None)
-    try:
-        page.goto(f"{tb.url}/#stagnation", wait_until="domcontentloaded")
-        frame = _plugin_frame(page)
+    with _tab(browser, tb.url) as (page, frame):
+        page.on("response", lambda r: answers.append(r) if "/data/plugin/stagnation/ranking" in r.url else None)
         tag = "layer05/kernel"  # slow: far down the ranking, so the table scrolls to it
         row = frame.locator(f"tr[data-run='live'][data-tag='{tag}']")
         row.wait_for(timeout=120_000)
@@ -994,9 +1009,6 @@ def test_background_refresh_keeps_the_selection(tmp_path_factory, start_tensorbo
             deadline -= 250
         assert [a.url for a in answers[count:] if "fresh=1" in a.url], [a.url for a in answers[count:]]
         assert frame.locator("tr[aria-selected='true']").get_attribute("data-tag") == tag
-        assert console.errors == [], "\n".join(console.errors)
-    finally:
-        context.close()
 
 
 if __name__ == "__main__":  # write the fixture log directory for manual inspection
