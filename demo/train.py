@@ -50,6 +50,13 @@ arguments, seed 0; "per step" scores are the ranking's medians):
     to change); ``beta`` (started at 0) and the moving statistics move 2-50x
     faster, ``bn1/moving_mean`` fastest at about 6e-3 per step (it follows
     every batch's mean with momentum 0.99).
+``bn_frozen``
+    ``batchnorm``'s network with ``bn2.trainable = False``, as when a batch norm is frozen for
+    fine-tuning. Keras then runs bn2 in inference mode: its moving mean and variance stay at 0 and 1
+    (so it normalises with them at inference too) while gamma and beta stop training. The findings
+    name the cause and the fix: ``norm_stats_frozen`` for ``bn2/moving_mean`` and
+    ``bn2/moving_variance`` (a Keras layer frozen or called with ``training=False``, or TF1's
+    ``UPDATE_OPS`` not run), then ``frozen`` for ``bn2/gamma`` and ``bn2/beta``; the other layers move.
 ``frozen_layer``
     ``healthy``'s network with ``conv3.trainable = False``. ``conv3/kernel``
     and ``conv3/bias`` are ``frozen`` (every histogram identical, exact ratio
@@ -162,6 +169,12 @@ RUNS: dict[str, RunSpec] = {
         RunSpec(
             name="batchnorm",
             model=dataclasses.replace(CNN, depth=3, batchnorm=True),
+            optimizer="adam",
+            learning_rate=1e-3,
+        ),
+        RunSpec(
+            name="bn_frozen",
+            model=dataclasses.replace(CNN, depth=3, batchnorm=True, frozen=("bn2",)),
             optimizer="adam",
             learning_rate=1e-3,
         ),

@@ -19,7 +19,7 @@ def demo_analysis(demo_logdir: Path) -> tb_stagnation.api.Analysis:
 
 
 def test_analyse_names_the_demos_frozen_layer_and_ranks_every_tensor(demo_analysis) -> None:
-    assert demo_analysis.runs == ["batchnorm", "frozen_layer", "healthy", "tiny_lr", "vanishing"]
+    assert demo_analysis.runs == ["batchnorm", "bn_frozen", "frozen_layer", "healthy", "tiny_lr", "vanishing"]
     [frozen] = [f for f in demo_analysis.findings if f.run == "frozen_layer"]
     assert (frozen.kind, frozen.tags) == ("frozen", ("conv3/kernel", "conv3/bias"))
     statuses = {(r.run, r.tag): r.status for r in demo_analysis.rows}
@@ -48,7 +48,7 @@ def test_to_pandas_has_a_column_per_row_field_and_a_row_per_tensor(demo_analysis
 def test_runs_narrow_the_analysis_and_an_unknown_one_names_those_there_are(demo_logdir: Path) -> None:
     only = tb_stagnation.analyse(demo_logdir, runs=["healthy"])
     assert {r.run for r in only.rows} == {"healthy"} and only.findings == []
-    with pytest.raises(LookupError, match="batchnorm, frozen_layer, healthy, tiny_lr, vanishing"):
+    with pytest.raises(LookupError, match="batchnorm, bn_frozen, frozen_layer, healthy, tiny_lr, vanishing"):
         tb_stagnation.analyse(demo_logdir, runs=["nope"])
 
 

@@ -183,3 +183,12 @@ def test_the_series_answer_carries_the_zero_share_and_its_line(cause_logs, start
     assert dying["zero_share"][0] < 0.6 and min(dying["zero_share"][-3:]) >= vocabulary.DYING_RELU_SHARE
     _, weight, _ = tb.plugin("series?run=relu_dying&tag=fc2.weight")
     assert weight["zero_share"] == [0.0] * len(weight["steps"]), "no weight is exactly 0"
+
+
+def test_the_meanings_state_the_causes_thresholds_and_come_before_the_symptoms() -> None:
+    kinds = list(vocabulary.FINDING_KINDS)
+    causes = [Kind.NORM_STATS_FROZEN, Kind.BIAS_BEFORE_NORM, Kind.DYING_RELU]
+    assert max(kinds.index(k) for k in causes) < kinds.index(Kind.FROZEN)
+    dying = vocabulary.FINDING_MEANINGS[Kind.DYING_RELU]
+    assert f"at least {vocabulary.DYING_RELU_SHARE:.0%}" in dying
+    assert f"last {vocabulary.DYING_RELU_MIN_SAMPLES} or more kept samples" in dying

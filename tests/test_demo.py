@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-RUNS = ("tiny_lr", "vanishing", "batchnorm", "frozen_layer", "healthy")
+RUNS = ("tiny_lr", "vanishing", "batchnorm", "bn_frozen", "frozen_layer", "healthy")
 PARAMETER_ROLES = {"weight", "bias", "norm_scale", "norm_offset", "moving_stat"}
 
 
@@ -34,11 +34,16 @@ def _run(args: list[str], timeout: float) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def rows(demo_logdir: Path) -> dict[str, dict[str, dict]]:
+def answer(demo_logdir: Path) -> dict:
+    """The CLI's JSON answer on the whole demo."""
+    return json.loads(_run(["-m", "tb_stagnation.cli", str(demo_logdir), "--json"], timeout=300).stdout)
+
+
+@pytest.fixture(scope="module")
+def rows(answer: dict) -> dict[str, dict[str, dict]]:
     """run -> tag -> CLI row."""
-    out = _run(["-m", "tb_stagnation.cli", str(demo_logdir), "--json"], timeout=300).stdout
     by_run: dict[str, dict[str, dict]] = {}
-    for row in json.loads(out)["rows"]:
+    for row in answer["rows"]:
         by_run.setdefault(row["run"], {})[row["tag"]] = row
     return by_run
 
@@ -113,6 +118,19 @@ def test_batchnorm_parameters_move_at_their_own_pace(rows: dict[str, dict[str, d
         scores = {name: r["score"] for name, r in bn.items()}
         assert all(s > 0 for s in scores.values()) and len(set(scores.values())) == 4, scores
         assert min(scores, key=scores.get) == "gamma", scores
+
+
+def test_bn_frozen_names_the_cause_before_the_symptom(answer: dict) -> None:
+    """bn2.trainable = False: its statistics get the cause-naming finding, its gamma and beta the frozen one."""
+    found = [f for f in answer["findings"] if f["run"] == "bn_frozen"]
+    assert [(f["kind"], f["tags"]) for f in found] == [
+        ("norm_stats_frozen", ["bn2/moving_mean", "bn2/moving_variance"]),
+        ("frozen", ["bn2/gamma", "bn2/beta"]),
+    ]
+    cause = found[0]["message"]
+    assert cause.startswith("bn2/moving_mean and bn2/moving_variance never changed over ")
+    assert "while the rest of the network trained" in cause and "trainable=False" in cause
+    assert not [f for f in answer["findings"] if f["run"] == "batchnorm"], "bn1-bn3 all update there"
 
 
 def test_healthy_has_no_stuck_parameter(rows: dict[str, dict[str, dict]]) -> None:
