@@ -19,6 +19,7 @@ finished task's result is ever read, once.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 from collections.abc import Iterable, Iterator, Sequence
@@ -35,8 +36,8 @@ TASKS_PER_CPU = 4  # tasks made per CPU of the cluster: a slow task holds up lit
 IN_FLIGHT_PER_CPU = 2
 
 
-class Unreachable(RuntimeError):
-    """The Ray cluster named cannot be joined; the message says what was tried and what to do."""
+class ClusterError(RuntimeError):
+    """The Ray cluster cannot be joined, or lost a task beyond its retries; the message says what to do."""
 
 
 class Progress(Protocol):
@@ -58,39 +59,57 @@ class _Task:
 
 
 def measure(
-    window: Sequence[Placed], address: str, progress: Progress, units_from: int | None = None
+    window: Sequence[Placed], progress: Progress, units_from: int | None = None
 ) -> tuple[movement.Measurement, int]:
-    """:func:`.movement.measure` of ``window`` as Ray tasks; also the bytes the tasks fetched.
+    """:func:`.movement.measure` of ``window`` as Ray tasks, within :func:`session`; and the bytes
+    the tasks fetched."""
+    ray = _ray()
+    cpus = int(ray.cluster_resources().get("CPU", 1))
+    tasks = _split(window, units_from, cpus)
+    remote = ray.remote(max_retries=MAX_RETRIES, retry_exceptions=[OSError])(_run)
+    parts: dict[int, movement.Measurement] = {}
+    fetched = 0
+    running: dict[Any, int] = {}
+    queue = list(enumerate(tasks))
+    while queue or running:
+        while queue and len(running) < max(1, IN_FLIGHT_PER_CPU * cpus):
+            index, task = queue.pop(0)
+            running[remote.remote(task)] = index
+        done, _ = ray.wait(list(running), num_returns=1)
+        for ref in done:
+            index = running.pop(ref)
+            parts[index], task_fetched = _result(ray, ref)
+            fetched += task_fetched
+            progress.update(tasks[index].nbytes)
+            progress.note(f"{len(parts)}/{len(tasks)} tasks")
+    return _merge([parts[i] for i in range(len(tasks))]), fetched
 
-    ``address``: a running cluster ("auto", "ray://host:10001", "host:6379"),
-    or "" to start a local Ray for this import (stopped after it). A Ray
-    already initialised in this process (a notebook, a test) is used as it is.
-    """
+
+@contextlib.contextmanager
+def session(address: str) -> Iterator[None]:
+    """Ray joined (or started, for "") for a whole import, so that its checkpoints, measured one
+    window at a time (:func:`tb_stagnation.checkpoints.command.import_series`), share one; stopped after
+    if started here. ``address``: a running cluster ("auto", "ray://host:10001", "host:6379"), or
+    "" to start a local Ray; a Ray already initialised in this process (a notebook, a test) is
+    used as it is. Joined before anything is read or removed: an unreachable cluster costs nothing."""
     ray = _ray()
     started = _connect(ray, address)
     try:
-        tasks = _split(window, units_from, int(ray.cluster_resources().get("CPU", 1)))
-        remote = ray.remote(max_retries=MAX_RETRIES, retry_exceptions=[OSError])(_run)
-        bound = max(1, IN_FLIGHT_PER_CPU * int(ray.cluster_resources().get("CPU", 1)))
-        parts: dict[int, movement.Measurement] = {}
-        fetched = 0
-        running: dict[Any, int] = {}
-        queue = list(enumerate(tasks))
-        while queue or running:
-            while queue and len(running) < bound:
-                index, task = queue.pop(0)
-                running[remote.remote(task)] = index
-            done, _ = ray.wait(list(running), num_returns=1)
-            for ref in done:
-                index = running.pop(ref)
-                parts[index], task_fetched = ray.get(ref)
-                fetched += task_fetched
-                progress.update(tasks[index].nbytes)
-                progress.note(f"{len(parts)}/{len(tasks)} tasks")
-        return _merge([parts[i] for i in range(len(tasks))]), fetched
+        yield
     finally:
         if started:
             ray.shutdown()
+
+
+def _result(ray: Any, ref: Any) -> tuple[movement.Measurement, int]:
+    """A finished task's result; its own error as in-process, or what the cluster lost."""
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayTaskError as e:  # raised by the import's own code: the same as in-process
+        raise e.as_instanceof_cause() from None
+    except ray.exceptions.RayError as e:  # a worker or node lost more often than the retries allow
+        raise ClusterError(f"a task failed {MAX_RETRIES + 1} times on the cluster ({type(e).__name__}: "
+                           f"{str(e).splitlines()[0][:200]}); nothing of this checkpoint was written") from None
 
 
 def _ray() -> Any:
@@ -108,16 +127,31 @@ def _connect(ray: Any, address: str) -> bool:
     import logging
 
     try:
+        _answers(address)
         ray.init(address=address or None, include_dashboard=False, logging_level=logging.WARNING,
                  log_to_driver=True)
-    except (ConnectionError, TimeoutError, RuntimeError, ValueError) as e:
+    except (OSError, TimeoutError, RuntimeError, ValueError) as e:  # ConnectionError is an OSError
         where = f"the Ray cluster at {address!r}" if address else "a local Ray"
-        raise Unreachable(
+        raise ClusterError(
             f"cannot reach {where} ({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}); "
             "start one with `ray start --head`, give its address ('auto' on a node of it, "
             "'ray://HOST:10001' from outside), or leave --ray's ADDRESS out to start one for this import"
         ) from None
     return True
+
+
+def _answers(address: str, timeout: float = 5.0) -> None:
+    """Raise ``OSError`` unless something listens at a ``host:port`` cluster address.
+
+    ``ray.init`` retries a silent GCS address for about 20 minutes (20 tries
+    of 60 s); "auto" and "ray://" fail on their own within 30 s.
+    """
+    host, colon, port = address.rpartition(":")
+    if "://" in address or not colon or not port.isdigit():
+        return
+    import socket
+
+    socket.create_connection((host, int(port)), timeout=timeout).close()
 
 
 def _split(window: Sequence[Placed], units_from: int | None, cpus: int) -> list[_Task]:

@@ -37,7 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return _import_all(args)
-    except (storage.StorageError, cluster.Unreachable) as e:
+    except (storage.StorageError, cluster.ClusterError) as e:
         return _fail(str(e))
 
 
@@ -148,7 +148,8 @@ def import_series(
             measured = movement.measure(window, progress=shown.update, units_from=new[0].step)
             fetched = storage.fetched() - fetched_before
         else:
-            measured, remote = cluster.measure(window, ray, progress=shown, units_from=new[0].step)
+            with cluster.session(ray):
+                measured, remote = cluster.measure(window, progress=shown, units_from=new[0].step)
             fetched = storage.fetched() - fetched_before + remote
     measured.points.update(adapters.measure(adapted))
     steps = {p.step for p in new}
