@@ -331,3 +331,59 @@ def test_a_tensor_without_a_known_unit_axis_is_named_and_skipped(tmp_path, capsy
     err = capsys.readouterr().err
     assert "tb-stagnation: scale: which axis holds the output units is not known for this layout; not measured per unit" in err
     assert _dead(analysis) == {}
+
+
+def _unit_records(directory: str) -> dict[str, list[tuple[int, int]]]:
+    """tag suffix (``units``, ``unit_quantiles``) -> [(step, values)] of every unit record in ``directory``'s event files."""
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+    from tensorboard.util import tensor_util
+
+    found: dict[str, list[tuple[int, int]]] = {}
+    for path in sorted(glob.glob(os.path.join(directory, "events.out.tfevents.*"))):
+        for event in EventFileLoader(path).Load():
+            for value in event.summary.value:
+                suffix = value.tag.rsplit("/", 1)[-1]
+                if suffix in ("units", "unit_quantiles"):
+                    found.setdefault(suffix, []).append((event.step, tensor_util.make_ndarray(value.tensor).size))
+    return found
+
+
+def test_a_writer_stores_unit_sums_at_powers_of_two_and_quantiles_per_pair(tmp_path) -> None:
+    """An embedding of 4096 rows logged at every step for 64 pairs: 7 sums of 4096 (pairs 1, 2, 4, ... 64),
+    not 64; one 5-quantile record per pair; exactly the rows of tokens never fed are named."""
+    import torch
+    from torch.utils.tensorboard import SummaryWriter
+
+    from tb_stagnation.summary import TorchUpdateRatioTracker
+
+    torch.manual_seed(0)
+    embedding = torch.nn.Embedding(4096, 8)
+    opt = torch.optim.SGD(embedding.parameters(), lr=0.1)
+    writer = SummaryWriter(str(tmp_path))
+    tracker = TorchUpdateRatioTracker([("embed_tokens.weight", embedding.weight)], writer, every=1)
+    tracker.step(0)
+    fed = set()
+    for step in range(1, 65):
+        ids = torch.randint(0, 4000, (256,))  # rows 4000-4095 never fed, and some below by chance
+        fed.update(ids.tolist())
+        opt.zero_grad()
+        embedding(ids).square().sum().backward()
+        opt.step()
+        tracker.step(step)
+    tracker.close()  # 64 is a power of two: nothing left to write
+    writer.close()
+    stored = _unit_records(str(tmp_path))
+    assert stored["units"] == [(2**k, 1 + 4096) for k in range(7)]
+    assert stored["unit_quantiles"] == [(step, 5) for step in range(1, 65)]
+    (finding,) = [f for f in tb_stagnation.analyse(str(tmp_path)).findings if f.kind == Kind.DEAD_UNITS]
+    assert finding.units == tuple(sorted(set(range(4096)) - fed)) and finding.unit_count == 4096
+    assert set(range(4000, 4096)) <= set(finding.units)
+
+
+def test_the_import_stores_unit_sums_at_powers_of_two_and_quantiles_per_pair(cnn_runs) -> None:
+    """11 checkpoints, 10 pairs, one import: per tensor the sums at pairs 1, 2, 4, 8 and the last (steps 10,
+    20, 40, 80, 100), never one per checkpoint; one quantile record per pair."""
+    stored = _unit_records(str(cnn_runs["root"] / "sgd_checkpoints"))
+    tensors = 6  # conv1, fc1, fc2: weight and bias
+    assert sorted(step for step, _ in stored["units"]) == sorted([10, 20, 40, 80, 100] * tensors)
+    assert sorted(step for step, _ in stored["unit_quantiles"]) == sorted(list(range(EVERY, STEPS + 1, EVERY)) * tensors)

@@ -38,6 +38,9 @@ from tb_stagnation import records
 from tb_stagnation.sources import eventfile, tfrecord
 
 SUFFIX = ".tb-stagnation-checkpoints"
+# Unit sums as of one imported step, while an import runs (no "tfevents": never listed as events);
+# see Appender._sums for why they are not in the event file at every checkpoint.
+_SUMS_STATE = ".tb-stagnation-unit-sums.{step}.npz"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,7 +51,8 @@ class Imported:
     axis: str | None  # what their steps count; None if nothing was imported
     files: tuple[str, ...]
     records: dict[str, int] = dataclasses.field(default_factory=dict)  # param -> records written
-    # param -> (pairs, per-unit movement) of its newest unit record: what the next import adds to
+    # param -> (pairs, per-unit movement) of its newest unit record, or of the sums a killed import
+    # saved as of its last whole checkpoint: what the next import adds to
     units: dict[str, tuple[int, np.ndarray]] = dataclasses.field(default_factory=dict)
 
 
@@ -100,7 +104,29 @@ def imported(run_dir: str) -> Imported:
                     written[content.param] = max(written.get(content.param, 0), record[0] + 1)
     for param, old in old_steps.items():  # an import of version 1, perhaps continued in version 2
         written[param] = max(written.get(param, 0), len(old))
-    return Imported(frozenset(steps), axis, tuple(paths), written, {p: u for p, (_, u) in units.items()})
+    newest = _sums_state(run_dir, max(steps)) if steps else None  # a killed import's sums, as of its last step
+    newest_units = {p: u for p, (_, u) in units.items()} if newest is None else newest
+    return Imported(frozenset(steps), axis, tuple(paths), written, newest_units)
+
+
+def _sums_state_paths(run_dir: str) -> dict[int, str]:
+    """step -> path of the unit sums an import in progress (or killed) saved as of that step."""
+    prefix, suffix = _SUMS_STATE.split("{step}")
+    found = {}
+    for name in os.listdir(run_dir) if os.path.isdir(run_dir) else ():
+        step = name.removeprefix(prefix).removesuffix(suffix)
+        if name.startswith(prefix) and name.endswith(suffix) and step.lstrip("-").isdigit():
+            found[int(step)] = os.path.join(run_dir, name)
+    return found
+
+
+def _sums_state(run_dir: str, step: int) -> dict[str, tuple[int, np.ndarray]] | None:
+    """The unit sums saved as of ``step`` (param -> (pairs, sums)), or ``None`` where none were."""
+    path = _sums_state_paths(run_dir).get(step)
+    if path is None:
+        return None
+    with np.load(path, allow_pickle=False) as saved:
+        return {str(name): (int(pairs), saved[f"s{i}"]) for i, (name, pairs) in enumerate(zip(saved["names"], saved["pairs"]))}
 
 
 class Appender:
@@ -131,13 +157,22 @@ class Appender:
         self._index = {param: i for i, param in enumerate(order)}
         self._described: set[str] = set()  # tags whose metadata this file holds
         self._file: BinaryIO | None = None
+        self._last_step: int | None = None
+        self._previous_step: int | None = None  # the step of the unit sums saved before the newest
+        # param -> (pairs, sums, unit axis, unit, index) not written yet: see _sums
+        self._unsummed: dict[str, tuple[int, np.ndarray, int, str, int | None]] = {}
 
     def __enter__(self) -> Appender:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        """Write the unit sums not written yet at the last step added, and close the file."""
         if self._file is not None:
+            if self._unsummed:
+                self._write(self._last_step, [self._sums(param) for param in list(self._unsummed)])
             self._file.close()
+            for path in _sums_state_paths(self.run_dir).values():  # every sum is in the events now
+                os.remove(path)
 
     def add(
         self,
@@ -163,20 +198,57 @@ class Appender:
                     param, quantiles, movement.size, self.axis, unit_axis, unit, index,
                     describe=self._describe(records.unit_quantiles_tag(param, records.CHECKPOINT)),
                 ))
-            values.append(records.units_value(param, movement, pairs, self.axis, unit_axis, unit, index))
+            self._unsummed[param] = (pairs, movement, unit_axis, unit, index)
+            if pairs & (pairs - 1) == 0:
+                values.append(self._sums(param))
         if not values:
             return
-        event = event_pb2.Event(wall_time=time.time(), step=step, summary=summary_pb2.Summary(value=values))
-        self._writer(step).write(event.SerializeToString())
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        self._write(step, values)
         self.done = dataclasses.replace(
             self.done,
             steps=self.done.steps | {step},
             axis=self.axis,
             records={**self.done.records, **{p: self.done.records.get(p, 0) + 1 for p in points}},
-            units={**self.done.units, **{p: (pairs, moved) for p, (pairs, moved, _, _) in (units or {}).items()}},
+            units={**self.done.units, **{p: (pairs, _as_stored(moved)) for p, (pairs, moved, _, _) in (units or {}).items()}},
         )
+        if self._unsummed:
+            self._save_sums(step)
+
+    def _save_sums(self, step: int) -> None:
+        """Save :attr:`done`'s unit sums as of ``step`` (written whole, then renamed); keep the previous
+        step's too, for a kill that cuts this step's event short."""
+        names = list(self.done.units)
+        path = os.path.join(self.run_dir, _SUMS_STATE.format(step=step))
+        with open(path + ".partial", "wb") as f:
+            np.savez(f, names=np.array(names, dtype=str), pairs=np.array([self.done.units[n][0] for n in names]),
+                     **{f"s{i}": self.done.units[n][1] for i, n in enumerate(names)})
+        os.replace(path + ".partial", path)
+        for older, stale in _sums_state_paths(self.run_dir).items():
+            if older not in (step, self._previous_step):
+                os.remove(stale)
+        self._previous_step = step
+
+    def _sums(self, param: str) -> summary_pb2.Summary.Value:
+        """The unit sum record of ``param``, now written.
+
+        Sums are written when their pair count reaches a power of two and, for
+        the rest, when the file is closed: at most ``log2(pairs) + 2`` vectors
+        per import, never one per checkpoint (:mod:`tb_stagnation.records`).
+        Meanwhile each :meth:`add` saves the sums as of its step beside the file
+        (one vector per tensor, the previous one removed), so an import killed
+        between two resumes from the sums of its last whole checkpoint
+        (:func:`imported`); the close removes them.
+        """
+        pairs, movement, unit_axis, unit, index = self._unsummed.pop(param)
+        return records.units_value(param, movement, pairs, self.axis, unit_axis, unit, index)
+
+    def _write(self, step: int, values: list[summary_pb2.Summary.Value]) -> None:
+        """One event at ``step``, synced to disk."""
+        event = event_pb2.Event(wall_time=time.time(), step=step, summary=summary_pb2.Summary(value=values))
+        self._writer(step).write(event.SerializeToString())
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._last_step = step
 
     def _describe(self, tag: str) -> bool:
         """Whether a record of ``tag`` must carry the metadata: its first in this file."""
@@ -200,6 +272,12 @@ class Appender:
         return RecordWriter(self._file)
 
 
+def _as_stored(movement: np.ndarray) -> np.ndarray:
+    """Per-unit sums as a unit record holds them (float32) and :func:`imported` reads them back: what
+    the next checkpoint adds to is the same whether this import goes on or a re-run resumes it."""
+    return movement.astype(np.float32).astype(np.float64)
+
+
 def write(
     run_dir: str, points: Mapping[str, Sequence[tuple[int, Mapping[str, float]]]], axis: str, written: Mapping[str, int]
 ) -> str | None:
@@ -221,7 +299,7 @@ def write(
 
 def remove(run_dir: str) -> list[str]:
     """Delete what earlier imports wrote (``--rebuild``); returns the paths removed."""
-    removed = files(run_dir)
+    removed = files(run_dir) + list(_sums_state_paths(run_dir).values())
     for path in removed:
         os.remove(path)
     return removed

@@ -131,7 +131,7 @@ VANISHING_NOISE = 1.5
 as steady."""
 DEAD_UNIT_SHARE = 0.01
 """A unit (an output row or channel, a kernel column, an embedding row) is dead when it never changed over the
-imported checkpoints, or moved less than this share of the tensor's median unit: weight decay alone keeps dead
+snapshots or checkpoints measured, or moved less than this share of the tensor's median unit: weight decay alone keeps dead
 units drifting a little."""
 BLIND_UNRESOLVED_SHARE = 0.5
 """``histogram_blind`` when at least this share of a run's histogram-scored parameter tags is ``unresolved``."""
@@ -189,7 +189,7 @@ FINDING_MEANINGS = {
     "buckets resolve exact zeros: TF1, PyTorch and tensorboardX writers, not TF2's)",
     Kind.FROZEN: "parameters that never changed",
     Kind.DEAD_UNITS: "output units of a layer (rows, channels, kernel columns, embedding rows) that never changed "
-    f"over the imported checkpoints, or moved less than {DEAD_UNIT_SHARE:g} of the tensor's median unit",
+    f"over the snapshots or checkpoints measured, or moved less than {DEAD_UNIT_SHARE:g} of the tensor's median unit",
     Kind.INACTIVE_ADAPTER: "LoRA adapters whose effective update (lora_alpha / r) x B A never changed over the "
     "imported checkpoints (every change exactly 0): untrained, and with B still at its zero initialisation they "
     "leave the model unchanged",
