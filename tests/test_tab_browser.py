@@ -923,6 +923,49 @@ def test_unit_view(dead_units_tb, browser):
         _screens(page, frame, "units-conv1")
 
 
+def write_dying_relu(logdir: Path) -> None:
+    """PyTorch's SummaryWriter (whose buckets hold exact zeros alone): a ReLU output whose share of zeros
+    rises from half (healthy) to all but 2% by step 60 and stays, beside a weight that moves."""
+    pytest.importorskip("torch")
+    from torch.utils.tensorboard import SummaryWriter
+
+    rng = np.random.default_rng(3)
+    writer = SummaryWriter(str(logdir / "relu"))
+    weight = rng.normal(0, 0.1, (32, 32))
+    for step in range(0, 130, 10):
+        dead = min(0.98, 0.5 + step / 120)  # the share of units that output exactly 0
+        out = np.maximum(rng.normal(0.5, 0.5, 4096), 1e-3)
+        out[: int(dead * out.size)] = 0.0
+        writer.add_histogram("fc2.output", out, step)
+        weight = weight + 1e-3 * rng.normal(0, 1, weight.shape)
+        writer.add_histogram("fc2.weight", weight, step)
+    writer.close()
+
+
+def test_zero_share_chart(tmp_path_factory, start_tensorboard, browser):
+    """An activation's share of exact zeros per step, with the dying_relu line, in the detail of its finding."""
+    logdir = tmp_path_factory.mktemp("dying") / "logs"
+    write_dying_relu(logdir)
+    tb = start_tensorboard(logdir)
+    with _tab(browser, tb.url) as (page, frame):
+        finding = frame.locator(".stg-finding[data-kind='dying_relu']")
+        finding.click(timeout=120_000)  # selects the activation, showing every role
+        frame.locator("tr[data-tag='fc2.output'][aria-selected='true']").wait_for(timeout=10_000)
+        frame.wait_for_selector("[data-chart='zero-share'] .uplot canvas", timeout=60_000)
+        series = tb.plugin("series?run=relu&tag=fc2.output")[1]
+        legend = _legend(frame, "zero-share")
+        assert legend["dying_relu threshold"] == f"{series['thresholds']['zero_share'] * 100:g}%", legend
+        assert "dying_relu" in frame.locator("[data-chart='zero-share'] .stg-chart-cap").inner_text()
+        frame.locator("[data-chart='zero-share']").scroll_into_view_if_needed()
+        page.wait_for_timeout(300)
+        _screens(page, frame, "zero-share")
+        # A weight's zeros mean nothing: no such chart.
+        frame.locator("tr[data-tag='fc2.weight']").click()
+        frame.locator(".stg-detail-head h2", has_text="fc2.weight").wait_for(timeout=10_000)
+        frame.wait_for_selector("[data-chart='rate'] .uplot canvas", timeout=60_000)
+        assert frame.locator("[data-chart='zero-share']").count() == 0
+
+
 LIVE_LAYERS = 40
 
 

@@ -124,7 +124,7 @@ export interface Series {
   checkpoint: CheckpointSeries | null;
   /** Per-unit movement, where the server measured it. */
   units: Units | null;
-  /** Activations: the share of exact zeros per step (aligned with `steps`), where the buckets resolve it. */
+  /** The share of exact zeros per step (aligned with `steps`), null where the buckets cannot tell; its dying_relu line is `thresholds.zero_share`. */
   zero_share: (number | null)[] | null;
   freshness: Freshness;
 }

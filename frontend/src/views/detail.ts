@@ -153,9 +153,10 @@ function chartPanels(row: Row, s: Series, colour: string, theme: Theme, scope: S
     const title = !exact ? "Drift rate per step" : hasRates ? "Drift rate and exact update ratio per step" : "Exact update ratio per step";
     panels.push(panel("rate", title, caption(text), chart, scope));
   }
-  const zeros = s.zero_share && s.zero_share.some((v) => v !== null) ? s.zero_share : null;
+  // Exact zeros say something of an activation (a ReLU's dead share), not of a weight.
+  const zeros = row.role === "activation" && s.zero_share && s.zero_share.some((v) => v !== null) ? s.zero_share : null;
   if (zeros) {
-    const threshold = s.thresholds.dying_relu ?? null;
+    const threshold = s.thresholds.zero_share ?? null;
     const text = "Share of the activation's values that are exactly 0 at each step, from its histogram's bucket ending at 0." +
       (threshold !== null ? ` Red: the dying_relu finding's threshold (${fmt(100 * threshold)}%), reached and kept.` : "");
     panels.push(panel("zero-share", "Exact zeros per step", caption(text), zeroShareChart(s.steps, zeros, threshold, colour, theme), scope));

@@ -98,8 +98,13 @@ function findingView({ finding, target }: FindingItem, p: FindingsProps): HTMLEl
 
 // A finding kind takes the colour of the status it resembles.
 const KIND_STATUS: Record<string, string> = {
+  norm_stats_frozen: "frozen",
+  dying_relu: "stagnant",
+  bias_before_norm: "unresolved",
+  init_scale: "unresolved",
   frozen: "frozen",
   dead_units: "frozen",
+  inactive_adapter: "frozen",
   stagnant: "stagnant",
   stalled: "stagnant",
   vanishing_gradient: "stagnant",
