@@ -29,13 +29,18 @@ export function commonPrefix(layers: Iterable<string>): string {
   return "";
 }
 
-/** Each run's common layer prefix (commonPrefix of its rows' layers), only for runs that have one. */
-export function prefixesByRun(rows: Iterable<{ run: string; layer: string }>): Map<string, string> {
+/**
+ * Each run's common layer prefix (commonPrefix of its rows' layers), only for runs that have
+ * one. It stops short of a repeated block's container: a run of adapters only shows
+ * "layers.0.self_attn.q_proj", never a bare "0.self_attn.q_proj".
+ */
+export function prefixesByRun(rows: Iterable<{ run: string; layer: string; block: string | null }>): Map<string, string> {
   const layers = new Map<string, string[]>();
   for (const r of rows) {
+    const names = r.block ? [r.layer, r.block.slice(0, Math.max(r.block.lastIndexOf("."), r.block.lastIndexOf("/")))] : [r.layer];
     const list = layers.get(r.run);
-    if (list) list.push(r.layer);
-    else layers.set(r.run, [r.layer]);
+    if (list) list.push(...names);
+    else layers.set(r.run, names);
   }
   const out = new Map<string, string>();
   for (const [run, names] of layers) {

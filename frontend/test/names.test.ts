@@ -23,13 +23,19 @@ test("commonPrefix: what every layer shares, up to a separator, never a whole la
   assert.equal(commonPrefix([]), "");
 });
 
-test("prefixesByRun: per run, only runs that have one", () => {
+test("prefixesByRun: per run, only runs that have one, never into a block's container", () => {
   const rows = [
-    ...PEFT.map((layer) => ({ run: "lora", layer })),
-    { run: "cnn", layer: "conv1" },
-    { run: "cnn", layer: "conv2" },
+    ...PEFT.map((layer) => ({ run: "lora", layer, block: null })),
+    { run: "cnn", layer: "conv1", block: null },
+    { run: "cnn", layer: "conv2", block: null },
   ];
   assert.deepEqual([...prefixesByRun(rows)], [["lora", "base_model.model."]]);
+  // Adapters only: their layers share "base_model.model.model.layers.", but the blocks keep their name.
+  const adapters = [0, 1].map((i) => ({
+    run: "a", layer: `base_model.model.model.layers.${i}.self_attn.q_proj`, block: `base_model.model.model.layers.${i}`,
+  }));
+  assert.deepEqual([...prefixesByRun(adapters)], [["a", "base_model.model.model."]]);
+  assert.deepEqual([...prefixesByRun(adapters.map((r) => ({ ...r, block: null })))], [["a", "base_model.model.model.layers."]]);
 });
 
 test("shortName: prefix dropped, middle elided, short names untouched", () => {
