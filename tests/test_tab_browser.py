@@ -1034,7 +1034,8 @@ def test_background_refresh_keeps_the_selection(tmp_path_factory, start_tensorbo
         assert frame.locator("tr[aria-selected='true']").get_attribute("data-tag") == tag
         assert abs(frame.eval_on_selector(".stg-table-wrap", "e => e.scrollTop") - top) <= 1
         frame.locator(".stg-detail-head h2", has_text=tag).wait_for(timeout=10_000)
-        frame.wait_for_selector("[data-chart='rate'] .uplot canvas", timeout=60_000)
+        # The charts swap to the new series once it lands.
+        frame.wait_for_selector(".stg-detail-body[data-last-step='190'] [data-chart='rate'] .uplot canvas", timeout=60_000)
         seen = frame.evaluate("window.stgSeen")
         assert "updating…" in seen["statuses"] and not seen["blanked"], seen
         bodies = [a.json() for a in answers]

@@ -210,6 +210,14 @@ export class App {
     while (this.series.size > SERIES_KEPT) this.series.delete(this.series.keys().next().value!);
     const settle = (done: SeriesLoad) => {
       this.series.set(key, done);
+      if (done.state === "ready" && done.series.freshness.refreshing) {
+        // Answered from the server's last complete result: ask again shortly (drawn meanwhile).
+        window.setTimeout(() => {
+          if (this.series.get(key) !== done) return;
+          this.series.delete(key);
+          this.render();
+        }, REFRESH_POLL_MS);
+      }
       this.render();
     };
     this.fetchers.series(row.run, row.tag, ratio).then(

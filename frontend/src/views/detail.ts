@@ -37,7 +37,9 @@ export function detailView(p: DetailProps, scope: Scope): HTMLElement {
     return card;
   }
   card.append(head(row, p), h("p", { class: "stg-note stg-source-note" }, sourceNote(row, p.defs)));
-  const body = h("div", { class: "stg-detail-body" });
+  // The newest step the drawn series reaches: tells a refreshed series from the one it replaces.
+  const drawnTo = load.state === "ready" ? load.series.steps[load.series.steps.length - 1] : undefined;
+  const body = h("div", { class: "stg-detail-body", "data-last-step": drawnTo });
   if (load.state === "loading") {
     body.append(h("div", { class: "stg-loading" }, h("div", null, "Loading the tag's series…"), h("div", { class: "stg-progress" })));
   } else if (load.state === "error") {
