@@ -8,8 +8,8 @@ download), LoRA on ``q_proj`` and ``v_proj``:
   their B stays exactly zero): one ``inactive_adapter`` finding naming their
   lora_A and lora_B, the other adapters moving by exactly what the files imply;
 * a plain loop calling ``save_pretrained(adapters/step-N, safe_serialization=False)``
-  (adapter_model.bin) from step 0, rsLoRA scaling and a per-module alpha: every adapter trains,
-  no ``inactive_adapter``;
+  from step 0 on an adapter named ``sft`` (so PEFT writes ``adapters/step-N/sft/adapter_model.bin``),
+  rsLoRA scaling and a per-module alpha: every adapter trains, no ``inactive_adapter``;
 * the same loop saving, beside each adapter, the merged model (``merge_and_unload``):
   both are imported, and the merged ``q_proj.weight`` moves as its adapter's update does.
 
@@ -41,6 +41,7 @@ R, ALPHA, LR = 4, 8, 1e-3
 TARGETS = ("q_proj", "v_proj")
 TRAINER_STEPS = (10, 20, 30, 40)
 LOOP_STEPS = (0, 5, 10, 15, 20)
+NAMED = "sft"
 RS_ALPHA, V_ALPHA = 16, 4  # the healthy run: rsLoRA (alpha / sqrt(r)), v_proj's alpha overridden by alpha_pattern
 
 
@@ -90,7 +91,8 @@ def trainer_run(tmp_path_factory) -> tuple[Path, str]:
 def train_loop(root: Path, merged: bool) -> Path:
     """A plain loop training every adapter, saving at LOOP_STEPS into ``adapters/step-N`` and importing.
 
-    ``merged``: save the merged model beside each adapter (safetensors), else the adapter alone as adapter_model.bin.
+    ``merged``: save the merged model beside each (default) adapter (safetensors), else an adapter named
+    ``sft`` alone as adapter_model.bin (in ``adapters/step-N/sft/``, as PEFT saves a named adapter).
     """
     import copy
 
@@ -99,7 +101,7 @@ def train_loop(root: Path, merged: bool) -> Path:
 
     config = LoraConfig(r=R, lora_alpha=RS_ALPHA, use_rslora=True, alpha_pattern={"v_proj": V_ALPHA},
                         target_modules=list(TARGETS), lora_dropout=0.0)
-    model = get_peft_model(llama(2), config)
+    model = get_peft_model(llama(2), config, adapter_name="default" if merged else NAMED)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=LR)
     batches = data()
     for step in range(LOOP_STEPS[-1] + 1):
@@ -220,7 +222,7 @@ def test_rslora_and_alpha_pattern_scale_the_update_and_a_zero_start_has_no_ratio
     import torch
 
     series = imported(loop_run)
-    files = [{k: v.numpy() for k, v in torch.load(loop_run / "adapters" / f"step-{s}" / "adapter_model.bin",
+    files = [{k: v.numpy() for k, v in torch.load(loop_run / "adapters" / f"step-{s}" / NAMED / "adapter_model.bin",
                                                  weights_only=True).items()} for s in LOOP_STEPS]
     for target in TARGETS:
         scale = (V_ALPHA if target == "v_proj" else RS_ALPHA) / math.sqrt(R)

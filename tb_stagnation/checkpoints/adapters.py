@@ -52,7 +52,7 @@ from tb_stagnation import records
 from tb_stagnation.checkpoints import formats, storage
 from tb_stagnation.checkpoints.discover import Placed
 from tb_stagnation.checkpoints.formats import TensorInfo
-from tb_stagnation.checkpoints.movement import DEFAULT_BUDGET, _groups  # movement's grouping, shared
+from tb_stagnation.checkpoints.movement import DEFAULT_BUDGET, _groups, one_blas_thread  # shared with movement
 
 CONFIG = "adapter_config.json"
 FILES = {"adapter_model.safetensors": formats.SAFETENSORS, "adapter_model.bin": formats.TORCH}
@@ -135,7 +135,17 @@ def find(tensors: Iterable[TensorInfo], config: dict) -> list[Adapter]:
 
 
 def measure(adapted: Sequence[Adapted], budget: int = DEFAULT_BUDGET) -> dict[str, list[tuple[int, dict[str, float]]]]:
-    """Every adapter's quantities at each checkpoint of ``adapted`` (in step order), series in model order."""
+    """Every adapter's quantities at each checkpoint of ``adapted`` (in step order), series in model order.
+
+    BLAS is held to one thread, as :func:`.movement.measure` holds it: its ``2r``-wide products would
+    wake OpenBLAS's pool, whose threads spin for cores others hold (per adapter pair of a 4096 x 4096
+    module at r = 16, beside busy cores: 330 ms with the pool, 29 ms on one thread).
+    """
+    with one_blas_thread():
+        return _measure(adapted, budget)
+
+
+def _measure(adapted: Sequence[Adapted], budget: int) -> dict[str, list[tuple[int, dict[str, float]]]]:
     sizes: dict[str, int] = {}
     for checkpoint in adapted:
         for adapter in checkpoint.adapters:

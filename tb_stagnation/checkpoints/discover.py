@@ -149,8 +149,10 @@ def discover(src: str) -> list[Series]:
             dirs[:] = []  # its meta.pt (Lightning) is no model either
             continue
         if "adapter_config.json" in files and any(f in files for f in _PEFT_FILES):
-            # one folder per save_pretrained, read as an HF folder; its siblings are the series
-            found.setdefault((os.path.dirname(directory), PEFT), []).append(_hf_checkpoint(directory, files, src))
+            # read as an HF folder; the folders save_pretrained was given are the series (HF's checkpoint-N too)
+            save = _peft_save(directory)
+            family = HF if _HF_FOLDER.match(os.path.basename(save)) else PEFT
+            found.setdefault((os.path.dirname(save), family), []).append(_hf_checkpoint(directory, files, src))
             continue
         for name in sorted(files):
             kind = _kind(name, files)
@@ -173,6 +175,18 @@ def _hf_checkpoint(folder: str, files: list[str], src: str) -> Checkpoint:
     elif "model.safetensors.index.json" not in files and "model.safetensors" not in files:
         path = os.path.join(folder, "adapter_model.safetensors")
     return Checkpoint(path, fmt, os.path.relpath(folder, src))
+
+
+def _peft_save(folder: str) -> str:
+    """The folder ``save_pretrained`` was given, for an adapter found in ``folder``.
+
+    PEFT saves its default adapter there and one named ``x`` in ``<there>/x/``:
+    a folder whose name holds no number inside one whose name does
+    (``checkpoint-10/sft``, ``adapters/step-5/sft``) is a named adapter's.
+    """
+    parent = os.path.dirname(folder)
+    named = not _NUMBER.search(os.path.basename(folder)) and _NUMBER.search(os.path.basename(parent))
+    return parent if named else folder
 
 
 def _kind(name: str, files: Iterable[str]) -> tuple[str, str] | None:
@@ -271,10 +285,12 @@ def place(series: Series) -> Placement:
 def _step(family: str, checkpoint: Checkpoint, reader: formats.CheckpointReader) -> tuple[int | None, str]:
     """A checkpoint's step and what it counts, from what its format records (AXIS_SOURCES)."""
     name = checkpoint.name
-    if family == PEFT:  # the folder save_pretrained wrote names the step
-        name = os.path.basename(checkpoint.path if storage.isdir(checkpoint.path) else os.path.dirname(checkpoint.path))
+    if family == PEFT:  # the folder save_pretrained was given names the step
+        folder = checkpoint.path if storage.isdir(checkpoint.path) else os.path.dirname(checkpoint.path)
+        name = os.path.basename(_peft_save(folder))
     if family == HF:
         folder = os.path.dirname(checkpoint.path) if checkpoint.format in (TORCH, DCP) or not storage.isdir(checkpoint.path) else checkpoint.path
+        folder = _peft_save(folder)  # a named adapter's folder inside checkpoint-N/
         return _trainer_state_step(folder), records.STEP
     if family == KERAS:
         number = _NUMBER.search(name)
