@@ -36,6 +36,17 @@ samples, as a long run does.
 
     .venv/bin/python bench/live.py [--loader python|rust|both] [--tags 1000] [--steps 200]
                                    [--append 2] [--reloads 5] [--reservoir N]
+
+``--route`` measures what the user waits for instead (issue 22): a real
+``tensorboard --reload_interval 1`` per loader on the log while a writer
+appends a step to every tag each second (``bench/load_test.py``'s writer),
+and one client polling ``/ranking`` as the tab does (every ``--poll``
+seconds, for ``--seconds``) after its first ranking: the route's latency and
+how far the newest step it shows (``as_of``) is behind the writer, medians
+per loader, with the targets (median latency <= 150 ms, median lag <= 15
+steps) marked. ``--quick``: 50 steps before, 30 s of polling.
+
+    .venv/bin/python bench/live.py --route [--tags 1000] [--steps 200] [--seconds 60] [--quick]
 """
 
 from __future__ import annotations
@@ -355,6 +366,86 @@ def report(args, benches: list[Bench]) -> bool:
     return ok
 
 
+ROUTE_TARGET_MS = 150.0
+ROUTE_TARGET_LAG = 15
+
+
+def route_bench(args) -> bool:
+    """``--route``: per loader, the ranking route's latency and lag behind a writer at a step a second."""
+    import threading
+    from pathlib import Path
+
+    import load_test
+
+    print(f"--route: {args.tags} tags x {args.steps} steps, then +1 step/s on every tag; one client polling "
+          f"/ranking every {args.poll:g} s for {args.seconds:g} s; {os.cpu_count()} cores (os.cpu_count()), "
+          f"load average {_load()} at the start", flush=True)
+    loaders = ("python", "rust") if args.loader == "both" else (args.loader,)
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="tb-stagnation-route-") as tmp:
+        for loader in loaders:
+            logdir = Path(tmp) / f"logs-{loader}"
+            log = load_test.write_log(logdir, 1, args.tags, args.steps)
+            server = load_test.Server(logdir, Path(tmp) / f"tensorboard-{loader}.log", loader, reload_interval=1)
+            stop, appended, failures = threading.Event(), [], []
+            try:
+                server.wait_loaded(1, args.tags, log.steps - 1, timeout=600)
+                t = time.perf_counter()
+                status, _, _ = load_test.get(server.plugin("ranking"))
+                first = time.perf_counter() - t
+                writer = threading.Thread(target=load_test.live_writer, args=(log, stop, appended, failures), daemon=True)
+                writer.start()
+                latencies, lags, refreshing, errors = [], [], 0, int(status != 200)
+                stop_at = time.monotonic() + args.seconds
+                while time.monotonic() < stop_at:
+                    written = log.steps - 1  # before the request: the lag is never flattered
+                    t = time.perf_counter()
+                    status, body, _ = load_test.get(server.plugin("ranking"))
+                    latencies.append(time.perf_counter() - t)
+                    if status != 200 or body is None:
+                        errors += 1
+                    else:
+                        lags.append(written - max(body["as_of"].values()))
+                        refreshing += body["refreshing"]
+                    time.sleep(max(0.0, args.poll - latencies[-1]))
+                stop.set()
+                writer.join(timeout=60)
+            finally:
+                stop.set()
+                server.stop()
+            results[loader] = {
+                "first": first, "latency": 1e3 * statistics.median(latencies), "max": 1e3 * max(latencies),
+                "lag": statistics.median(lags), "max lag": max(lags), "requests": len(latencies),
+                "refreshing": refreshing, "errors": errors + len(failures), "steps written": len(appended),
+            }
+            print(f"[{loader}] {results[loader]}", flush=True)
+    width = 14
+    print(f"\n{'':36s}" + "".join(f"{name:>{width}s}" for name in results))
+    for label, cell in [
+        ("first ranking", lambda r: f"{1e3 * r['first']:.0f} ms"),
+        ("ranking route latency, median", lambda r: f"{r['latency']:.0f} ms"),
+        ("ranking route latency, max", lambda r: f"{r['max']:.0f} ms"),
+        ("steps behind the writer, median", lambda r: f"{r['lag']:.0f}"),
+        ("steps behind the writer, max", lambda r: f"{r['max lag']:.0f}"),
+        ("answers flagged refreshing", lambda r: f"{r['refreshing']}/{r['requests']}"),
+        ("steps written while polling", lambda r: f"{r['steps written']}"),
+        ("errors", lambda r: f"{r['errors']}"),
+    ]:
+        print(f"{label:36s}" + "".join(f"{cell(r):>{width}s}" for r in results.values()))
+    ok = True
+    print("targets (issue 22):")
+    for label, test in [
+        (f"median latency <= {ROUTE_TARGET_MS:g} ms", lambda r: r["latency"] <= ROUTE_TARGET_MS),
+        (f"median lag <= {ROUTE_TARGET_LAG} steps", lambda r: r["lag"] <= ROUTE_TARGET_LAG),
+        ("0 errors", lambda r: r["errors"] == 0),
+    ]:
+        marks = [test(r) for r in results.values()]
+        ok = ok and all(marks)
+        print(f"  {label:34s}" + "".join(f"{_mark(m):>{width}s}" for m in marks))
+    print(f"{os.cpu_count()} cores (os.cpu_count()), load average {_load()} (1, 5, 15 min) at the end", flush=True)
+    return ok
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--loader", choices=("python", "rust", "both"), default="both")
@@ -365,7 +456,15 @@ def main() -> int:
     parser.add_argument("--reservoir", type=int, default=None,
                         help="histograms each loader keeps a tag (0: all); default: each loader's own default "
                              "(python 500, rust 100)")
+    parser.add_argument("--route", action="store_true", help="the ranking route behind a live writer (issue 22)")
+    parser.add_argument("--seconds", type=float, default=60, help="--route: seconds of polling")
+    parser.add_argument("--poll", type=float, default=1.0, help="--route: seconds between the client's requests")
+    parser.add_argument("--quick", action="store_true", help="--route with 50 steps before and 30 s of polling")
     args = parser.parse_args()
+    if args.quick:
+        args.route, args.steps, args.seconds = True, 50, 30
+    if args.route:
+        return 0 if route_bench(args) else 1
 
     from tensorboard import context
 

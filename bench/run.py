@@ -21,7 +21,7 @@ also reports the child's peak RSS (``getrusage(RUSAGE_CHILDREN).ru_maxrss``);
 the server's peak RSS is its ``VmHWM``.
 
     .venv/bin/python bench/run.py [--sizes small,tf2_long,tf2_wide,tf1_buckets]
-                                  [--out /tmp/tb-stagnation-bench] [--repeat N]
+                                  [--out /tmp/tb-stagnation-bench] [--repeat N] [--quick]
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ FORMAT_VERSION = 3  # bump when the generator changes: regenerates cached logs
 SIZES = {
     # name: (writer, tags, steps, values per tensor)
     "small": ("tf2", 10, 100, 1024),
+    "tf2_medium": ("tf2", 100, 200, 1024),  # the issue's 16 MB TF2 log; with small, --quick
     "tf2_long": ("tf2", 100, 1000, 1024),
     "tf2_wide": ("tf2", 1000, 200, 1024),
     "tf1_buckets": ("tf1", 100, 200, 4096),
@@ -542,7 +543,10 @@ def main() -> int:
     p.add_argument("--out", default="/tmp/tb-stagnation-bench", help="where generated logs live (reused)")
     p.add_argument("--repeat", type=int, default=1, help="runs per process figure (median reported)")
     p.add_argument("--timeout", type=float, default=300, help="seconds allowed per figure (default %(default)s)")
+    p.add_argument("--quick", action="store_true", help="sizes small and tf2_medium only: a few minutes")
     args = p.parse_args()
+    if args.quick:
+        args.sizes = "small,tf2_medium"
     sizes = [s for s in args.sizes.split(",") if s]
     unknown = [s for s in sizes if s not in SIZES]
     if unknown:

@@ -138,9 +138,10 @@ class Refreshed(Generic[V]):
     def __init__(self, max_bytes: int, size_of: Callable[[V], int], workers: int = 2, max_pending: int = 32) -> None:
         self._kept: LRU[tuple[Stamp, V]] = LRU(max_bytes, lambda entry: size_of(entry[1]))
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tb-stagnation-refresh")
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # held by while_refreshing around _schedule
         # group -> key -> its maker, waiting; a group is present exactly while a worker drains it.
         self._waiting: dict[Hashable, collections.OrderedDict[Hashable, Callable[[], tuple[Stamp, V]]]] = {}
+        self._making: dict[Hashable, Hashable] = {}  # group -> the key its worker is making
         self.max_pending = max_pending
 
     @property
@@ -166,6 +167,22 @@ class Refreshed(Generic[V]):
             return self._keep(key, *make()), False
         self._schedule(group, key, make)
         return kept[1], True
+
+    def while_refreshing(self, group: Hashable, key: Hashable, make: Callable[[], tuple[Stamp, V]]) -> V | None:
+        """The kept value of ``key`` while its group is being refreshed, else None.
+
+        For a request that need not list the data to know that a newer
+        answer may be on its way. ``key`` is queued unless it is being made
+        now: on a log that stopped changing, the refresh under way is the
+        last one, and the next request lists and finds its answer current.
+        """
+        with self._lock:
+            kept = self._kept.get(key)
+            if group not in self._waiting or kept is None:
+                return None
+            if self._making.get(group) != key:
+                self._schedule(group, key, make)
+            return kept[1]
 
     def _keep(self, key: Hashable, stamp: Stamp, value: V) -> V:
         """Keep ``value`` unless a value of later data is kept; the newer of the two."""
@@ -194,8 +211,10 @@ class Refreshed(Generic[V]):
                 waiting = self._waiting[group]
                 if not waiting:
                     del self._waiting[group]
+                    self._making.pop(group, None)
                     return
                 key, make = waiting.popitem(last=False)
+                self._making[group] = key
             try:
                 self._keep(key, *make())
             except Exception as e:  # e.g. the run was deleted: the next request makes it in front, and says why

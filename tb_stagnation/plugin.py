@@ -34,7 +34,8 @@ from tb_stagnation.verdict import ranking, vocabulary
 logger = logging.getLogger(__name__)
 # Encoded ranking and series answers kept, the last complete one per query, by bytes (body
 # plus gzip): ~2 MB a ranking at 1,000 tags, so a few dozen queries of a large log, or a
-# handful of a 10,000-tag one.
+# handful of a 10,000-tag one. An answer served while its query is refreshed also holds its
+# flagged copy (Answer.refreshing), which goes with it when the new answer replaces it.
 ANSWER_CACHE_BYTES = 64 << 20
 # Threads making answers from new data in the background, one experiment each at a time.
 REFRESH_WORKERS = 2
@@ -317,19 +318,23 @@ class StagnationPlugin(base_plugin.TBPlugin):
         on the request (waiting for a background read under way, then reading
         what is left); later ones come from :class:`caches.Refreshed`, which
         makes the new answer on a background thread, one experiment at a time,
-        from the listing of when it runs. Unknown runs are refused against the
-        current listing, whatever is kept.
+        from the listing of when it runs. While an experiment is being
+        refreshed, a query with a kept answer gets it without listing the data
+        (most of what such a request costs, and slow while the loader and the
+        refresh hold the interpreter); otherwise unknown runs are refused
+        against the current listing, whatever is kept.
         """
-        listings = self._listings(ctx, experiment)
-        _ranked_runs(listings, runs)
 
         def listed_and_made() -> tuple[caches.Stamp, Answer]:
             now = self._listings(ctx, experiment)
             return now.stamp, make(now)
 
-        answer, refreshing = self._answers.get(
-            experiment, (experiment, *query), listings.stamp.version, listed_and_made, wait=fresh
-        )
+        key = (experiment, *query)
+        if not fresh and (during := self._answers.while_refreshing(experiment, key, listed_and_made)) is not None:
+            return during.refreshing()  # no listing: a newer answer is being made
+        listings = self._listings(ctx, experiment)
+        _ranked_runs(listings, runs)
+        answer, refreshing = self._answers.get(experiment, key, listings.stamp.version, listed_and_made, wait=fresh)
         return answer.refreshing() if refreshing else answer
 
     def _listings(self, ctx, experiment: str) -> _Listings:
