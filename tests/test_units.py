@@ -387,3 +387,49 @@ def test_the_import_stores_unit_sums_at_powers_of_two_and_quantiles_per_pair(cnn
     tensors = 6  # conv1, fc1, fc2: weight and bias
     assert sorted(step for step, _ in stored["units"]) == sorted([10, 20, 40, 80, 100] * tensors)
     assert sorted(step for step, _ in stored["unit_quantiles"]) == sorted(list(range(EVERY, STEPS + 1, EVERY)) * tensors)
+
+
+def _lightning(root: str) -> None:
+    """A Lightning MLP whose fc1 units 0-7 never fire, 50 steps: the callback live every 10 steps into the
+    logger's directory (``root``), a ``.ckpt`` every 10 steps in ``root/checkpoints``."""
+    import lightning.pytorch as pl
+    import torch
+
+    from tb_stagnation.integrations.lightning import UpdateRatioCallback
+
+    class Mlp(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc1, self.fc2 = torch.nn.Linear(12, 32), torch.nn.Linear(32, 1)
+            with torch.no_grad():
+                self.fc1.weight.abs_()
+                self.fc1.weight[:8] *= -1
+                self.fc1.bias[:8], self.fc1.bias[8:] = -0.5, 0.5
+
+        def training_step(self, batch: list[torch.Tensor], batch_idx: int) -> torch.Tensor:
+            x, y = batch
+            return torch.nn.functional.mse_loss(self.fc2(torch.relu(self.fc1(x))), y)
+
+        def configure_optimizers(self) -> torch.optim.Optimizer:
+            return torch.optim.SGD(self.parameters(), lr=0.01)
+
+    torch.manual_seed(0)
+    x = torch.rand(400, 12)
+    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, x.sum(1, keepdim=True)), batch_size=8)
+    pl.Trainer(
+        max_steps=50, logger=pl.loggers.TensorBoardLogger(root, name="", version=""), enable_progress_bar=False,
+        enable_model_summary=False, accelerator="cpu", callbacks=[
+            UpdateRatioCallback(every=EVERY),
+            pl.callbacks.ModelCheckpoint(os.path.join(root, "checkpoints"), every_n_train_steps=EVERY, save_top_k=-1),
+        ],
+    ).fit(Mlp(), data)
+
+
+def test_the_lightning_callback_names_the_same_dead_units_as_the_checkpoints(tmp_path) -> None:
+    run = str(tmp_path / "run")
+    _lightning(run)
+    ways = _three_ways(run, glob.glob(os.path.join(run, "checkpoints", "*.ckpt")))
+    live, imported = _dead(ways["live"]), _dead(ways["checkpoints"])
+    assert {layer: found[:2] for layer, found in live.items()} == {"fc1": (tuple(range(8)), 32)}
+    assert {layer: found[:2] for layer, found in imported.items()} == {"fc1": (tuple(range(8)), 32)}
+    assert live["fc1"][2].startswith("fc1: 8 of 32 units (0-7) never changed over 6 snapshots, nor their biases")

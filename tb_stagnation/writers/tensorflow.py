@@ -23,14 +23,7 @@ from typing import Any
 import numpy as np
 
 from tb_stagnation.writers import units
-from tb_stagnation.writers.core import (
-    ExactRecord,
-    ParamState,
-    UnitSums,
-    UpdateRatioCore,
-    summary_proto,
-    unique_names,
-)
+from tb_stagnation.writers.core import ExactRecord, ParamState, UnitSums, UpdateRatioCore, summary_proto, unique_names
 
 __all__ = ["KerasUpdateRatioCallback", "TF2UpdateRatioTracker"]
 

@@ -20,14 +20,7 @@ import numpy as np
 from tensorboard.compat.proto import summary_pb2
 
 from tb_stagnation.writers import units
-from tb_stagnation.writers.core import (
-    ExactRecord,
-    ParamState,
-    UnitSums,
-    UpdateRatioCore,
-    summary_proto,
-    unique_names,
-)
+from tb_stagnation.writers.core import ExactRecord, ParamState, UnitSums, UpdateRatioCore, summary_proto, unique_names
 
 __all__ = ["TorchArrayOps", "TorchUpdateRatioTracker", "host_numpy", "write_records"]
 
