@@ -45,11 +45,11 @@ training-time writers alike, two tags per tensor and source:
 * ``<tag>/units`` (:func:`units_tag`, content version 2 with ``units``):
   the movement of every unit summed over the pairs measured so far
   (``sum_i ||W_i[u] - W_{i-1}[u]||``, a path length), a float32 vector of
-  length ``1 + units``, the number of pairs first. The import writes one at
-  the last step of each import (adding its pairs to what the previous one
-  wrote, read back from the files); a writer writes one when its pair count
-  reaches a power of two and one when training ends (``close``, or the
-  callbacks' end of training), so ``log2(pairs) + 2`` at most.
+  length ``1 + units``, the number of pairs first. Written when the pair
+  count reaches a power of two and once more at the end: of each import
+  (which adds its pairs to what the previous one wrote, read back from the
+  files), of training (a writer's ``close``, the callbacks' end of
+  training); so ``log2(pairs) + 2`` at most per import or writer.
 * ``<tag>/unit_quantiles`` (:func:`unit_quantiles_tag`, content version 2
   with ``quantiles`` and ``unit_count``): one record per pair at its later
   step, float64, the :data:`UNIT_QUANTILES` (min, p10, median, p90, max) of
@@ -61,7 +61,7 @@ and a unit is dead when its sum is 0 or under a share of the tensor's
 median unit, which the sum over the series answers; the tab's unit view
 sorts the units by that sum and draws how the spread of unit movement
 evolves pair by pair, which the quantiles answer. A 128k-row embedding over
-64 pairs thus stores 512 KB per import (or 8 sums from a writer) plus 40
+64 pairs thus stores 8 sums of 512 KB (pairs 1, 2, 4, ... 64) plus 40
 bytes per pair, never a value per unit per pair; the newest sum, the one
 that counts, is the record both loaders always keep. float32 keeps a unit
 that moved nonzero (weights differ by at least float32's smallest step).
