@@ -96,7 +96,7 @@ def write_torch(logdir: str) -> None:
             return self.out(h2), h1, h2
 
     inputs = torch.tensor(x)
-    for run, lr in (("relu_dying", 3.0), ("relu_healthy", 0.05)):
+    for run, lr in (("relu_dying", 10.0), ("relu_healthy", 0.05)):
         torch.manual_seed(0)
         model = MLP()
         opt = torch.optim.SGD(model.parameters(), lr=lr)

@@ -10,7 +10,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -28,23 +28,28 @@ LOGGING_TENSORBOARD = (
 LOADED = ("TensorBoard done reloading", "Finished load cycle")
 
 
+def write_in_processes(script: Path, names: Sequence[str], root: Path) -> dict[str, Path]:
+    """name -> ``root / name``, written by ``script name root/name``, every name in a process of its own at once.
+
+    A framework per process: TensorFlow's graph mode and its import are global state.
+    """
+    procs = {
+        name: subprocess.Popen(
+            [sys.executable, str(script), name, str(root / name)],
+            env=QUIET_ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        for name in names
+    }
+    for name, proc in procs.items():
+        out, _ = proc.communicate(timeout=600)
+        assert proc.returncode == 0, f"{script.name} {name} failed:\n{out[-3000:]}"
+    return {name: root / name for name in names}
+
+
 @pytest.fixture(scope="session")
 def writer_logs(tmp_path_factory) -> dict[str, Path]:
     """writer name -> log directory written by that writer (see tests/writers.py)."""
-    root = tmp_path_factory.mktemp("writers")
-    procs = {}
-    for name in WRITER_NAMES:
-        procs[name] = subprocess.Popen(
-            [sys.executable, str(HERE / "writers.py"), name, str(root / name)],
-            env=QUIET_ENV,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-    for name, proc in procs.items():
-        out, _ = proc.communicate(timeout=600)
-        assert proc.returncode == 0, f"writer {name} failed:\n{out[-3000:]}"
-    return {name: root / name for name in WRITER_NAMES}
+    return write_in_processes(HERE / "writers.py", WRITER_NAMES, tmp_path_factory.mktemp("writers"))
 
 
 # The demo at a reduced size: small enough for CI (about a minute of CPU), long enough that

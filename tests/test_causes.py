@@ -7,15 +7,14 @@ findings are read through the public :func:`tb_stagnation.analyse`.
 
 from __future__ import annotations
 
-import subprocess
-import sys
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import tb_stagnation
-from conftest import HERE, QUIET_ENV
+from conftest import HERE, write_in_processes
 from tb_stagnation.measure import histogram, zeros
 from tb_stagnation.verdict import findings, vocabulary
 from tb_stagnation.verdict.vocabulary import Kind
@@ -26,18 +25,7 @@ FRAMEWORKS = ("torch", "tf1", "keras")
 @pytest.fixture(scope="session")
 def cause_logs(tmp_path_factory) -> dict[str, Path]:
     """framework -> log directory of its runs (see tests/cause_writers.py)."""
-    root = tmp_path_factory.mktemp("causes")
-    procs = {
-        name: subprocess.Popen(
-            [sys.executable, str(HERE / "cause_writers.py"), name, str(root / name)],
-            env=QUIET_ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )
-        for name in FRAMEWORKS
-    }
-    for name, proc in procs.items():
-        out, _ = proc.communicate(timeout=600)
-        assert proc.returncode == 0, f"cause writer {name} failed:\n{out[-3000:]}"
-    return {name: root / name for name in FRAMEWORKS}
+    return write_in_processes(HERE / "cause_writers.py", FRAMEWORKS, tmp_path_factory.mktemp("causes"))
 
 
 @pytest.fixture(scope="module")
@@ -192,3 +180,19 @@ def test_the_meanings_state_the_causes_thresholds_and_come_before_the_symptoms()
     dying = vocabulary.FINDING_MEANINGS[Kind.DYING_RELU]
     assert f"at least {vocabulary.DYING_RELU_SHARE:.0%}" in dying
     assert f"last {vocabulary.DYING_RELU_MIN_SAMPLES} or more kept samples" in dying
+
+
+def test_a_batch_norm_frozen_with_the_layers_around_it_is_only_frozen(found, cause_logs) -> None:
+    """A backbone frozen for fine-tuning: its statistics are meant to stay, no cause is claimed.
+
+    bn_eval's frozen statistics, with bn2's own weight and bias and the layers around it (conv2,
+    fc) frozen too, are told as ``frozen``, not ``norm_stats_frozen``.
+    """
+    analysis = tb_stagnation.analyse(str(cause_logs["torch"]), runs=["bn_eval"])
+    rows = [
+        dataclasses.replace(r, status=vocabulary.Status.FROZEN) if r.layer in ("conv2", "bn2", "fc") else r
+        for r in analysis.rows
+    ]
+    result = dataclasses.replace(analysis.ranking, rows=rows)
+    kinds = {f.kind for f in findings.find(result)}
+    assert Kind.NORM_STATS_FROZEN not in kinds and Kind.FROZEN in kinds

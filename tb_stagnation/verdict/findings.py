@@ -206,10 +206,8 @@ def _causes(run: str, rows: list[ranking.Row], ratio: float, exact: ranking.Matc
     The rows a cause explains (stuck statistics, a cancelled bias) are told
     there and not again as ``frozen`` or ``stagnant``.
     """
-    trained = any(r.role in TRAINABLE_ROLES and r.status == Status.MOVING for r in rows)
-    found = [_norm_stats_frozen(run, group, rows, exact) for group in _by_layer(
-        [r for r in rows if r.role == Role.MOVING_STAT and r.status == Status.FROZEN]
-    )] if trained else []
+    stuck = _by_layer([r for r in rows if r.role == Role.MOVING_STAT and r.status == Status.FROZEN])
+    found = [f for f in (_norm_stats_frozen(run, group, rows, exact) for group in stuck) if f]
     found += [f for f in (_bias_before_norm(run, group, rows, ratio, exact) for group in _by_layer(rows)) if f]
     found += [f for f in (_dying_relu(run, r) for r in rows if r.role == Role.ACTIVATION) if f]
     return found
@@ -256,14 +254,27 @@ def _norm_framework(tags: Sequence[str]) -> str:
 
 def _norm_stats_frozen(
     run: str, rows: list[ranking.Row], run_rows: list[ranking.Row], exact: ranking.MatchedExact
-) -> Finding:
-    """A normalisation layer's frozen statistics while the run trains: the frozen evidence, the cause and the fix."""
+) -> Finding | None:
+    """A normalisation layer's frozen statistics while its scale or offset, or the layers around it, train.
+
+    The evidence that the layer was meant to train: its own scale or offset
+    moved, or else the layer before or after it in model order did. A
+    batch norm frozen with the layers around it (a backbone frozen for
+    fine-tuning) is only ``frozen``: its statistics are meant to stay.
+    """
     layer = rows[0].layer
     params = [r for r in run_rows if r.layer == layer and r.role in (Role.NORM_SCALE, Role.NORM_OFFSET)]
-    moving = [r for r in params if r.status not in (Status.FROZEN, Status.INSUFFICIENT)]
-    beside = (
-        f"while {_names([r.tag for r in moving])} trained" if moving else "while the rest of the network trained"
-    )
+    moving = [r for r in params if r.status in (Status.MOVING, Status.STAGNANT, Status.UNRESOLVED)]
+    layers = _by_layer([r for r in run_rows if r.role in TRAINABLE_ROLES | {Role.MOVING_STAT}])
+    at = next(i for i, group in enumerate(layers) if group[0].layer == layer)
+    around = [
+        group[0].layer
+        for group in layers[max(at - 1, 0) : at] + layers[at + 1 : at + 2]
+        if any(r.role in TRAINABLE_ROLES and r.status == Status.MOVING for r in group)
+    ]
+    if not moving and not around:
+        return None
+    beside = f"while {_names([r.tag for r in moving])} trained" if moving else f"while {_names(around)} around it trained"
     frozen = _frozen(run, None, rows, exact)
     cause = _NORM_FIXES[_norm_framework([r.tag for r in rows])].format(layer=layer)
     return dataclasses.replace(frozen, kind=Kind.NORM_STATS_FROZEN, message=f"{frozen.message} {beside}: {cause}")
