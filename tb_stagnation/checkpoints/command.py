@@ -15,6 +15,7 @@ what to do on stderr.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import sys
 import time
@@ -23,7 +24,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from tb_stagnation import records
-from tb_stagnation.checkpoints import adapters, cluster, discover, formats, imported, movement, storage
+from tb_stagnation.checkpoints import adapters, cluster, discover, formats, imported, movement, storage, windows
 from tb_stagnation.writers import units
 
 EXIT_OK, EXIT_USAGE = 0, 2
@@ -137,46 +138,59 @@ def import_series(
         return lines + [f"{series.directory}: up to date ({len(done.steps)} checkpoints imported in {series.target})"]
     start = placed.index(new[0])
     window = placed[max(0, start - 2):]  # two before the first new one give its ratio and cosine
-    window, adapted = adapters.separate(window)  # LoRA factors: one series per adapter, not two tensors
     if start == 0 and done.steps:
         lines.append(f"{new[0].checkpoint.label}: no earlier checkpoint on disk to compare with")
+    parts = [adapters.separate(part) for part in windows.windows(placed, new)]  # each new one, two before it
     began = time.monotonic()
-    total = sum(info.nbytes for p in window for info in p.reader.tensors())
-    total += adapters.nbytes(adapted)
-    with _progress(total, f"{len(window)} checkpoints", bar) as shown:
-        if ray is None:
-            measured = movement.measure(window, progress=shown.update, units_from=new[0].step)
-            fetched = storage.fetched() - fetched_before
-        else:
-            with cluster.session(ray):
-                measured, remote = cluster.measure(window, progress=shown, units_from=new[0].step)
-            fetched = storage.fetched() - fetched_before + remote
-    measured.points.update(adapters.measure(adapted))
-    steps = {p.step for p in new}
-    points = {param: [(s, q) for s, q in series_points if s in steps] for param, series_points in measured.points.items()}
-    path = imported.write(series.target, points, placement.axis, done.records, _units(measured, done, window),
-                          measured.unit_quantiles)
+    remote, tensors = 0, set()
+    reshaped: dict[str, list[int]] = {}
+    no_unit_axis: dict[str, None] = {}
+    total = windows.planned([part for part, _ in parts], remote=ray is not None)
+    total += sum(adapters.nbytes(adapted) for _, adapted in parts)
+    with (_progress(total, f"{len(new)} checkpoints", bar) as shown,
+          cluster.session(ray) if ray is not None else contextlib.nullcontext(),
+          imported.Appender(series.target, placement.axis, done) as out):
+        kept = windows.Kept(progress=shown.update)
+        for p, (part, adapted) in zip(new, parts):  # written one by one: a kill costs the one in progress
+            if ray is None:
+                measured = movement.measure(kept.wrap(part), units_from=p.step)
+            else:
+                measured, fetched_by_tasks = cluster.measure(part, progress=shown, units_from=p.step)
+                remote += fetched_by_tasks
+            measured.points.update(adapters.measure(adapted))
+            points = {param: q for param, series_points in measured.points.items() for s, q in series_points if s == p.step}
+            out.add(p.step, points, _units(measured, out.done, part), measured.unit_quantiles)
+            tensors.update(points)
+            for param, at in measured.reshaped.items():
+                if p.step in at:
+                    reshaped.setdefault(param, []).append(p.step)
+            no_unit_axis.update(dict.fromkeys(measured.no_unit_axis))
+    fetched = storage.fetched() - fetched_before + remote
+    read = (total if ray is not None else kept.nbytes + sum(adapters.nbytes(adapted) for _, adapted in parts))
     axis = {records.STEP: "steps", records.EPOCH: "epochs", records.ORDER: "checkpoint order (step unknown)"}
     lines.append(
         f"imported {len(new)} checkpoint(s) of {series.directory} ({axis[placement.axis]} "
-        f"{new[0].step}-{new[-1].step}) into {path}: {len(points)} tensors, "
-        f"{total / 1e6:.1f} MB of tensors read in {time.monotonic() - began:.1f} s"
+        f"{new[0].step}-{new[-1].step}) into {out.path}: {len(tensors)} tensors, "
+        f"{read / 1e6:.1f} MB of tensors read in {time.monotonic() - began:.1f} s"
     )
     if storage.is_url(series.directory):  # local files are mapped, not fetched: nothing to count
-        lines.append(f"fetched {fetched:,} bytes for {total:,} bytes of tensors "
-                     f"({100 * (fetched - total) / max(total, 1):+.1f}%: headers, indexes, each tensor once)")
+        lines.append(f"fetched {fetched:,} bytes for {read:,} bytes of tensors "
+                     f"({100 * (fetched - read) / max(read, 1):+.1f}%: headers, indexes, each tensor once)")
+    adapted = parts[-1][1]
     if adapted:
         lines.append(f"{len(adapted[-1].adapters)} LoRA adapters measured on their update (lora_alpha / r) B A, "
                      f"one series each ({adapted[-1].adapters[0].param}); their lora_A and lora_B not ranked apart")
     if placement.axis == records.ORDER:
         lines.append(f"the real training step of these checkpoints is unknown ({discover.AXIS_SOURCES[series.family]}); "
                      "ratios are per checkpoint interval")
+    listings = [{info.name for info in q.reader.tensors()} for q in adapters.separate(window)[0]]
+    names = dict.fromkeys(name for listing in listings for name in listing)
     lines += [f"{param}: missing from {count} of {len(window)} checkpoints; measured where present"
-              for param, count in measured.absent.items()]
-    if measured.no_unit_axis:
-        lines.append(f"{_names(measured.no_unit_axis)}: {units.NO_AXIS}")
+              for param in names if (count := sum(param not in listing for listing in listings))]
+    if no_unit_axis:
+        lines.append(f"{_names(list(no_unit_axis))}: {units.NO_AXIS}")
     lines += [f"{param}: shape changed at step(s) {', '.join(map(str, at))}; not compared across the change"
-              for param, at in measured.reshaped.items()]
+              for param, at in reshaped.items()]
     return lines
 
 

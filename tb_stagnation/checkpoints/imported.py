@@ -203,25 +203,27 @@ class Appender:
                 values.append(self._sums(param))
         if not values:
             return
-        self._write(step, values)
-        self.done = dataclasses.replace(
+        done = dataclasses.replace(
             self.done,
             steps=self.done.steps | {step},
             axis=self.axis,
             records={**self.done.records, **{p: self.done.records.get(p, 0) + 1 for p in points}},
             units={**self.done.units, **{p: (pairs, _as_stored(moved)) for p, (pairs, moved, _, _) in (units or {}).items()}},
         )
-        if self._unsummed:
-            self._save_sums(step)
+        if self._unsummed:  # before the event: once the event is whole, the sums as of it are on disk
+            self._save_sums(step, done.units)
+        self._write(step, values)
+        self.done = done
 
-    def _save_sums(self, step: int) -> None:
-        """Save :attr:`done`'s unit sums as of ``step`` (written whole, then renamed); keep the previous
-        step's too, for a kill that cuts this step's event short."""
-        names = list(self.done.units)
+    def _save_sums(self, step: int, sums: Mapping[str, tuple[int, np.ndarray]]) -> None:
+        """Save the unit sums as of ``step`` (written whole, then renamed); keep the previous step's
+        too, for a kill that cuts this step's event short."""
+        names = list(sums)
         path = os.path.join(self.run_dir, _SUMS_STATE.format(step=step))
+        os.makedirs(self.run_dir, exist_ok=True)
         with open(path + ".partial", "wb") as f:
-            np.savez(f, names=np.array(names, dtype=str), pairs=np.array([self.done.units[n][0] for n in names]),
-                     **{f"s{i}": self.done.units[n][1] for i, n in enumerate(names)})
+            np.savez(f, names=np.array(names, dtype=str), pairs=np.array([sums[n][0] for n in names]),
+                     **{f"s{i}": sums[n][1] for i, n in enumerate(names)})
         os.replace(path + ".partial", path)
         for older, stale in _sums_state_paths(self.run_dir).items():
             if older not in (step, self._previous_step):

@@ -1,0 +1,140 @@
+"""A killed checkpoint import loses at most the checkpoint in progress; a re-run resumes after the last whole one.
+
+A real PyTorch loop keeps a long series of checkpoints (``torch.save`` of
+the state dict every step) of a model large enough that its import takes
+seconds; ``tb-stagnation checkpoints`` runs as its own process and is sent
+SIGKILL once its event file holds some checkpoints and before it holds them
+all. The re-run must leave exactly the records of an import never
+interrupted: the same steps and values, each once.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import QUIET_ENV
+from test_checkpoints import imported_series
+
+from tb_stagnation.checkpoints import imported
+from tb_stagnation.sources import tfrecord
+
+CHECKPOINTS = 40
+KILL_AT = 4  # checkpoints written when the import is killed (it takes about 0.1 s per checkpoint)
+
+
+@pytest.fixture(scope="module")
+def series(tmp_path_factory) -> Path:
+    """A directory of CHECKPOINTS ``model_<step>.pt`` files from a real training loop (read-only use)."""
+    import torch
+    from torch import nn
+
+    root = tmp_path_factory.mktemp("resume")
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(512, 1024), nn.Tanh(), nn.Linear(1024, 1024), nn.Tanh(), nn.Linear(1024, 8))
+    model[2].requires_grad_(False)  # one frozen layer, so some units never move
+    optimizer = torch.optim.Adam((p for p in model.parameters() if p.requires_grad), lr=1e-3)
+    x, y = torch.randn(64, 512), torch.randn(64, 8)
+    for step in range(CHECKPOINTS):
+        torch.save(model.state_dict(), root / f"model_{step * 10}.pt")
+        loss = ((model(x) - y) ** 2).mean()
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    return root
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(series, tmp_path_factory) -> Path:
+    """The series imported in one go."""
+    directory = Path(shutil.copytree(series, tmp_path_factory.mktemp("whole") / "run"))
+    assert _cli(directory).returncode == 0
+    return directory
+
+
+def _cli(directory: Path, **popen) -> subprocess.Popen | subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "tb_stagnation.cli", "checkpoints", str(directory), "--quiet"]
+    if popen:
+        return subprocess.Popen(command, env=QUIET_ENV, stderr=subprocess.PIPE, text=True, **popen)
+    return subprocess.run(command, env=QUIET_ENV, capture_output=True, text=True, timeout=600)
+
+
+def _written(directory: Path) -> int:
+    """Checkpoints whose event is whole in the import files so far."""
+    return len(imported.imported(str(directory)).steps)
+
+
+def _kill_once_written(proc: subprocess.Popen, directory: Path) -> None:
+    """SIGKILL ``proc`` once its event file holds KILL_AT whole events (polled by their framing: fast)."""
+    try:
+        while proc.poll() is None:
+            events = sum(len(tfrecord.records(path)[0]) - 1 for path in imported.files(str(directory)))  # - the header
+            if events >= KILL_AT:
+                break
+            time.sleep(0.01)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=60)
+
+
+def _records(directory: Path) -> collections.Counter:
+    """(tag, step) of every whole record in the import files, counted: a point written twice counts 2."""
+    from tensorboard.compat.proto import event_pb2
+
+    found = collections.Counter()
+    for path in imported.files(str(directory)):
+        for payload in tfrecord.records(path)[0]:
+            event = event_pb2.Event.FromString(payload)
+            found.update((value.tag, event.step) for value in event.summary.value)
+    return found
+
+
+def _assert_same_import(directory: Path, uninterrupted: Path) -> None:
+    assert _records(directory) == _records(uninterrupted)  # the same points, none lost, none twice
+    assert max(_records(directory).values()) == 1
+    whole, resumed = imported_series(uninterrupted)["."], imported_series(directory)["."]
+    assert resumed.keys() == whole.keys()
+    for param, s in whole.items():
+        assert resumed[param].steps.tolist() == s.steps.tolist() == [10 * i for i in range(CHECKPOINTS)]
+        for quantity in ("rms", "update_ratio", "change", "cosine", "units"):
+            np.testing.assert_array_equal(getattr(resumed[param], quantity), getattr(s, quantity), err_msg=param)
+    assert imported.imported(str(directory)).records == imported.imported(str(uninterrupted)).records
+
+
+def test_an_import_killed_halfway_resumes_to_the_uninterrupted_records(series, uninterrupted, tmp_path) -> None:
+    directory = Path(shutil.copytree(series, tmp_path / "run"))
+    proc = _cli(directory, stdout=subprocess.DEVNULL)
+    _kill_once_written(proc, directory)
+    assert proc.returncode == -signal.SIGKILL
+    kept = _written(directory)
+    assert KILL_AT <= kept < CHECKPOINTS  # killed halfway, what was finished kept
+
+    rerun = _cli(directory)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"imported {CHECKPOINTS - kept} checkpoint(s)" in rerun.stderr
+    _assert_same_import(directory, uninterrupted)
+
+
+def test_a_kill_in_the_middle_of_a_record_costs_only_that_checkpoint(series, uninterrupted, tmp_path) -> None:
+    directory = Path(shutil.copytree(series, tmp_path / "run"))
+    proc = _cli(directory, stdout=subprocess.DEVNULL)
+    _kill_once_written(proc, directory)
+    (path,) = imported.files(str(directory))
+    kept = _written(directory)
+    with open(path, "r+b") as f:  # the last event cut short, as a kill during its write leaves it
+        f.truncate(os.path.getsize(path) - 100)
+    assert _written(directory) == kept - 1
+    assert any("incomplete record" in str(skip) for skip in tfrecord.records(path)[1])
+
+    rerun = _cli(directory)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"imported {CHECKPOINTS - kept + 1} checkpoint(s)" in rerun.stderr
+    _assert_same_import(directory, uninterrupted)
