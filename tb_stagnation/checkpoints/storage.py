@@ -18,6 +18,7 @@ whose message says what to do; the command turns it into exit status 2.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import posixpath
 import re
@@ -110,11 +111,7 @@ def isdir(path: str) -> bool:
 
 
 def exists(path: str) -> bool:
-    if not is_url(path):
-        return os.path.exists(path)
-    fs, key = _filesystem(path)
-    with _errors(path):
-        return fs.exists(key)
+    return _ask(path, os.path.exists, "exists")
 
 
 def listdir(path: str) -> list[str]:
@@ -133,11 +130,16 @@ def listdir(path: str) -> list[str]:
 
 
 def size(path: str) -> int:
+    return _ask(path, os.path.getsize, "size")
+
+
+def _ask(path: str, local: Callable[[str], Any], remote: str) -> Any:
+    """``local(path)`` for a local path; for a URL, the file system's method of that name."""
     if not is_url(path):
-        return os.path.getsize(path)
+        return local(path)
     fs, key = _filesystem(path)
     with _errors(path):
-        return fs.size(key)
+        return getattr(fs, remote)(key)
 
 
 def mtime(path: str) -> float | None:
@@ -192,6 +194,56 @@ def read_range(path: str, offset: int, length: int) -> bytearray:
     if got < length:
         raise EOFError(f"{path}: {length} bytes asked at {offset}, the file ends after {got}")
     return out
+
+
+class _Counted(io.RawIOBase):
+    """A file read through its own reads only (no read-ahead), each byte counted in :func:`fetched`.
+
+    For libraries that want a file object (torch's zip reader seeks to each
+    record it needs): every ``readinto`` is one ranged request for a URL.
+    """
+
+    def __init__(self, raw: Any, name: str) -> None:
+        super().__init__()
+        self._raw, self.name = raw, name
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return self._raw.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._raw.tell()
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        data = self._raw.read(len(view))
+        view[:len(data)] = data
+        _count(len(data))
+        return len(data)
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
+def open_file(path: str) -> io.RawIOBase:
+    """``path`` opened for reading by ranges, counted (see :class:`_Counted`); close it after use.
+
+    Unbuffered: a read fetches what it asks for and no more, so what torch's
+    zip reader reads of a file is its directory, its pickle and the tensors.
+    """
+    if not is_url(path):
+        raw = open(path, "rb", buffering=0)
+    else:
+        fs, key = _filesystem(path)
+        with _errors(path):
+            raw = fs.open(key, "rb", cache_type="none")
+    return _Counted(raw, path)
 
 
 @contextlib.contextmanager

@@ -9,6 +9,7 @@ from typing import Any, BinaryIO, NamedTuple
 
 import numpy as np
 
+from tb_stagnation.checkpoints import storage
 from tb_stagnation.checkpoints.formats import TensorInfo, UnreadableCheckpoint, normalise
 from tb_stagnation.checkpoints.formats.listing import Listed, floating, owned, reading
 
@@ -57,7 +58,7 @@ class TorchReader(Listed):
         self.tensors()
         tensors = list(tensors)
         if all(self._where.get(info.key) is not None for info in tensors):
-            with reading(self._path), open(self._path, "rb") as f:
+            with reading(self._path), storage.open_file(self._path) as f:
                 for info in tensors:
                     yield info, _read_at(f, info, self._where[info.key])
             return
@@ -141,18 +142,31 @@ def _torch_load(path: str, unsafe: list[str], device: str) -> Any:
     filled on the first refusal (listing them reads the pickle a second
     time, so files that need none skip it).
     """
+    if storage.is_url(path):  # torch's zip reader on a file read by ranges: directory, pickle, no data
+        with storage.open_file(path) as f:
+            return _torch_load_from(f, path, unsafe, device, mmap=False)
+    return _torch_load_from(path, path, unsafe, device, mmap=device != "meta" and zipfile.is_zipfile(path))
+
+
+def _torch_load_from(source: Any, path: str, unsafe: list[str], device: str, mmap: bool) -> Any:
+    """:func:`_torch_load` from ``source``: the path (mapped when ``mmap``: the legacy format cannot
+    be), or a file object, rewound before each use."""
     import pickle
 
     import torch
 
-    mmap = device != "meta" and zipfile.is_zipfile(path)  # the legacy format cannot be mapped
+    def rewound() -> Any:
+        if not isinstance(source, str):
+            source.seek(0)
+        return source
+
     for attempt in range(2):
         try:
             with torch.serialization.safe_globals([(_inert(name), name) for name in unsafe]):
-                return torch.load(path, map_location=device, weights_only=True, mmap=mmap)
+                return torch.load(rewound(), map_location=device, weights_only=True, mmap=mmap)
         except pickle.UnpicklingError as e:
-            if attempt == 0 and zipfile.is_zipfile(path) and not unsafe:
-                unsafe.extend(torch.serialization.get_unsafe_globals_in_checkpoint(path))
+            if attempt == 0 and zipfile.is_zipfile(rewound()) and not unsafe:
+                unsafe.extend(torch.serialization.get_unsafe_globals_in_checkpoint(rewound()))
                 if unsafe:
                     continue
             raise UnreadableCheckpoint(  # a module torch blocks outright (os, subprocess, ...)
