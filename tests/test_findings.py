@@ -146,7 +146,10 @@ def test_a_parameter_that_stops_moving_is_stalled_since_that_step() -> None:
     tags["late/kernel"] = _summary(stops)
     [finding] = _find({"run": tags})
     assert (finding.kind, finding.tags, finding.since_step) == ("stalled", ("late/kernel",), 500)
-    assert "from step 500 to 1000 (5 of 10 measured intervals)" in finding.message
+    assert finding.message == (
+        "late/kernel moved, then stayed below the stagnant threshold (1e-6 per step) from step 500 to 1000 "
+        "(5 of 10 measured intervals); its median over the run is 5e-5 per step"
+    )
 
 
 def test_a_dip_of_two_intervals_at_the_end_is_not_a_stall() -> None:

@@ -491,13 +491,13 @@ def _stalled(run: str, name: str | None, rows: list[ranking.Row]) -> Finding:
     below = max(r.stagnant_intervals for r in rows)
     total = max(r.intervals for r in rows)
     unit = _axis(rows[0])
-    still = "it still moves" if len(rows) == 1 else "they still move"
+    whose = "its" if len(rows) == 1 else "their fastest"
     message = (
         f"{_subject(name, rows)} moved, then stayed below the stagnant threshold "
         f"({_fig(rows[0].threshold)} per {unit}) from {unit} {since}"
         + (f" to {last}" if last is not None and last > since else "")
-        + f" ({below} of {total} measured intervals); {still} at {_fig(max(r.score for r in rows))} "
-        f"per {unit} by median"
+        + f" ({below} of {total} measured intervals); {whose} median over the run is "
+        f"{_fig(max(r.score for r in rows))} per {unit}"
     )
     return _finding(run, Kind.STALLED, rows, since, message)
 
