@@ -56,10 +56,12 @@ test("moduleRank: q/k/v/o, then gate/up/down, then the norms; adapters beside wh
   assert.deepEqual(["self_attn.v_proj.weight", "self_attn.q_proj.lora", "self_attn.q_proj.weight"].sort((a, b) => moduleRank(a) - moduleRank(b)), [
     "self_attn.q_proj.weight", "self_attn.q_proj.lora", "self_attn.v_proj.weight",
   ]);
-  // GPT-2: the fused attention projection first, a bias after its weight, the MLP after attention.
-  const gpt2 = ["ln_1.weight", "attn.c_attn.bias", "attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight"];
-  assert.deepEqual([...gpt2].sort((a, b) => moduleRank(a) - moduleRank(b)), [
-    "attn.c_attn.weight", "attn.c_attn.bias", "mlp.c_fc.weight", "attn.c_proj.weight", "ln_1.weight",
+  // GPT-2: the fused attention projection first, a bias after its weight, attention's output
+  // projection (no kind of its own) with the rest of attention, then the MLP, then the norms.
+  const gpt2 = ["ln_1.weight", "attn.c_attn.bias", "attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight"];
+  const gptRows = gpt2.map((module, order) => ({ ...ranking([{}]).rows[0], block: "transformer.h.0", module, order }));
+  assert.deepEqual(blockLayout([...gptRows, ...gptRows.map((r) => ({ ...r, block: "transformer.h.1" }))]).columns.map((c) => c.module), [
+    "attn.c_attn.weight", "attn.c_attn.bias", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight", "ln_1.weight",
   ]);
 });
 

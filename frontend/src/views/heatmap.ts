@@ -81,7 +81,7 @@ export function moduleRank(module: string): number {
 /**
  * One heatmap per shown run with at least two repeated blocks: the parameter rows that name a
  * `block` and `module`. Blocks in model order (the rows' `order`); columns by module kind
- * (moduleRank), then in the order a block holds its tensors (mean position inside their blocks,
+ * (moduleRank; a group's columns together), then in the order a block holds its tensors (mean position inside their blocks,
  * so a module only some blocks have still lands beside its neighbours). The colour scale spans
  * every heatmap, so runs compare.
  */
@@ -127,10 +127,17 @@ export function blockLayout(rows: readonly Row[]): { blocks: string[]; columns: 
     });
   }
   const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
-  const modules = [...position.keys()].sort(
-    (a, b) => moduleRank(a) - moduleRank(b) || mean(position.get(a)!) - mean(position.get(b)!) || a.localeCompare(b),
-  );
-  const columns = moduleColumns(modules);
+  // A group's columns stay together, placed by its first kind: GPT-2's attn.c_proj (attention's
+  // output, no kind of its own) stays with attn.c_attn, before the MLP.
+  const groupRank = new Map<string, number>();
+  const unsorted = moduleColumns([...position.keys()]);
+  for (const c of unsorted) if (c.group) groupRank.set(c.group, Math.min(groupRank.get(c.group) ?? Infinity, moduleRank(c.module)));
+  const sortKey = (c: HeatColumn) => [c.group ? groupRank.get(c.group)! : moduleRank(c.module), moduleRank(c.module), mean(position.get(c.module)!)];
+  const columns = unsorted.sort((a, b) => {
+    const [ka, kb] = [sortKey(a), sortKey(b)];
+    return ka[0] - kb[0] || ka[1] - kb[1] || ka[2] - kb[2] || a.module.localeCompare(b.module);
+  });
+  const modules = columns.map((c) => c.module);
   const blocks = [...byBlock.keys()];
   const grid = blocks.map((b) => {
     const inBlock = new Map(byBlock.get(b)!.map((r) => [r.module!, r]));
