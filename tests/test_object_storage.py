@@ -230,3 +230,31 @@ def test_the_import_reads_trainer_state_from_the_bucket(s3, trained, tmp_path) -
     proc = checkpoints(url, "--logdir", str(tmp_path / "out"), env=s3)
     assert proc.returncode == 0, proc.stderr
     assert {step for step, _ in import_contents(tmp_path / "out")} == {70, 140, 210}
+
+
+def test_dcp_shards_in_a_bucket_are_read_by_chunk_equal_to_disk(s3, tmp_path) -> None:
+    """torch.distributed.checkpoint directories (dcp.save, torchtitan's step-N/): .metadata, then each
+    chunk's span of its shard; each chunk is a small torch.save blob, so a few percent on top at most."""
+    import warnings
+
+    import torch
+    import torch.distributed.checkpoint as dcp
+
+    series = tmp_path / "dcp"
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(256, 512), torch.nn.Linear(512, 64))
+    for step in (10, 20, 30):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn_like(p) * 1e-3)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            dcp.save({"model": model.state_dict()}, checkpoint_id=str(series / f"step-{step}"), no_dist=True)
+    url = upload(s3, series, f"dcp-{tmp_path.name}")
+    out = tmp_path / "out"
+    proc = checkpoints(url, "--logdir", str(out), env=s3)
+    assert proc.returncode == 0, proc.stderr
+    got, tensors = fetched(proc.stderr)
+    assert tensors < got <= tensors * 1.05
+    local = local_import(series, tmp_path)
+    assert import_contents(out) == import_contents(local)

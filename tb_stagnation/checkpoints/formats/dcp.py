@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from tb_stagnation.checkpoints import storage
 from tb_stagnation.checkpoints.formats import TensorInfo, UnreadableCheckpoint, normalise
 from tb_stagnation.checkpoints.formats.listing import Listed, floating, owned, reading
 
@@ -70,7 +71,7 @@ class DcpReader(Listed):
         keys = {k: k for k in model}
         if model and all(k.startswith(_MODEL) for k in model):
             keys = {k: k.removeprefix(_MODEL) for k in model}
-        lightning = os.path.exists(os.path.join(self._path, LIGHTNING_META))
+        lightning = storage.exists(os.path.join(self._path, LIGHTNING_META))
         if lightning and keys and all(name.startswith(_MODEL) for name in keys.values()):
             keys = {k: name.removeprefix(_MODEL) for k, name in keys.items()}
         if lightning:
@@ -89,12 +90,12 @@ class DcpReader(Listed):
         import torch.distributed.checkpoint as dcp
 
         metadata = self._metadata()
-        storage = _indexed(self._path, metadata)
+        reader = _reader(self._path, metadata)
         for info in tensors:
             target = torch.empty(info.shape, dtype=metadata.state_dict_metadata[info.key].properties.dtype)
             with reading(self._path), warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=".*assuming the intent is to load in a single process")
-                dcp.load({info.key: target}, storage_reader=storage, no_dist=True)
+                dcp.load({info.key: target}, storage_reader=reader, no_dist=True)
             if target.dtype == torch.bfloat16:
                 target = target.float()  # exact: bf16 is a truncated float32
             yield info, owned(target.numpy())
@@ -102,12 +103,10 @@ class DcpReader(Listed):
     def _metadata(self) -> Any:
         """The checkpoint's ``.metadata`` (torch's pickled ``Metadata``), read once."""
         if self._index is None:
-            from torch.distributed.checkpoint import FileSystemReader
-
-            if not os.path.exists(os.path.join(self._path, METADATA)):
+            if not storage.exists(os.path.join(self._path, METADATA)):
                 raise UnreadableCheckpoint(f"{self._path}: no {METADATA} index")
             with reading(os.path.join(self._path, METADATA)):
-                self._index = FileSystemReader(self._path).read_metadata()
+                self._index = _reader(self._path).read_metadata()
         return self._index
 
     def _check_shards(self, metadata: Any) -> None:
@@ -118,23 +117,64 @@ class DcpReader(Listed):
         for relative, end in sorted(needed.items()):
             shard = os.path.join(self._path, relative)
             try:
-                size = os.path.getsize(shard)
-            except OSError:
+                size = storage.size(shard)
+            except (OSError, storage.StorageError):
                 raise UnreadableCheckpoint(f"{shard}: missing (the {METADATA} index names it)") from None
             if size < end:
                 raise UnreadableCheckpoint(f"{shard}: truncated ({size} bytes, the index places data up to {end})")
 
 
-def _indexed(path: str, metadata: Any) -> Any:
-    """A ``FileSystemReader`` serving the index it is given: ``dcp.load`` would otherwise read
-    ``.metadata`` again on every call, once per tensor (a large model's index is megabytes of pickle)."""
+def _reader(path: str, metadata: Any = None) -> Any:
+    """A ``FileSystemReader`` of ``path``, serving ``metadata`` when given: ``dcp.load`` would otherwise
+    read ``.metadata`` again on every call, once per tensor (a large model's index is megabytes of pickle).
+
+    For a URL its files are streams of :func:`.storage.open_file`: ``FileSystemReader`` seeks to each
+    chunk the index places and reads that span, so a shard in a bucket costs the chunks asked for.
+    """
     from torch.distributed.checkpoint import FileSystemReader
 
     class Indexed(FileSystemReader):
         def read_metadata(self, *args: Any, **kwargs: Any) -> Any:
-            return metadata
+            return metadata if metadata is not None else super().read_metadata(*args, **kwargs)
 
-    return Indexed(path)
+    reader = Indexed(path)
+    if storage.is_url(path):
+        reader.fs, reader.path = _ranged_files(), path  # its own FileSystem would make a local Path of it
+    return reader
+
+
+def _ranged_files() -> Any:
+    """torch's file-system interface over :mod:`.storage`, for reading only (a reader never writes)."""
+    import contextlib
+    import posixpath
+
+    from torch.distributed.checkpoint.filesystem import FileSystemBase
+
+    class Ranged(FileSystemBase):
+        @contextlib.contextmanager
+        def create_stream(self, path: Any, mode: str) -> Iterator[Any]:
+            with storage.open_file(str(path)) as f:
+                yield f
+
+        def concat_path(self, path: Any, suffix: str) -> str:
+            return posixpath.join(str(path), suffix)
+
+        def init_path(self, path: Any) -> str:
+            return str(path)
+
+        def exists(self, path: Any) -> bool:
+            return storage.exists(str(path))
+
+        @classmethod
+        def validate_checkpoint_id(cls, checkpoint_id: Any) -> bool:
+            return storage.is_url(str(checkpoint_id))
+
+        def rename(self, *args: Any) -> None:
+            raise NotImplementedError("reading only")
+
+        mkdir = rm_file = rename
+
+    return Ranged()
 
 
 def _dtype(dtype: Any) -> str | None:
@@ -151,5 +191,5 @@ def _lightning_step(meta: str) -> int | None:
     from tb_stagnation.checkpoints.formats.torch import _state_dict, _torch_load
 
     with reading(meta):
-        _, step = _state_dict(_torch_load(meta, []))
+        _, step = _state_dict(_torch_load(meta, [], "cpu"))
     return step
