@@ -1,11 +1,12 @@
 """The import as Ray tasks: ``tb-stagnation checkpoints SRC --ray [ADDRESS]``.
 
 Movement is independent per tensor: each task takes a run of consecutive
-tensors (in model order) over every checkpoint of the window, opens the
-checkpoints itself from where they are (a local path every node sees, or a
+tensors (in model order) over every checkpoint of the window, reads them
+itself from where the checkpoints are (a local path every node sees, or a
 bucket URL) and measures them with :func:`.movement.measure`, the function
-the in-process import runs; nothing but names goes to a task and nothing
-but figures comes back, so no tensor passes through the driver. The driver
+the in-process import runs; only the checkpoints' listings (names, shapes,
+offsets, put in the object store once) and the task's names go to a task,
+and only figures come back, so no tensor passes through the driver. The driver
 puts the parts together in model order and writes them once, so the result
 equals the in-process import exactly.
 
@@ -28,7 +29,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from tb_stagnation.checkpoints import formats, movement, storage
-from tb_stagnation.checkpoints.discover import Checkpoint, Placed
+from tb_stagnation.checkpoints.discover import Placed
 from tb_stagnation.checkpoints.formats import TensorInfo
 
 MAX_RETRIES = 3
@@ -50,9 +51,8 @@ class Progress(Protocol):
 
 @dataclasses.dataclass(frozen=True)
 class _Task:
-    """What one task is told: where the checkpoints are, which tensors are its own."""
+    """What one task is told besides the checkpoints (shared by every task): which tensors are its own."""
 
-    checkpoints: tuple[tuple[Checkpoint, int], ...]  # (checkpoint, its step), in step order
     names: frozenset[str]
     units_from: int | None
     nbytes: int  # of its tensors over every checkpoint: its share of the progress bar
@@ -67,6 +67,10 @@ def measure(
     cpus = int(ray.cluster_resources().get("CPU", 1))
     tasks = _split(window, units_from, cpus)
     remote = ray.remote(max_retries=MAX_RETRIES, retry_exceptions=[OSError])(_run)
+    # The placed checkpoints with their readers' listings (names, offsets: no tensor), put in the
+    # object store once: a task need not list a checkpoint again (for a torch zip in a bucket, its
+    # directory and pickle: many small requests).
+    shared = ray.put(tuple(window))
     parts: dict[int, movement.Measurement] = {}
     fetched = 0
     running: dict[Any, int] = {}
@@ -74,7 +78,7 @@ def measure(
     while queue or running:
         while queue and len(running) < max(1, IN_FLIGHT_PER_CPU * cpus):
             index, task = queue.pop(0)
-            running[remote.remote(task)] = index
+            running[remote.remote(shared, task)] = index
         done, _ = ray.wait(list(running), num_returns=1)
         for ref in done:
             index = running.pop(ref)
@@ -161,7 +165,6 @@ def _split(window: Sequence[Placed], units_from: int | None, cpus: int) -> list[
         for info in placed.reader.tensors():
             sizes[info.name] = sizes.get(info.name, 0) + info.nbytes
     share = math.ceil(sum(sizes.values()) / max(1, cpus * TASKS_PER_CPU))
-    checkpoints = tuple((p.checkpoint, p.step) for p in window)
     runs: list[list[str]] = []
     held = share
     for name, size in sizes.items():
@@ -170,16 +173,13 @@ def _split(window: Sequence[Placed], units_from: int | None, cpus: int) -> list[
             held = 0
         runs[-1].append(name)
         held += size
-    return [_Task(checkpoints, frozenset(run), units_from, sum(sizes[n] for n in run)) for run in runs]
+    return [_Task(frozenset(run), units_from, sum(sizes[n] for n in run)) for run in runs]
 
 
-def _run(task: _Task) -> tuple[movement.Measurement, int]:
-    """One task, in a Ray worker: open the checkpoints, measure its tensors; what it fetched too."""
+def _run(window: tuple[Placed, ...], task: _Task) -> tuple[movement.Measurement, int]:
+    """One task, in a Ray worker: read and measure its own tensors from the checkpoints; what it fetched."""
     before = storage.fetched()
-    placed = [
-        Placed(checkpoint, step, _Only(formats.open_checkpoint(checkpoint.path, checkpoint.format), task.names))
-        for checkpoint, step in task.checkpoints
-    ]
+    placed = [Placed(p.checkpoint, p.step, _Only(p.reader, task.names)) for p in window]
     return movement.measure(placed, units_from=task.units_from), storage.fetched() - before
 
 
