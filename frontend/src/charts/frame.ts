@@ -55,5 +55,13 @@ export function finite(vs: readonly (number | null)[]): (number | null)[] {
 
 export const STAGNANT_RED = "#d32f2f";
 
+/**
+ * A flat reference line at `value` across every x (a threshold, a floor): its legend entry,
+ * which always shows `shown`, and its data column.
+ */
+export function flatLine(label: string, value: number, shown: string, stroke: string, dash: number[], xs: readonly number[]): [uPlot.Series, number[]] {
+  return [{ label, stroke, width: 1, dash, points: { show: false }, value: () => shown }, xs.map(() => value)];
+}
+
 /** Tick increments for an x axis of steps, epochs or checkpoints: whole numbers only. */
 export const WHOLE_INCRS = [1, 2, 5].flatMap((m) => Array.from({ length: 10 }, (_, e) => m * 10 ** e)).sort((a, b) => a - b);

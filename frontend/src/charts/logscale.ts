@@ -2,6 +2,8 @@
 // the smallest positive value, labelled "0"; ticks at whole decades only.
 import type uPlot from "uplot";
 import { fmt } from "../format";
+import type { Theme } from "../theme";
+import { axis } from "./frame";
 
 /** Where zeros are drawn: the decade below the smallest positive value, or null when no value is 0. */
 export function zeroLevel(values: readonly (number | null)[]): number | null {
@@ -34,6 +36,11 @@ export function logValues(zeroAt: number | null): uPlot.Axis.DynamicValues {
       const e = Math.log10(v);
       return Math.abs(e - Math.round(e)) < 1e-6 ? fmt(v, 1) : fmt(v, 2);
     });
+}
+
+/** A log y axis labelled `label`: ticks at whole decades, zeros at `zeroAt` labelled "0". */
+export function logAxis(theme: Theme, label: string, zeroAt: number | null): uPlot.Axis {
+  return axis(theme, label, { size: 56, values: logValues(zeroAt), splits: decadeSplits });
 }
 
 /** Ticks at whole decades (uPlot's default adds 2..9 x each decade). */

@@ -8,7 +8,7 @@ import { statusSwatch } from "../palette";
 import type { Theme } from "../theme";
 import type { Selection } from "../viewstate";
 import { axis, type Chart } from "./frame";
-import { decadeSplits, forLog, logValues, zeroLevel } from "./logscale";
+import { forLog, logAxis, zeroLevel } from "./logscale";
 import { marks } from "./marks";
 
 /** One run's line of the chart. */
@@ -132,7 +132,7 @@ export function profileChart(
           size: (u) => (crowded(u) ? 18 + 0.71 * labelPx : 30),
           values: (_u, splits) => splits.map((v) => (Number.isInteger(v) ? labels[v] ?? "" : "")),
         }),
-        axis(theme, "movement score (log)", { size: 56, values: logValues(zeroAt), splits: decadeSplits }),
+        logAxis(theme, "movement score (log)", zeroAt),
       ],
       series,
       plugins: [dots, marks({ line: zeroAt === null ? null : { value: zeroAt, label: "no change (0)" } }, theme)],

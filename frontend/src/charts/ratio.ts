@@ -4,8 +4,8 @@
 import uPlot from "uplot";
 import { fmt, fmtStep } from "../format";
 import type { Theme } from "../theme";
-import { axis, finite, STAGNANT_RED, WHOLE_INCRS, type Chart } from "./frame";
-import { decadeSplits, forLog, logScale, logValues, zeroLevel } from "./logscale";
+import { axis, finite, flatLine, STAGNANT_RED, WHOLE_INCRS, type Chart } from "./frame";
+import { forLog, logAxis, logScale, zeroLevel } from "./logscale";
 import { marks } from "./marks";
 
 export interface RatioLine {
@@ -65,20 +65,11 @@ export function ratioChart(spec: RatioSpec, theme: Theme): Chart {
     });
     data.push(forLog(raw[i], zeroAt));
   });
-  for (const t of thresholds) {
-    series.push({
-      label: `stagnant threshold (${t.source})`,
-      stroke: STAGNANT_RED,
-      width: 1,
-      dash: t.dashed ? [10, 4] : [4, 4],
-      points: { show: false },
-      value: () => fmt(t.value),
-    });
-    data.push(xs.map(() => t.value));
-  }
-  if (floor !== null) {
-    series.push({ label: "bucket floor", stroke: theme.faint, width: 1, dash: [1, 3], points: { show: false }, value: () => fmt(floor) });
-    data.push(xs.map(() => floor));
+  const flat = thresholds.map((t) => flatLine(`stagnant threshold (${t.source})`, t.value, fmt(t.value), STAGNANT_RED, t.dashed ? [10, 4] : [4, 4], xs));
+  if (floor !== null) flat.push(flatLine("bucket floor", floor, fmt(floor), theme.faint, [1, 3], xs));
+  for (const [s, column] of flat) {
+    series.push(s);
+    data.push(column);
   }
   return {
     opts: {
@@ -87,7 +78,7 @@ export function ratioChart(spec: RatioSpec, theme: Theme): Chart {
       scales: { x: { time: false }, y: logScale(zeroAt) },
       axes: [
         axis(theme, spec.xLabel, { incrs: WHOLE_INCRS }),
-        axis(theme, spec.yLabel, { size: 56, values: logValues(zeroAt), splits: decadeSplits }),
+        logAxis(theme, spec.yLabel, zeroAt),
       ],
       series,
       plugins: [marks({ line: zeroAt === null ? null : { value: zeroAt, label: "no change (0)" }, since: spec.since, unit: spec.xName }, theme)],

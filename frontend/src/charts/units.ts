@@ -5,8 +5,8 @@ import type uPlot from "uplot";
 import type { Units } from "../api";
 import { fmt, fmtStep } from "../format";
 import type { Theme } from "../theme";
-import { alpha, axis, finite, STAGNANT_RED, WHOLE_INCRS, type Chart } from "./frame";
-import { decadeSplits, forLog, logScale, logValues, zeroLevel } from "./logscale";
+import { alpha, axis, finite, flatLine, STAGNANT_RED, WHOLE_INCRS, type Chart } from "./frame";
+import { forLog, logAxis, logScale, zeroLevel } from "./logscale";
 import { marks } from "./marks";
 
 /** Units in ascending order of movement, x = place in that order; dead units in red; the dead line. */
@@ -26,8 +26,9 @@ export function unitsSortedChart(u: Units, noun: string, colour: string, theme: 
   ];
   const data: (number | null)[][] = [xs, live, deadYs];
   if (threshold !== null) {
-    series.push({ label: "dead below", stroke: STAGNANT_RED, width: 1, dash: [4, 4], points: { show: false }, value: () => fmt(threshold) });
-    data.push(xs.map(() => threshold));
+    const [s, column] = flatLine("dead below", threshold, fmt(threshold), STAGNANT_RED, [4, 4], xs);
+    series.push(s);
+    data.push(column);
   }
   const shown = u.count > movement.length ? ` (${movement.length} of ${u.count} shown)` : "";
   return {
@@ -37,7 +38,7 @@ export function unitsSortedChart(u: Units, noun: string, colour: string, theme: 
       scales: { x: { time: false }, y: logScale(zeroAt) },
       axes: [
         axis(theme, `${noun}s, least moving first${shown}`, { incrs: WHOLE_INCRS }),
-        axis(theme, "movement (log)", { size: 56, values: logValues(zeroAt), splits: decadeSplits }),
+        logAxis(theme, "movement (log)", zeroAt),
       ],
       series,
       plugins: [marks({ line: zeroAt === null ? null : { value: zeroAt, label: "no change (0)" } }, theme)],
@@ -72,7 +73,7 @@ export function unitPairsChart(u: Units, xName: string, xLabel: string, colour: 
       legend: { live: true },
       cursor: { drag: { x: true, y: false } },
       scales: { x: { time: false }, y: logScale(zeroAt) },
-      axes: [axis(theme, xLabel, { incrs: WHOLE_INCRS }), axis(theme, "unit movement (log)", { size: 56, values: logValues(zeroAt), splits: decadeSplits })],
+      axes: [axis(theme, xLabel, { incrs: WHOLE_INCRS }), logAxis(theme, "unit movement (log)", zeroAt)],
       series,
       bands,
       plugins: [marks({ line: zeroAt === null ? null : { value: zeroAt, label: "no change (0)" } }, theme)],
@@ -90,8 +91,9 @@ export function zeroShareChart(steps: number[], share: (number | null)[], thresh
   ];
   const data: (number | null)[][] = [steps, percent];
   if (threshold !== null) {
-    series.push({ label: "dying_relu threshold", stroke: STAGNANT_RED, width: 1, dash: [4, 4], points: { show: false }, value: () => `${fmt(100 * threshold, 3)}%` });
-    data.push(steps.map(() => 100 * threshold));
+    const [s, column] = flatLine("dying_relu threshold", 100 * threshold, `${fmt(100 * threshold, 3)}%`, STAGNANT_RED, [4, 4], steps);
+    series.push(s);
+    data.push(column);
   }
   return {
     opts: {
