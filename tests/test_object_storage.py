@@ -40,9 +40,7 @@ FETCHED = re.compile(r"fetched ([\d,]+) bytes for ([\d,]+) bytes of tensors")
 def s3() -> dict[str, str]:
     """The environment of a user of a local S3 API server holding the bucket ``runs``."""
     moto_server = pytest.importorskip("moto.server")
-    import boto3
-
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
     env = {**QUIET_ENV, **ISOLATED, "AWS_ENDPOINT_URL": f"http://{host}:{port}",
@@ -53,6 +51,7 @@ def s3() -> dict[str, str]:
 
 
 def client(env: dict[str, str]):
+    """A boto3 S3 client of that server (the tests' own uploads and listings)."""
     import boto3
 
     return boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], region_name="us-east-1",
