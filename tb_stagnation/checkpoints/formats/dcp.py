@@ -37,7 +37,10 @@ LIGHTNING_META = "meta.pt"  # Lightning's FSDP strategy: the rest of its checkpo
 # (``optimizer.``, ``lr_scheduler.``, ``dataloader.``, ``train_state.``), Lightning's ``optimizer_0.``,
 # the DCP tutorial's ``optim.``.
 _NOT_MODEL = re.compile(r"^(optim\w*|lr_scheduler\w*|scheduler\w*|dataloader\w*|train_state|extra_state)\.")
-_MODEL = "model."  # the key a training state keeps its model's state dict under
+# The keys a training state keeps its model's state dict under: "model" (HF Trainer via accelerate,
+# Lightning's FSDPStrategy, the DCP tutorial), "state_dict" (Lightning's ModelParallelStrategy).
+_CONTAINERS = ("model.", "state_dict.")
+_MODEL = "model."  # Lightning's attribute for the model inside the LightningModule, as in its .ckpt files
 
 
 def is_dcp(files: Iterable[str]) -> bool:
@@ -49,8 +52,9 @@ def is_dcp(files: Iterable[str]) -> bool:
 class DcpReader(Listed):
     """One DCP checkpoint directory; see the module's docstring for how it is read and why.
 
-    The model's tensors are those under ``model.`` when every model-like key
-    is (Lightning, HF Trainer, the DCP tutorial's ``{"model": ...}``), else
+    The model's tensors are those under ``model.`` or ``state_dict.`` when
+    every model-like key is (Lightning's FSDP and ModelParallel strategies,
+    HF Trainer, the DCP tutorial's ``{"model": ...}``), else
     every key that is no optimizer, scheduler or loader state (torchtitan
     flattens the model's keys to the top); Lightning's own ``model.``
     attribute is dropped as for its ``.ckpt`` files. FSDP1's wrapper names
@@ -68,9 +72,8 @@ class DcpReader(Listed):
         self._check_shards(metadata)
         tensors = {k: m for k, m in metadata.state_dict_metadata.items() if isinstance(m, TensorStorageMetadata)}
         model = [k for k in tensors if not _NOT_MODEL.match(k)]
-        keys = {k: k for k in model}
-        if model and all(k.startswith(_MODEL) for k in model):
-            keys = {k: k.removeprefix(_MODEL) for k in model}
+        container = next((c for c in _CONTAINERS if model and all(k.startswith(c) for k in model)), "")
+        keys = {k: k.removeprefix(container) for k in model}
         lightning = storage.exists(os.path.join(self._path, LIGHTNING_META))
         if lightning and keys and all(name.startswith(_MODEL) for name in keys.values()):
             keys = {k: name.removeprefix(_MODEL) for k, name in keys.items()}
