@@ -24,6 +24,9 @@ CASES = [
     ("gradients/conv1/kernel", "conv1", "gradient"),
     ("conv1.weight.grad", "conv1", "gradient"),
     ("conv1/activations", "conv1", "activation"),
+    ("fc2.output", "fc2", "activation"),
+    ("conv1_output_distribution", "conv1", "activation"),  # as the first report named them
+    ("weights_output", "output", "weight"),  # TF1's weights of a layer named output
     # a LoRA adapter row (checkpoints/adapters.py) sits in the layer it adapts; Keras' own LoRA tensors are no such row
     ("model.layers.0.self_attn.q_proj.lora", "model.layers.0.self_attn.q_proj", "adapter"),
     ("dense/lora_kernel_a", "dense/lora_kernel_a", "other"),

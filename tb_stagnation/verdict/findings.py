@@ -4,7 +4,22 @@ Detection and wording only; the JSON of a finding is
 :func:`tb_stagnation.wire.finding_json`'s. A finding names a problem the
 ranking shows (a :class:`~vocabulary.Kind`), the tags and layers it concerns
 and, in one sentence, the figures that show it. Findings only ever name what
-a status or a profile already measured (thresholds from :mod:`vocabulary`):
+a status or a profile already measured (thresholds from :mod:`vocabulary`).
+Causes come first, each with its fix, and the tags they explain are not
+told again as symptoms:
+
+- ``norm_stats_frozen``: a normalisation layer's ``frozen`` running
+  statistics while its scale or offset, or a layer beside it, moves; the fix
+  for the framework its tag names tell (:func:`_norm_framework`);
+- ``bias_before_norm``: a ``stagnant`` or ``frozen`` bias whose kernel moves,
+  batch norm next in model order (or in the same event, where TF1's merged
+  summaries leave the order unknown);
+- ``dying_relu``: an activation whose share of exact zeros
+  (:mod:`tb_stagnation.measure.zeros`, where the buckets resolve them) stays
+  at :data:`~vocabulary.DYING_RELU_SHARE` or more over its last
+  :data:`~vocabulary.DYING_RELU_MIN_SAMPLES` kept samples or more.
+
+Then the symptoms:
 
 - ``frozen``: parameter tags whose status is ``frozen``, one finding per layer;
   consecutive repeated blocks (:mod:`blocks`) whose every tensor is frozen

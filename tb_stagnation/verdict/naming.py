@@ -43,6 +43,7 @@ _ACTIVATION_WORDS = {
 }
 # Suffixes writers append that say nothing about the tensor.
 _NOISE_WORDS = {"histogram", "histograms", "hist", "summary", "summaries", "values"}
+_NOISE_PARTS = _NOISE_WORDS | {"distribution", "distributions"}  # ... and the parts of a token that say nothing
 _NORM_LAYER = re.compile(
     r"(^|_)(bn|batchnorm|batch_norm|batch_normalization|layernorm|layer_norm|ln|"
     r"norm|groupnorm|group_norm|gn)(_?\d+)?$",
@@ -134,6 +135,25 @@ def _drop_marker(tokens: list[str], words: set[str]) -> bool:
     return found
 
 
+def _drop_activation(tokens: list[str]) -> bool:
+    """Remove the word saying a tag is an activation: the last token (``conv1/activations``), or the last
+    part of it, noise parts dropped (``conv1_output_distribution``, named for the Distributions view).
+
+    A token that names a parameter's role (``weights_output``: TF1's weights of a layer ``output``) is no
+    activation.
+    """
+    if not tokens:
+        return False
+    if tokens[-1].lower() in _ACTIVATION_WORDS:
+        tokens.pop()
+        return True
+    parts = [p for p in tokens[-1].split("_") if p.lower() not in _NOISE_PARTS]
+    if len(parts) > 1 and parts[-1].lower() in _ACTIVATION_WORDS and _split_role(tokens[-1])[0] is None:
+        tokens[-1] = "_".join(parts[:-1])
+        return True
+    return False
+
+
 def parse(tag: str) -> TagName:
     """Layer and role of a histogram tag; role ``other`` when nothing fits."""
     sep = "/" if "/" in tag else "."
@@ -141,9 +161,7 @@ def parse(tag: str) -> TagName:
     while len(tokens) > 1 and tokens[-1].lower() in _NOISE_WORDS:
         tokens.pop()
     is_gradient = _drop_marker(tokens, _GRADIENT_WORDS)
-    is_activation = not is_gradient and bool(tokens) and tokens[-1].lower() in _ACTIVATION_WORDS
-    if is_activation:
-        tokens.pop()
+    is_activation = not is_gradient and _drop_activation(tokens)
     param_key = sep.join(tokens) or tag
     role, layer_tokens = Role.OTHER, list(tokens)
     if tokens and not is_activation:
