@@ -15,7 +15,7 @@ import dataclasses
 import os
 from collections.abc import Callable, Iterable
 
-from tb_stagnation import engine, wire
+from tb_stagnation import engine, storage, wire
 from tb_stagnation.verdict import findings, ranking, vocabulary
 
 ROOT_RUN = "."
@@ -65,22 +65,22 @@ def analyse(
 ) -> Analysis:
     """Rank every tensor of a log directory by how much it moves, with the findings.
 
-    ``path_or_url``: a local directory (read by tb-stagnation's own event-file
-    reader: every sample, fast, damage listed in :attr:`Analysis.skipped`) or a
-    URL TensorBoard can read (``gs://``, ``s3://``: through TensorBoard's loader).
+    ``path_or_url``: a local directory or an fsspec URL (``s3://``, ``gs://``:
+    with the ``s3``/``gcs`` extra and the store's usual configuration), read by
+    tb-stagnation's own event-file reader: every sample, fast, damage listed in
+    :attr:`Analysis.skipped`.
     ``ratio``: stagnant below this fraction of the run's typical parameter.
     ``runs``: only these runs (a run at the top of the directory is named by
     the directory, or ``.`` as TensorBoard names it). Raises
-    ``FileNotFoundError`` for a local path that is no directory, :class:`UnknownRun`
-    (a ``LookupError``) naming the runs there are for an unknown run.
+    ``FileNotFoundError`` for a path or URL that is no directory,
+    :class:`tb_stagnation.storage.StorageError` saying why for a URL that
+    cannot be read, :class:`UnknownRun` (a ``LookupError``) naming the runs
+    there are for an unknown run.
     """
     path = os.fspath(path_or_url)
-    if "://" in path:
-        outcome = engine.analyse_through_tensorboard(path, ratio)
-    else:
-        if not os.path.isdir(path):
-            raise FileNotFoundError(f"{path}: no such directory")
-        outcome = engine.analyse_logdir(path, ratio, progress)
+    if not storage.isdir(path):
+        raise FileNotFoundError(f"{path}: no such directory")
+    outcome = engine.analyse_logdir(path, ratio, progress)
     result, found = outcome.ranking, outcome.findings
     root = root_run_name(path, list(result.thresholds)) if ROOT_RUN in result.thresholds else None
     if root not in (None, ROOT_RUN):

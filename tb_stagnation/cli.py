@@ -26,7 +26,7 @@ import sys
 import textwrap
 from collections.abc import Sequence
 
-from tb_stagnation import api, tagfilter, wire
+from tb_stagnation import api, storage, tagfilter, wire
 from tb_stagnation.checkpoints import command
 from tb_stagnation.verdict import findings, ranking, vocabulary
 
@@ -229,6 +229,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     except api.UnknownRun as e:
         return _fail(_no_such_run(e.unknown, e.runs, args.logdir))
+    except (storage.StorageError, FileNotFoundError) as e:  # a URL: unreadable (saying why), or nothing there
+        return _fail(str(e))
     skipped = list(analysis.skipped)
     if "://" not in args.logdir:
         skipped += command.pending(args.logdir)

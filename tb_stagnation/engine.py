@@ -2,8 +2,8 @@
 
 Every face calls it: the plugin's routes (through :class:`Engine`, over
 TensorBoard's data provider), the CLI and :func:`tb_stagnation.analyse` on a
-local log directory (:func:`analyse_logdir`, over the event files) or a
-remote one (:func:`analyse_through_tensorboard`). Sources only read
+log directory, local or in a bucket (:func:`analyse_logdir`, over the event
+files). Sources only read
 (:mod:`tb_stagnation.sources`); this module decides what to read when, what
 to keep, and hands the figures to the measures and the verdict:
 
@@ -81,7 +81,7 @@ def analyse_logdir(
     progress: Callable[[int, int], None] | None = None,
     held_bytes: int | None = None,
 ) -> Outcome:
-    """Every sample of a local log directory, read by the event-file reader (no reservoir).
+    """Every sample of a log directory (a path or fsspec URL), read by the event-file reader (no reservoir).
 
     Runs' histograms are summarised and dropped whenever more than
     ``held_bytes`` (default :data:`HELD_HISTOGRAM_BYTES`) are held (a batch of
@@ -115,9 +115,9 @@ def analyse_logdir(
 def analyse_through_tensorboard(logdir: str, ratio: float = vocabulary.DEFAULT_RATIO) -> Outcome:
     """Every sample through TensorBoard's own loader, file-system layer and data provider.
 
-    For what the event-file reader cannot open (``gs://``, ``s3://``, ...):
-    what the plugin reads through, told to keep every sample. Damage is
-    reported only in TensorBoard's own log.
+    What the plugin reads through, told to keep every sample: the reference
+    the event-file reader must rank alike (tests/test_eventfile.py). Damage
+    is reported only in TensorBoard's own log.
     """
     # Imported here: TensorBoard's loader takes a while to import.
     from tensorboard import context

@@ -19,7 +19,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "tb_stagnation"
 # Stage of each top-level module or package of tb_stagnation: a module may import
 # its own package and lower stages only.
 STAGES = {
-    "records": 0, "samples": 0, "caches": 0, "tagfilter": 0,
+    "records": 0, "samples": 0, "caches": 0, "tagfilter": 0, "storage": 0,
     "sources": 1, "writers": 1,
     "measure": 2, "checkpoints": 2, "integrations": 2, "summary": 2,
     "verdict": 3,

@@ -86,8 +86,12 @@ def keys(env: dict[str, str], prefix: str) -> list[str]:
     return sorted(o["Key"] for o in listed.get("Contents", []))
 
 
+def tb_stagnation(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run([*COMMAND, *args], env=env, capture_output=True, text=True, timeout=300)
+
+
 def checkpoints(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([*COMMAND, "checkpoints", *args], env=env, capture_output=True, text=True, timeout=300)
+    return tb_stagnation("checkpoints", *args, env=env)
 
 
 def import_contents(run_dir: Path | str) -> list[tuple[int, bytes]]:
@@ -193,7 +197,8 @@ def test_large_tensors_cost_their_own_bytes_and_a_few_more(s3, tmp_path, fmt) ->
     assert import_contents(out) == import_contents(local)
 
 
-def test_what_cannot_be_read_exits_2_saying_why(s3, trained, tmp_path) -> None:
+@pytest.mark.parametrize("command", [["checkpoints"], []], ids=["checkpoints", "ranking"])
+def test_what_cannot_be_read_exits_2_saying_why(s3, trained, tmp_path, command) -> None:
     url = upload(s3, trained["hf"], f"errors-{tmp_path.name}")
     uncredentialed = {k: v for k, v in s3.items() if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
     cases = {
@@ -206,7 +211,7 @@ def test_what_cannot_be_read_exits_2_saying_why(s3, trained, tmp_path) -> None:
     if _installed("gcsfs"):
         del cases["no gcsfs"]
     for case, (args, env, message) in cases.items():
-        proc = checkpoints(*args, env=env)
+        proc = tb_stagnation(*command, *args, env=env)
         assert proc.returncode == 2, (case, proc.stderr)
         assert message in proc.stderr, (case, proc.stderr)
         assert "Traceback" not in proc.stderr, (case, proc.stderr)
@@ -257,3 +262,38 @@ def test_dcp_shards_in_a_bucket_are_read_by_chunk_equal_to_disk(s3, tmp_path) ->
     assert tensors < got <= tensors * 1.05
     local = local_import(series, tmp_path)
     assert import_contents(out) == import_contents(local)
+
+
+def ranked(logdir: str, env: dict[str, str]) -> tuple[dict, str]:
+    """``tb-stagnation LOGDIR --json``: the answer, and what it said on stderr."""
+    proc = tb_stagnation(logdir, "--json", env=env)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout), proc.stderr
+
+
+def test_the_ranking_reads_logs_in_a_bucket_as_the_same_logs_on_disk(s3, writer_logs, tmp_path) -> None:
+    """Every writer's log in one directory, and a file that is no event file (it costs that file only):
+    the same rows, findings and run names from the bucket (``tb-stagnation s3://...``) as from disk."""
+    logs = tmp_path / "logs"
+    for name, directory in writer_logs.items():
+        shutil.copytree(directory, logs / name)
+    (logs / "broken").mkdir()
+    (logs / "broken" / "events.out.tfevents.0.broken").write_bytes(b"not an event file" * 10)
+    url = upload(s3, logs, f"{tmp_path.name}/logs")
+    local, local_said = ranked(str(logs), QUIET_ENV)
+    remote, remote_said = ranked(url, s3)
+    assert remote == local
+    assert {r["run"].split("/")[0] for r in remote["rows"]} == set(writer_logs)
+    assert f"skipped {url}/broken/events.out.tfevents.0.broken: not an event file" in remote_said
+    assert remote_said.replace(url, str(logs)) == local_said
+
+
+def test_a_checkpoint_import_into_the_bucket_is_ranked_from_the_bucket(s3, trained, tmp_path) -> None:
+    """The import writes beside the run in the bucket so that ``tb-stagnation s3://...`` sees it:
+    the same exact-movement rows as the same import on disk, ranked from disk."""
+    url = upload(s3, trained["hf"], f"{tmp_path.name}/hf")
+    assert checkpoints(url, env=s3).returncode == 0
+    remote, _ = ranked(url, s3)
+    local, _ = ranked(str(local_import(trained["hf"], tmp_path)), QUIET_ENV)
+    assert remote == local
+    assert [r for r in remote["rows"] if r["exact_score"] is not None], "no exact movement ranked"

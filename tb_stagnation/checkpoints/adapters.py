@@ -48,8 +48,8 @@ from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from tb_stagnation import records
-from tb_stagnation.checkpoints import formats, storage
+from tb_stagnation import records, storage
+from tb_stagnation.checkpoints import formats
 from tb_stagnation.checkpoints.discover import Placed
 from tb_stagnation.checkpoints.formats import TensorInfo
 from tb_stagnation.checkpoints.movement import DEFAULT_BUDGET, _groups, one_blas_thread  # shared with movement

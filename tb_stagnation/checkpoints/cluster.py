@@ -28,7 +28,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from tb_stagnation.checkpoints import formats, movement, storage
+from tb_stagnation import storage
+from tb_stagnation.checkpoints import formats, movement
 from tb_stagnation.checkpoints.discover import Placed
 from tb_stagnation.checkpoints.formats import TensorInfo
 

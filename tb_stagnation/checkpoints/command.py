@@ -1,7 +1,7 @@
 """``tb-stagnation checkpoints SRC``: exact movement from saved checkpoints, into the run's logs.
 
 Finds every checkpoint under SRC (:mod:`.discover`; a local path or a URL
-read through :mod:`.storage`), orders each run's checkpoints by training
+read through :mod:`tb_stagnation.storage`), orders each run's checkpoints by training
 step, measures every tensor between consecutive checkpoints (:mod:`.movement`,
 in this process, or as Ray tasks with ``--ray``: :mod:`.cluster`) and writes
 the result beside the run's own events (:mod:`.imported`; into the bucket
@@ -23,8 +23,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from tb_stagnation import records
-from tb_stagnation.checkpoints import adapters, cluster, discover, formats, imported, movement, storage, windows
+from tb_stagnation import records, storage
+from tb_stagnation.checkpoints import adapters, cluster, discover, formats, imported, movement, windows
 from tb_stagnation.writers import units
 
 EXIT_OK, EXIT_USAGE = 0, 2

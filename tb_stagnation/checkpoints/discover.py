@@ -25,8 +25,8 @@ import os
 import re
 from collections.abc import Iterable
 
-from tb_stagnation import records
-from tb_stagnation.checkpoints import formats, storage
+from tb_stagnation import records, storage
+from tb_stagnation.checkpoints import formats
 from tb_stagnation.checkpoints.formats import DCP, KERAS, LIGHTNING, SAFETENSORS, TENSORFLOW, TORCH, dcp
 
 # Families: how a series was written, which decides how its steps are read. A family is its

@@ -23,21 +23,24 @@ in a few numpy calls once its run is read.
 
 Damage is reported, never fatal (:class:`Skip`): what the framing could
 not use, and records or values that do not parse or are not histograms
-after all. Only local directories are read here; other paths go through
-TensorBoard's own file-system layer (see :mod:`tb_stagnation.cli`).
+after all; a file that cannot be fetched costs that file. A log directory
+is a local path or any fsspec URL (``s3://bucket/run``): listed in one
+recursive listing and each file read whole through :mod:`tb_stagnation.storage`,
+which names what to do when the URL cannot be read at all.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import posixpath
 from collections.abc import Callable, Iterator
 
 import numpy as np
 from google.protobuf.message import DecodeError
 from tensorboard.compat.proto import event_pb2, types_pb2
 
-from tb_stagnation import records, samples
+from tb_stagnation import records, samples, storage
 from tb_stagnation.sources import tf1_histograms, tf2_layout
 from tb_stagnation.sources.tf1_histograms import histogram_from_proto
 from tb_stagnation.sources.tfrecord import Skip, intact_records
@@ -104,19 +107,23 @@ def read_logdir(logdir: str) -> LogData:
 
 
 def event_files(logdir: str) -> dict[str, list[str]]:
-    """run -> event files, named as TensorBoard names runs (``.`` for the root)."""
+    """run -> event files, named as TensorBoard names runs (``.`` for the root), local or URL alike."""
+    paths = posixpath if storage.is_url(logdir) else os.path  # a URL's "s3:" is one more component
     runs: dict[str, list[str]] = {}
-    for directory, _, files in sorted(os.walk(logdir)):
+    for directory, _, files in sorted(storage.walk(logdir)):
         found = sorted(f for f in files if "tfevents" in f)
         if found:
-            run = os.path.relpath(directory, logdir)
-            runs[run] = [os.path.join(directory, f) for f in found]
+            runs[paths.relpath(directory, logdir)] = [paths.join(directory, f) for f in found]
     return runs
 
 
 def _read_file(path: str, tags: _Run, data: RunData) -> None:
     """Read one file of a run into ``tags``; its damage and counts into ``data``."""
-    raw, offsets, ends, skipped = intact_records(path)
+    try:
+        raw, offsets, ends, skipped = intact_records(path)
+    except storage.StorageError as e:  # gone or refused since it was listed: that file, not the run
+        data.skipped.append(Skip(path, f"could not be fetched ({e})"))
+        return
     bad = tags.read(raw, offsets, ends)
     data.skipped.extend(skipped)
     if bad:

@@ -17,6 +17,7 @@ import struct
 
 import numpy as np
 
+from tb_stagnation import storage
 from tb_stagnation.sources.byte_windows import windows
 from tb_stagnation.sources.crc32c import masked_crc32c
 
@@ -55,8 +56,7 @@ def intact_records(path: str) -> tuple[bytes, np.ndarray, np.ndarray, list[Skip]
 
 def framed_records(path: str) -> tuple[bytes, np.ndarray, np.ndarray, list[Skip]]:
     """A file's bytes, where its framed payloads start and end (their CRCs unchecked), and what was skipped."""
-    with open(path, "rb") as f:
-        raw = f.read()
+    raw = storage.read_bytes(path)  # whole: one request for a file in a bucket
     if not raw:  # a writer that has just created its file
         return raw, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), []
     return (raw, *_frame(raw, path))

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from tb_stagnation.checkpoints import storage
+from tb_stagnation import storage
 from tb_stagnation.checkpoints.formats import TensorInfo, UnreadableCheckpoint, normalise
 from tb_stagnation.checkpoints.formats.listing import Listed, floating, owned, reading
 
@@ -147,7 +147,7 @@ def _reader(path: str, metadata: Any = None) -> Any:
 
 
 def _ranged_files() -> Any:
-    """torch's file-system interface over :mod:`.storage`, for reading only (a reader never writes)."""
+    """torch's file-system interface over :mod:`tb_stagnation.storage`, for reading only (a reader never writes)."""
     import contextlib
     import posixpath
 

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
-from tb_stagnation.checkpoints import storage
+from tb_stagnation import storage
 from tb_stagnation.checkpoints.formats import TensorInfo, UnreadableCheckpoint, normalise
 from tb_stagnation.checkpoints.formats.listing import Listed, floating, reading
 
@@ -18,7 +18,7 @@ class SafetensorsReader(Listed):
 
     ``path`` is one ``.safetensors`` file, or an HF checkpoint folder (its
     index routes each key to the shard that holds it), a local path or a
-    URL (:mod:`..storage`). Each tensor is one ranged read of exactly its
+    URL (:mod:`tb_stagnation.storage`). Each tensor is one ranged read of exactly its
     bytes, located by the header, so a checkpoint in a bucket costs its
     header and its tensors, nothing more. numpy has no bfloat16: those
     tensors are read as their raw 16 bits and widened to float32 exactly

@@ -9,7 +9,7 @@ from typing import Any, BinaryIO, NamedTuple
 
 import numpy as np
 
-from tb_stagnation.checkpoints import storage
+from tb_stagnation import storage
 from tb_stagnation.checkpoints.formats import TensorInfo, UnreadableCheckpoint, normalise
 from tb_stagnation.checkpoints.formats.listing import Listed, floating, owned, reading
 

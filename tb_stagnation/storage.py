@@ -1,4 +1,9 @@
-"""Where checkpoints are read from: a local path, or any fsspec URL (``s3://``, ``gs://``, ...), in byte ranges.
+"""Where logs and checkpoints are read from: a local path, or any fsspec URL (``s3://``, ``gs://``, ...).
+
+One layer below both readers, so that ``tb-stagnation s3://...`` (the event
+files, :mod:`tb_stagnation.sources.eventfile`, each read whole) and
+``tb-stagnation checkpoints s3://...`` (:mod:`tb_stagnation.checkpoints`, by
+byte ranges) find, read and fail alike.
 
 A checkpoint in a bucket is never downloaded whole: readers ask for the
 ranges they need (a safetensors header, then one range per tensor, split
@@ -12,7 +17,7 @@ configuration: ``AWS_ENDPOINT_URL`` and the usual AWS variables or profile
 for S3 and S3-compatible stores (s3fs), application default credentials for
 Google Cloud Storage (gcsfs). What goes wrong there (an unknown protocol, a
 missing extra, no credentials, no such bucket) is one :class:`StorageError`
-whose message says what to do; the command turns it into exit status 2.
+whose message says what to do; the commands turn it into exit status 2.
 """
 
 from __future__ import annotations
