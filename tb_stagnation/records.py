@@ -22,7 +22,10 @@ re-runs), so a reader can tell how many a loader dropped. The content's
 ``index`` is the tensor's position in what its writer measures (the model's
 parameter order, a checkpoint's tensor order): the Rust loader lists tags in
 an order of its own and either loader may drop a tensor's first records, so
-model order cannot come from the listing or the first step kept.
+model order cannot come from the listing or the first step kept. Where
+the producer knows it, the content also holds the tensor's ``shape`` and
+the ``layout`` it is stored in (:data:`LAYOUTS`): its fan-in and fan-out,
+which the ``init_scale`` finding needs; older files have none.
 
 Data class TENSOR: a record is not a scalar. What the loaders keep of it by
 default, per tag (measured on TensorBoard 2.21 / data server 0.7.2, for
@@ -122,6 +125,11 @@ COLUMNS = {
 # order of checkpoints whose real step is unknown (a TF2 save counter, unnumbered files).
 STEP, EPOCH, ORDER = "step", "epoch", "checkpoint"
 AXES = (STEP, EPOCH, ORDER)
+# Storage layouts a tensor's shape is in (content ``layout``, beside ``shape``): torch (and
+# safetensors) keep output units first; TensorFlow and Keras last. Rules on them:
+# :mod:`tb_stagnation.writers.units`.
+TORCH_LAYOUT, TF_LAYOUT = "torch", "tensorflow"
+LAYOUTS = (TORCH_LAYOUT, TF_LAYOUT)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,21 +151,30 @@ class ExactContent:
     unit_axis: int | None = None  # unit records: the tensor's axis the units are slices along
     unit: str | None = None  # unit records: what one unit is, one of UNIT_NOUNS
     quantiles: tuple[float, ...] | None = None  # unit quantile records: the quantiles each holds
+    shape: tuple[int, ...] | None = None  # the tensor's shape, where its producer wrote it (version 2)
+    layout: str | None = None  # ... and the layout it is in, one of LAYOUTS
 
 
 def create_summary_metadata(
-    param: str, source: str = EXACT, axis: str = STEP, index: int | None = None
+    param: str, source: str = EXACT, axis: str = STEP, index: int | None = None,
+    shape: tuple[str, Sequence[int]] | None = None,
 ) -> summary_pb2.SummaryMetadata:
     """Metadata of the records of parameter ``param`` from ``source``, steps counting ``axis``.
 
-    ``index``: the tensor's position among those its writer measures (model order).
+    ``index``: the tensor's position among those its writer measures (model
+    order). ``shape``: ``(layout, shape)``, the tensor's shape in one of
+    :data:`LAYOUTS`, so a reader can tell its fan-in and fan-out (the
+    ``init_scale`` finding compares its first RMS with He's and Glorot's);
+    files written before carry none and are read alike.
     """
-    if source not in SOURCES or axis not in AXES:
-        raise ValueError(f"unknown source {source!r} or axis {axis!r}")
+    if source not in SOURCES or axis not in AXES or (shape is not None and shape[0] not in LAYOUTS):
+        raise ValueError(f"unknown source {source!r}, axis {axis!r} or layout {shape and shape[0]!r}")
     fields = {"version": CONTENT_VERSION, "param": param, "source": source, "axis": axis,
               "columns": list(COLUMNS[source])}
     if index is not None:
         fields["index"] = index
+    if shape is not None:
+        fields["layout"], fields["shape"] = shape[0], [int(n) for n in shape[1]]
     return summary_pb2.SummaryMetadata(
         summary_description=f"tb-stagnation movement of `{param}` ({source})",
         plugin_data=summary_pb2.SummaryMetadata.PluginData(
@@ -209,7 +226,12 @@ def parse_plugin_metadata(content: bytes) -> ExactContent | None:
     columns = data.get("columns")
     if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns) or SEQ not in columns:
         return None
-    return ExactContent(param=param, source=source, axis=axis, columns=tuple(columns), index=index)
+    shape, layout = data.get("shape"), data.get("layout")
+    if not (isinstance(shape, list) and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape)
+            and layout in LAYOUTS):
+        shape, layout = None, None
+    return ExactContent(param=param, source=source, axis=axis, columns=tuple(columns), index=index,
+                        shape=None if shape is None else tuple(shape), layout=layout)
 
 
 def tag_for(param: str, source: str = EXACT) -> str:
@@ -229,11 +251,12 @@ def record_value(
     axis: str = STEP,
     describe: bool = True,
     index: int | None = None,
+    shape: tuple[str, Sequence[int]] | None = None,
 ) -> summary_pb2.Summary.Value:
     """One record as every writer stores it: ``quantities`` measured at one step, numbered ``seq``.
 
     ``describe``: carry the metadata (with ``index``, the tensor's position
-    in model order). TensorBoard's loaders and the CLI take a tag's metadata
+    in model order, and ``shape``, ``(layout, shape)`` where known). TensorBoard's loaders and the CLI take a tag's metadata
     from its first value in a run, so writers put it on the first record of
     each tag they write (as TF2's own summary writers do), which keeps a
     record about 100 bytes.
@@ -258,7 +281,7 @@ def record_value(
         ),
     )
     if describe:
-        value.metadata.CopyFrom(create_summary_metadata(param, source, axis, index))
+        value.metadata.CopyFrom(create_summary_metadata(param, source, axis, index, shape))
     return value
 
 

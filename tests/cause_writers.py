@@ -1,4 +1,4 @@
-"""Runs with a known cause, trained by the real frameworks: ``python cause_writers.py {torch,tf1} LOGDIR``.
+"""Runs with a known cause, trained by the real frameworks: ``python cause_writers.py {torch,tf1,keras,init} LOGDIR``.
 
 Each framework runs in a process of its own (TensorFlow's graph mode is
 global state). Every run logs a histogram of every tensor of its model, named
@@ -24,6 +24,11 @@ keras (``model.fit`` with Keras' ``TensorBoard(histogram_freq=1)`` callback, SGD
                     Dense's bias gets no gradient;
   ``bn_frozen``     the same with the BatchNormalization set ``trainable = False``: Keras runs it in
                     inference mode, its moving statistics never change.
+init (no events: ``torch.save(model.state_dict())`` as ``<run>/model_step<N>.pt`` at steps 0, 4, ... 24 of
+Adam, for ``tb-stagnation checkpoints``):
+  ``unit_normal``   a CNN (conv1 -> conv2 -> fc1 -> fc2) whose conv2 and fc1 weights are re-initialised
+                    with ``torch.nn.init.normal_(std=1.0)``, the rest as torch initialises it;
+  ``default``       the same CNN as torch initialises it.
 """
 
 from __future__ import annotations
@@ -183,5 +188,36 @@ def write_keras(logdir: str) -> None:
         model.fit(x, y, batch_size=32, epochs=12, verbose=0, callbacks=[board])
 
 
+def write_init(logdir: str) -> None:
+    import torch
+    from torch import nn
+
+    x, y = _data(3)
+    images, labels = torch.tensor(np.resize(x, (len(x), 1, 8, 8))), torch.tensor(y)
+    for run, unit_normal in (("unit_normal", True), ("default", False)):
+        torch.manual_seed(0)
+        model = nn.Sequential()
+        model.add_module("conv1", nn.Conv2d(1, 16, 3, padding=1))
+        model.add_module("relu1", nn.ReLU())
+        model.add_module("conv2", nn.Conv2d(16, 32, 3, padding=1))
+        model.add_module("relu2", nn.ReLU())
+        model.add_module("flat", nn.Flatten())
+        model.add_module("fc1", nn.Linear(32 * 8 * 8, 32))
+        model.add_module("relu3", nn.ReLU())
+        model.add_module("fc2", nn.Linear(32, 4))
+        if unit_normal:
+            for layer in (model.conv2, model.fc1):
+                nn.init.normal_(layer.weight, std=1.0)
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        os.makedirs(os.path.join(logdir, run))
+        for step in range(25):
+            if step % 4 == 0:
+                torch.save(model.state_dict(), os.path.join(logdir, run, f"model_step{step}.pt"))
+            batch = slice(step * 32 % len(x), step * 32 % len(x) + 32)
+            optimizer.zero_grad()
+            nn.functional.cross_entropy(model(images[batch]), labels[batch]).backward()
+            optimizer.step()
+
+
 if __name__ == "__main__":
-    {"torch": write_torch, "tf1": write_tf1, "keras": write_keras}[sys.argv[1]](sys.argv[2])
+    {"torch": write_torch, "tf1": write_tf1, "keras": write_keras, "init": write_init}[sys.argv[1]](sys.argv[2])

@@ -8,16 +8,20 @@ findings are read through the public :func:`tb_stagnation.analyse`.
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import tb_stagnation
-from conftest import HERE, write_in_processes
+from conftest import HERE, QUIET_ENV, write_in_processes
+from tb_stagnation import api, records
 from tb_stagnation.measure import histogram, zeros
 from tb_stagnation.verdict import findings, vocabulary
 from tb_stagnation.verdict.vocabulary import Kind
+from tb_stagnation.writers import units
 
 FRAMEWORKS = ("torch", "tf1", "keras")
 
@@ -175,11 +179,88 @@ def test_the_series_answer_carries_the_zero_share_and_its_line(cause_logs, start
 
 def test_the_meanings_state_the_causes_thresholds_and_come_before_the_symptoms() -> None:
     kinds = list(vocabulary.FINDING_KINDS)
-    causes = [Kind.NORM_STATS_FROZEN, Kind.BIAS_BEFORE_NORM, Kind.DYING_RELU]
+    causes = [Kind.NORM_STATS_FROZEN, Kind.BIAS_BEFORE_NORM, Kind.DYING_RELU, Kind.INIT_SCALE]
     assert max(kinds.index(k) for k in causes) < kinds.index(Kind.FROZEN)
     dying = vocabulary.FINDING_MEANINGS[Kind.DYING_RELU]
     assert f"at least {vocabulary.DYING_RELU_SHARE:.0%}" in dying
     assert f"last {vocabulary.DYING_RELU_MIN_SAMPLES} or more kept samples" in dying
+    assert f"at least {vocabulary.INIT_SCALE_FACTOR:g}x" in vocabulary.FINDING_MEANINGS[Kind.INIT_SCALE]
+
+
+# ------------------------------------------------------------------ init_scale
+
+
+@pytest.fixture(scope="session")
+def init_logs(tmp_path_factory) -> Path:
+    """The ``init`` runs' checkpoints (tests/cause_writers.py), each imported by the real CLI."""
+    logdir = write_in_processes(HERE / "cause_writers.py", ["init"], tmp_path_factory.mktemp("init"))["init"]
+    for run in ("unit_normal", "default"):
+        subprocess.run([str(Path(sys.executable).parent / "tb-stagnation"), "checkpoints", str(logdir / run)],
+                       env=QUIET_ENV, check=True, capture_output=True, timeout=300)
+    return logdir
+
+
+@pytest.fixture(scope="module")
+def init_analysis(init_logs: Path) -> api.Analysis:
+    return tb_stagnation.analyse(str(init_logs))
+
+
+def test_unit_normal_weights_in_a_cnn_are_named_with_he_glorot_and_their_slow_movement(init_analysis) -> None:
+    """conv2 (32 x 16 x 3 x 3: fan-in 144) and fc1 (32 x 2048) re-initialised unit-normal, trained with Adam:
+    one finding per tensor, as each has its own fan-in and figures; conv1 and fc2 (torch's default) none."""
+    found = [f for f in init_analysis.findings if f.run == "unit_normal" and f.kind == Kind.INIT_SCALE]
+    assert [f.tags for f in found] == [("conv2.weight",), ("fc1.weight",)]
+    conv2, fc1 = found
+    assert conv2.message.startswith(
+        "conv2.weight started at RMS 1 (step 0), 8.6x He's 0.12 for its fan-in 144 (Glorot 0.068): "
+        "unit-normal initialisation, so its relative movement ("
+    )
+    assert fc1.message.startswith("fc1.weight started at RMS 1 (step 0), 32x He's 0.031 for its fan-in 2048 ")
+    rows = {r.tag: r for r in init_analysis.rows if r.run == "unit_normal"}
+    for finding in found:
+        row = rows[finding.tags[0]]
+        typical = row.threshold / init_analysis.ranking.ratio
+        assert row.score < typical / 4, "Adam's steps are the same size everywhere: 1.0 moves slowly"
+        assert f"per step) is {row.score / typical:.0%} of the run's typical " in finding.message
+        assert finding.message.endswith("use the framework's default initialiser")
+    assert not any(f.kind in (Kind.STAGNANT, Kind.STALLED) and set(f.tags) & {"conv2.weight", "fc1.weight"}
+                   for f in init_analysis.findings), "the cause is told, not the symptom again"
+
+
+def test_default_initialised_weights_make_no_init_scale_finding(init_analysis) -> None:
+    assert {r.run for r in init_analysis.rows} == {"unit_normal", "default"}
+    assert not [f for f in init_analysis.findings if f.run == "default"]
+
+
+def test_the_checkpoint_import_records_carry_each_tensors_layout_and_shape(init_analysis) -> None:
+    shapes = {tag: sources[vocabulary.Source.CHECKPOINT].shape
+              for (run, tag), sources in init_analysis.ranking.exact.items() if run == "default"}
+    assert shapes["conv2.weight"] == ("torch", (32, 16, 3, 3))
+    assert shapes["fc1.weight"] == ("torch", (32, 2048))
+    assert shapes["fc2.bias"] == ("torch", (4,))
+
+
+def test_records_written_without_a_shape_are_read_alike() -> None:
+    """Files of earlier imports and the writers carry no shape: no fan-in, so no init_scale, nothing else lost."""
+    old = records.parse_plugin_metadata(records.create_summary_metadata("w", records.CHECKPOINT).plugin_data.content)
+    assert old is not None and (old.shape, old.layout) == (None, None)
+    new = records.parse_plugin_metadata(records.create_summary_metadata(
+        "w", records.CHECKPOINT, shape=(records.TF_LAYOUT, (3, 3, 16, 32))).plugin_data.content)
+    assert (new.layout, new.shape) == (records.TF_LAYOUT, (3, 3, 16, 32))
+    with pytest.raises(ValueError, match="layout"):
+        records.create_summary_metadata("w", records.CHECKPOINT, shape=("jax", (3, 3)))
+
+
+@pytest.mark.parametrize(("name", "shape", "layout", "expected"), [
+    ("conv2.weight", (32, 16, 3, 3), units.TORCH_LAYOUT, (144, 288)),  # torch Conv: (out, in, *k)
+    ("fc1.weight", (32, 2048), units.TORCH_LAYOUT, (2048, 32)),  # torch Linear: (out, in)
+    ("conv2d/kernel", (3, 3, 16, 32), units.TF_LAYOUT, (144, 288)),  # Keras Conv: (*k, in, out)
+    ("dense/kernel", (2048, 32), units.TF_LAYOUT, (2048, 32)),  # Keras Dense: (in, out)
+    ("fc1.bias", (32,), units.TORCH_LAYOUT, None),  # biases and norm vectors have no fan-in
+    ("model.embed_tokens.weight", (1000, 64), units.TORCH_LAYOUT, None),  # embeddings are unit-normal on purpose
+])
+def test_fan_in_and_fan_out_follow_each_frameworks_layout(name, shape, layout, expected) -> None:
+    assert units.fans(name, shape, layout) == expected
 
 
 def test_a_batch_norm_frozen_with_the_layers_around_it_is_only_frozen(found, cause_logs) -> None:

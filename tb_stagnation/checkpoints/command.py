@@ -159,7 +159,8 @@ def import_series(
                 remote += fetched_by_tasks
             measured.points.update(adapters.measure(adapted))
             points = {param: q for param, series_points in measured.points.items() for s, q in series_points if s == p.step}
-            out.add(p.step, points, _units(measured, out.done, part), measured.unit_quantiles)
+            shapes = {info.name: formats.shape(info, p.checkpoint.format) for info in p.reader.tensors()}
+            out.add(p.step, points, _units(measured, out.done, part), measured.unit_quantiles, shapes)
             tensors.update(points)
             for param, at in measured.reshaped.items():
                 if p.step in at:

@@ -180,16 +180,19 @@ class Appender:
         points: Mapping[str, Mapping[str, float]],
         units: Mapping[str, tuple[int, np.ndarray, int, str]] | None = None,
         unit_quantiles: Mapping[str, Sequence[tuple[int, np.ndarray]]] | None = None,
+        shapes: Mapping[str, tuple[str, Sequence[int]]] | None = None,
     ) -> None:
         """Write one checkpoint: ``points`` (param -> {quantity: value}) at ``step``, and ``units``
         (param -> (pairs, per-unit movement, unit axis, unit), cumulative over every import so far),
-        ``unit_quantiles`` (param -> [(step, quantiles)] of the pair ending here)."""
+        ``unit_quantiles`` (param -> [(step, quantiles)] of the pair ending here), ``shapes`` (param
+        -> (layout, shape), carried by the metadata of each tensor's first record in the file)."""
         values = []
         for param, quantities in points.items():
             index = self._index.setdefault(param, len(self._index))
             values.append(records.record_value(
                 param, quantities, self.done.records.get(param, 0), records.CHECKPOINT, self.axis,
                 describe=self._describe(records.tag_for(param, records.CHECKPOINT)), index=index,
+                shape=(shapes or {}).get(param),
             ))
         for param, (pairs, movement, unit_axis, unit) in (units or {}).items():
             index = self._index.get(param)

@@ -80,6 +80,8 @@ class ExactSeries:
     unit_noun: str | None = None  # what one unit is (records.UNIT_NOUNS), as the producer knew it
     unit_steps: np.ndarray = dataclasses.field(default_factory=lambda: np.empty(0, dtype=np.int64))
     unit_quantiles: np.ndarray = dataclasses.field(default_factory=lambda: np.empty((0, len(records.UNIT_QUANTILES))))
+    # the tensor's (layout, shape) where its records carry them (records.create_summary_metadata)
+    shape: tuple[str, tuple[int, ...]] | None = None
 
     @property
     def kept(self) -> int:
@@ -127,6 +129,7 @@ def collect_exact(points: samples.ExactPoints) -> ExactData:
     seqs: dict = defaultdict(dict)
     axes: dict[tuple[str, str, str], str] = {}
     orders: dict[tuple[str, str, str], int] = {}
+    shapes: dict[tuple[str, str, str], tuple[str, tuple[int, ...]]] = {}
     units: dict[tuple[str, str, str], tuple] = {}  # key -> (unit axis, noun, pairs, movement)
     quantiles: dict = defaultdict(dict)  # key -> step -> the unit quantiles of the pair ending there
     for run, tags in points.items():
@@ -150,6 +153,8 @@ def collect_exact(points: samples.ExactPoints) -> ExactData:
             axes[key] = content.axis
             if content.index is not None:
                 orders[key] = content.index
+            if content.shape is not None:
+                shapes[key] = (content.layout, content.shape)
             by_step = values[run][content.source][content.param]
             if content.version == records.VERSION_1:
                 for step, value in zip(tag.steps, tag.values):
@@ -164,7 +169,7 @@ def collect_exact(points: samples.ExactPoints) -> ExactData:
         run: {
             source: {
                 param: _series(by_step, seqs.get(key, {}), source, axes[key], orders.get(key), units.get(key),
-                               quantiles.get(key, {}))
+                               quantiles.get(key, {}), shapes.get(key))
                 for param, by_step in params.items()
                 for key in [(run, source, param)]
                 if by_step
@@ -203,6 +208,7 @@ def _series(
     order: int | None,
     units: tuple[int, str, int, np.ndarray] | None = None,
     quantiles: Mapping[int, np.ndarray] | None = None,
+    shape: tuple[str, tuple[int, ...]] | None = None,
 ) -> ExactSeries:
     """Align each quantity on the steps of the records; count what was written; attach the units."""
     unit_axis, unit_noun, unit_pairs, movement = units if units is not None else (None, None, 0, np.empty(0))
@@ -235,6 +241,7 @@ def _series(
         unit_noun=unit_noun,
         unit_steps=unit_steps,
         unit_quantiles=unit_quantiles,
+        shape=shape,
     )
 
 

@@ -17,7 +17,12 @@ told again as symptoms:
 - ``dying_relu``: an activation whose share of exact zeros
   (:mod:`tb_stagnation.measure.zeros`, where the buckets resolve them) stays
   at :data:`~vocabulary.DYING_RELU_SHARE` or more over its last
-  :data:`~vocabulary.DYING_RELU_MIN_SAMPLES` kept samples or more.
+  :data:`~vocabulary.DYING_RELU_MIN_SAMPLES` kept samples or more;
+- ``init_scale``: a weight whose records carry its shape (checkpoint
+  imports) and whose first recorded RMS is
+  :data:`~vocabulary.INIT_SCALE_FACTOR` or more off both He's and Glorot's
+  scale for its fan-in and fan-out (:func:`tb_stagnation.writers.units.fans`),
+  one finding per tensor.
 
 Then the symptoms:
 
@@ -62,12 +67,14 @@ import numpy as np
 from tb_stagnation import records
 from tb_stagnation.measure.exact_series import ExactSeries
 from tb_stagnation.verdict import blocks, naming, ranking
+from tb_stagnation.writers import units as unit_rules
 from tb_stagnation.verdict.vocabulary import (
     BLIND_SEEN_SHARE,
     BLIND_UNRESOLVED_SHARE,
     DEAD_UNIT_SHARE,
     DYING_RELU_MIN_SAMPLES,
     DYING_RELU_SHARE,
+    INIT_SCALE_FACTOR,
     JUDGED_ROLES,
     STALLED_MIN_INTERVALS,
     STALLED_MIN_SHARE,
@@ -225,6 +232,7 @@ def _causes(run: str, rows: list[ranking.Row], ratio: float, exact: ranking.Matc
     found = [f for f in (_norm_stats_frozen(run, group, rows, exact) for group in stuck) if f]
     found += [f for f in (_bias_before_norm(run, group, rows, ratio, exact) for group in _by_layer(rows)) if f]
     found += [f for f in (_dying_relu(run, r) for r in rows if r.role == Role.ACTIVATION) if f]
+    found += [f for f in (_init_scale(run, r, ratio, exact) for r in rows if r.role == Role.WEIGHT) if f]
     return found
 
 
@@ -359,6 +367,43 @@ def _dying_relu(run: str, row: ranking.Row) -> Finding | None:
         "LeakyReLU or He initialisation"
     )
     return _finding(run, Kind.DYING_RELU, [row], since, message)
+
+
+def _init_scale(run: str, row: ranking.Row, ratio: float, exact: ranking.MatchedExact) -> Finding | None:
+    """A weight whose first recorded RMS is INIT_SCALE_FACTOR or more off both He's and Glorot's for its shape.
+
+    Only where its records carry the shape (checkpoint imports). With Adam
+    and its kin every weight moves about the learning rate per step, so a
+    weight 17x larger than its initialiser's scale moves 17x slower relative
+    to itself: the scale, not the gradient, explains its small ratio. One
+    finding per tensor: each has its own fan-in and figures.
+    """
+    found = [(s, s.shape) for s in exact.get((run, row.tag), {}).values() if s.shape is not None and len(s.rms)]
+    if not found:
+        return None
+    series, (layout, shape) = found[0]
+    fans = unit_rules.fans(row.tag, shape, layout)
+    first = np.flatnonzero(np.isfinite(series.rms))
+    if fans is None or not len(first) or not series.rms[first[0]] > 0 or min(fans) == 0:
+        return None
+    rms, step = float(series.rms[first[0]]), int(series.steps[first[0]])
+    he, glorot = math.sqrt(2 / fans[0]), math.sqrt(2 / sum(fans))
+    if min(max(rms / ref, ref / rms) for ref in (he, glorot)) < INIT_SCALE_FACTOR:
+        return None
+    if 0.8 <= rms <= 1.25:
+        cause = "unit-normal initialisation"
+    else:
+        cause = "initialised too large" if rms > he else "initialised too small"
+    against = f"{_factor(rms / he)} He's" if rms > he else f"1/{_factor(he / rms).removesuffix('x')} of He's"
+    unit, typical = _axis(row), row.threshold / ratio
+    share = row.score / typical if typical > 0 else float("nan")
+    beside = _factor(share) if share >= 1 else _share(share) + " of"
+    message = (
+        f"{row.tag} started at RMS {_fig(rms)} ({unit} {step}), {against} {_fig(he)} for its fan-in {fans[0]} "
+        f"(Glorot {_fig(glorot)}): {cause}, so its relative movement ({_fig(row.score)} per {unit}) is {beside} "
+        f"the run's typical {_fig(typical)}; use the framework's default initialiser"
+    )
+    return _finding(run, Kind.INIT_SCALE, [row], None, message)
 
 
 def _readable(finding: Finding, shown: dict[str, str]) -> Finding:

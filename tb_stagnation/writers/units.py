@@ -26,8 +26,7 @@ import numpy as np
 from tb_stagnation import records
 
 # Storage layouts: torch (and safetensors) keep output units first; TensorFlow and Keras last.
-TORCH_LAYOUT, TF_LAYOUT = "torch", "tensorflow"
-LAYOUTS = (TORCH_LAYOUT, TF_LAYOUT)
+TORCH_LAYOUT, TF_LAYOUT, LAYOUTS = records.TORCH_LAYOUT, records.TF_LAYOUT, records.LAYOUTS
 
 NO_AXIS = "which axis holds the output units is not known for this layout; not measured per unit"
 """What a producer says of the tensors whose units it skips (after their names)."""
@@ -73,6 +72,26 @@ def unit_axis(name: str, shape: Sequence[int], layout: str) -> int | None:
         return 0 if is_embedding(name) else len(shape) - 1
     last = name.replace("/", ".").split(".")[-1]
     return 0 if last in _PER_UNIT_VECTORS else None
+
+
+def fans(name: str, shape: Sequence[int], layout: str) -> tuple[int, int] | None:
+    """``(fan_in, fan_out)`` of weight ``name`` as He and Glorot initialisers count them, or ``None``
+    where they do not apply: embeddings (one row per token, initialised unit-normal on purpose), rank-1
+    tensors (biases, norm vectors) and scalars.
+
+    torch ``Linear``/``Conv*`` weights are ``(out, in, *kernel)``, TF/Keras kernels ``(*kernel, in,
+    out)``; a kernel's receptive field multiplies both fans (as ``torch.nn.init`` and Keras count).
+    """
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown layout {layout!r}; one of {LAYOUTS}")
+    if len(shape) < 2 or is_embedding(name):
+        return None
+    if layout == TORCH_LAYOUT:
+        out, inputs, kernel = shape[0], shape[1], shape[2:]
+    else:
+        out, inputs, kernel = shape[-1], shape[-2], shape[:-2]
+    field = int(np.prod(kernel, dtype=np.int64))
+    return int(inputs) * field, int(out) * field
 
 
 def change_sq(current: np.ndarray, before: np.ndarray, axis: int) -> np.ndarray:

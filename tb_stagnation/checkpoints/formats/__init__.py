@@ -123,6 +123,11 @@ def unit_axis(info: TensorInfo, fmt: str) -> int | None:
     return units.unit_axis(info.name, info.shape, _LAYOUT[fmt])
 
 
+def shape(info: TensorInfo, fmt: str) -> tuple[str, tuple[int, ...]]:
+    """``(layout, shape)`` of ``info`` as its records carry it (:func:`tb_stagnation.records.create_summary_metadata`)."""
+    return _LAYOUT[fmt], info.shape
+
+
 # DistributedDataParallel, torch.compile, FSDP1 and its activation checkpointing (in the keys of a state
 # dict taken from inside FSDP1's wrappers)
 _WRAPPERS = ("module.", "_orig_mod.", "_fsdp_wrapped_module.", "_checkpoint_wrapped_module.")
