@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -102,10 +103,13 @@ def get_json(url: str) -> tuple[int, dict | list, str]:
 class TensorBoard:
     """A real ``tensorboard`` process serving a log directory with the plugin."""
 
-    def __init__(self, logdir: Path | str, load_fast: bool, extra: list[str], path_prefix: str = "") -> None:
+    def __init__(
+        self, logdir: Path | str, load_fast: bool, extra: list[str], path_prefix: str = "", env: dict[str, str] | None = None
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}{path_prefix}"  # the served root, prefix included
-        self.log = open(Path(str(logdir)).parent / f"tensorboard-{self.port}.log", "w")
+        beside = Path(tempfile.mkdtemp()) if "://" in str(logdir) else Path(str(logdir)).parent  # a bucket: no parent here
+        self.log = open(beside / f"tensorboard-{self.port}.log", "w")
         self.proc = subprocess.Popen(
             [
                 sys.executable, "-c", LOGGING_TENSORBOARD,
@@ -117,7 +121,7 @@ class TensorBoard:
                 *(["--path_prefix", path_prefix] if path_prefix else []),
                 *extra,
             ],
-            env=QUIET_ENV,
+            env=env or QUIET_ENV,
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
@@ -155,7 +159,7 @@ class TensorBoard:
 
 @pytest.fixture(scope="session")
 def start_tensorboard() -> Iterator[Callable[..., TensorBoard]]:
-    """Factory: ``start_tensorboard(logdir, load_fast=False, extra=None, path_prefix="")`` -> a ready :class:`TensorBoard`.
+    """Factory: ``start_tensorboard(logdir, load_fast=False, extra=None, path_prefix="", env=None)`` -> a ready :class:`TensorBoard`.
 
     Ready means the loader has read the whole log directory once and
     ``/data/plugins_listing`` lists the plugin as enabled. Every process is
@@ -163,8 +167,10 @@ def start_tensorboard() -> Iterator[Callable[..., TensorBoard]]:
     """
     started: list[TensorBoard] = []
 
-    def start(logdir, load_fast: bool = False, extra: list[str] | None = None, path_prefix: str = "") -> TensorBoard:
-        tb = TensorBoard(logdir, load_fast, extra or [], path_prefix)
+    def start(
+        logdir, load_fast: bool = False, extra: list[str] | None = None, path_prefix: str = "", env: dict[str, str] | None = None
+    ) -> TensorBoard:
+        tb = TensorBoard(logdir, load_fast, extra or [], path_prefix, env)
         started.append(tb)
         tb.wait_ready()
         return tb

@@ -297,3 +297,24 @@ def test_a_checkpoint_import_into_the_bucket_is_ranked_from_the_bucket(s3, train
     local, _ = ranked(str(local_import(trained["hf"], tmp_path)), QUIET_ENV)
     assert remote == local
     assert [r for r in remote["rows"] if r["exact_score"] is not None], "no exact movement ranked"
+
+
+def test_tensorboard_serves_the_plugin_from_the_bucket_where_the_import_wrote(s3, trained, tmp_path, start_tensorboard) -> None:
+    """``tensorboard --logdir s3://...`` on a machine without TensorFlow (a PyTorch user's): TensorBoard's
+    own S3 file system (boto3, ``AWS_ENDPOINT_URL``) on its Python loader ranks the import the command wrote
+    into the bucket as ``tb-stagnation s3://...`` does. With TensorFlow installed, its ``tf.io.gfile`` has
+    no ``s3://`` without ``tensorflow-io`` (TensorBoard says so and exits): the tab then needs that package."""
+    url = upload(s3, trained["hf"], f"{tmp_path.name}/hf")
+    assert checkpoints(url, env=s3).returncode == 0
+    hidden = tmp_path / "without-tensorflow" / "tensorflow"
+    hidden.mkdir(parents=True)
+    (hidden / "__init__.py").write_text("raise ImportError('this machine has no TensorFlow')\n")
+    path = os.pathsep.join(p for p in (str(hidden.parent), s3.get("PYTHONPATH")) if p)
+    tb = start_tensorboard(url, env={**s3, "PYTHONPATH": path})
+    assert "TensorFlow installation not found" in Path(tb.log.name).read_text()
+    status, body, _ = tb.plugin("ranking")
+    assert status == 200
+    cli, _ = ranked(url, s3)
+    assert {(r["run"], r["tag"]): (r["source"], r["status"]) for r in body["rows"]} == {
+        (r["run"], r["tag"]): (r["source"], r["status"]) for r in cli["rows"]}
+    assert {r["source"] for r in body["rows"]} == {"checkpoint"}
