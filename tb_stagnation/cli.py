@@ -13,6 +13,11 @@ tab shows them first (gradients and activations change with the data, so
 among parameters they only push the rows that matter apart), long lines
 fitted to the terminal. ``--json`` and ``--csv`` are for programs: every
 role unless ``--role`` narrows them, names whole.
+
+The ranking pipeline (:mod:`tb_stagnation.api`, the engine, TensorBoard's
+data provider, :mod:`tb_stagnation.wire`) is imported where a ranking is
+made, not at the top: ``tb-stagnation checkpoints`` starts without it
+(half a second of a checkpoint import's start otherwise).
 """
 
 from __future__ import annotations
@@ -25,10 +30,14 @@ import shutil
 import sys
 import textwrap
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from tb_stagnation import api, storage, tagfilter, wire
+from tb_stagnation import storage, tagfilter
 from tb_stagnation.checkpoints import command
-from tb_stagnation.verdict import findings, ranking, vocabulary
+from tb_stagnation.verdict import vocabulary
+
+if TYPE_CHECKING:
+    from tb_stagnation.verdict import findings, ranking
 
 PROG = "tb-stagnation"
 EXIT_STUCK, EXIT_USAGE = 1, 2
@@ -41,6 +50,8 @@ RUNS_NAMED = 20
 
 
 def _parser() -> argparse.ArgumentParser:
+    from tb_stagnation import api
+
     p = argparse.ArgumentParser(
         prog=PROG,
         description="Rank the layers in a TensorBoard log directory by how much they move.",
@@ -108,6 +119,8 @@ def _progress(done: int, total: int) -> None:
 
 def _cell(value) -> str:
     """A table cell: three significant digits, ``-`` where nothing was measured."""
+    from tb_stagnation import wire
+
     value = wire.number(value)
     if value is None:
         return "-"
@@ -122,22 +135,21 @@ def _shorten(text: str, width: int) -> str:
     return text[:head] + "…" + text[len(text) - (width - 1 - head):]
 
 
-# The run and tag columns (after "#"), the ones shortened to fit.
-_RUN, _TAG = 1 + wire.TABLE_FIELDS.index("run"), 1 + wire.TABLE_FIELDS.index("tag")
-
-
 def _table(rows: Sequence[ranking.Row], width: int | None) -> tuple[str, bool]:
     """The rows as aligned columns; with ``width``, runs and tags shortened so each line fits.
 
     Also returns whether a name was shortened.
     """
+    from tb_stagnation import wire
+
+    run, tag = 1 + wire.TABLE_FIELDS.index("run"), 1 + wire.TABLE_FIELDS.index("tag")  # after "#"
     header = ("#", *(wire.TABLE_HEADINGS.get(f, f) for f in wire.TABLE_FIELDS))
     body = [(str(i + 1), *(_cell(getattr(r, f)) for f in wire.TABLE_FIELDS)) for i, r in enumerate(rows)]
     widths = [max(len(line[c]) for line in [header, *body]) for c in range(len(header))]
     full = list(widths)
     if width is not None:
         excess = sum(widths) + 2 * (len(widths) - 1) - width
-        for column, least in ((_RUN, LEAST_RUN), (_TAG, LEAST_TAG)):  # the tag says more
+        for column, least in ((run, LEAST_RUN), (tag, LEAST_TAG)):  # the tag says more
             cut = max(0, min(excess, widths[column] - least))
             widths[column] -= cut
             excess -= cut
@@ -177,6 +189,8 @@ def _text(
     found: Sequence[findings.Finding], rows: Sequence[ranking.Row], runs: Sequence[str], parameters_only: bool
 ) -> str:
     """Findings by run, the table (of parameter rows only if ``parameters_only``), and notes on what it left out."""
+    from tb_stagnation.verdict import ranking
+
     # COLUMNS if set, else the terminal's width, else (piped) a fixed width for the prose;
     # the table's names are shortened on a terminal only: in a pipe they are grepped.
     width = max(40, shutil.get_terminal_size((PIPED_WIDTH, 24)).columns)
@@ -212,6 +226,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["checkpoints"]:
         return command.main(argv[1:])
+    from tb_stagnation import api, wire
+    from tb_stagnation.verdict import ranking
+
     args = _parser().parse_args(argv)
     if not 0 < args.ratio <= 1:
         return _fail("--ratio must be in (0, 1]")

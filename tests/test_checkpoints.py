@@ -310,6 +310,22 @@ def test_zero_tensors_report_their_change_and_frozen_ones_are_frozen(tmp_path) -
     assert {r.tag: r.status for r in result.rows}["stuck"] == Status.FROZEN
 
 
+def test_the_checkpoint_command_starts_without_the_ranking_pipeline(tmp_path) -> None:
+    """An import pays for reading and writing, not for TensorBoard's summary APIs or the ranking engine."""
+    from safetensors.numpy import save_file
+
+    for step in (0, 10):
+        save_file({"w": np.full((2, 2), 1 + step, np.float32)}, str(tmp_path / f"model_{step}.safetensors"))
+    script = (
+        "import sys; from tb_stagnation.cli import main; code = main(['checkpoints', sys.argv[1], '--quiet']); "
+        "print(code, sorted(m for m in sys.modules if m.startswith(('tb_stagnation.api', 'tb_stagnation.engine', "
+        "'tb_stagnation.verdict.ranking', 'tensorboard.summary', 'tensorboard.data'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, check=True)
+    assert out.stdout.split(None, 1) == ["0", "[]\n"]
+    assert imported_series(tmp_path)["."]["w"].change[1] == pytest.approx(2.0)  # ||dW|| = 20 over 10 steps: written
+
+
 def test_bf16_and_fp16_are_upcast_exactly(tmp_path) -> None:
     import torch
     from safetensors.torch import save_file
