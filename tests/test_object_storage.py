@@ -24,7 +24,7 @@ import pytest
 from conftest import HERE, QUIET_ENV
 from tensorboard.compat.proto import event_pb2
 
-from tb_stagnation.checkpoints import imported
+from tb_stagnation.checkpoints import imported, windows
 from tb_stagnation.sources import tfrecord
 
 SCRIPT = Path(sys.executable).with_name("tb-stagnation")
@@ -163,19 +163,15 @@ def test_a_bucket_imports_equal_to_the_same_files_on_disk_writing_beside_the_run
     assert [k for k in keys(s3, url.removeprefix(f"s3://{BUCKET}/")) if k.endswith(imported.SUFFIX)] == written
 
 
-@pytest.mark.parametrize("fmt", ["safetensors", "torch"])
-def test_large_tensors_cost_their_own_bytes_and_a_few_more(s3, tmp_path, fmt) -> None:
-    """Megabytes of tensors per checkpoint: headers (torch: the zip's directory and pickle) add under 1%.
-
-    ``--logdir`` keeps the output local, and nothing is written into the bucket.
-    """
-    series = tmp_path / "big"
+def write_series(series: Path, fmt: str, steps: tuple[int, ...]) -> tuple[Path, int]:
+    """A few MB of tensors (float32 and float16) saved at ``steps`` as safetensors or torch files,
+    moving a little each time; the directory and one checkpoint's tensor bytes."""
     series.mkdir()
     rng = np.random.default_rng(0)
     state = {"encoder.weight": rng.normal(size=(512, 1024)).astype(np.float32),
              "encoder.bias": rng.normal(size=1024).astype(np.float32),
              "head.weight": rng.normal(size=(64, 512)).astype(np.float16)}
-    for step in (100, 200, 300):
+    for step in steps:
         state = {k: (v + rng.normal(scale=1e-3, size=v.shape)).astype(v.dtype) for k, v in state.items()}
         if fmt == "safetensors":
             from safetensors.numpy import save_file
@@ -185,15 +181,44 @@ def test_large_tensors_cost_their_own_bytes_and_a_few_more(s3, tmp_path, fmt) ->
             import torch
 
             torch.save({k: torch.from_numpy(v) for k, v in state.items()}, series / f"model_step{step}.pt")
+    return series, sum(v.nbytes for v in state.values())
+
+
+@pytest.mark.parametrize("fmt", ["safetensors", "torch"])
+def test_large_tensors_cost_their_own_bytes_and_a_few_more(s3, tmp_path, fmt) -> None:
+    """Megabytes of tensors per checkpoint: headers (torch: the zip's directory and pickle) add under 1%.
+
+    ``--logdir`` keeps the output local, and nothing is written into the bucket.
+    """
+    series, nbytes = write_series(tmp_path / "big", fmt, (100, 200, 300))
     url = upload(s3, series, f"big-{fmt}-{tmp_path.name}")
     out = tmp_path / "out"
     proc = checkpoints(url, "--logdir", str(out), env=s3)
     assert proc.returncode == 0, proc.stderr
     got, tensors = fetched(proc.stderr)
-    assert tensors >= 3 * sum(v.nbytes for v in state.values())  # each checkpoint read at least once
+    assert tensors == 3 * nbytes  # each checkpoint's tensors, once
     assert tensors < got <= tensors * 1.01
     assert not [k for k in keys(s3, url.removeprefix(f"s3://{BUCKET}/")) if k.endswith(imported.SUFFIX)]
     local = local_import(series, tmp_path)
+    assert import_contents(out) == import_contents(local)
+
+
+@pytest.mark.parametrize("fmt", ["safetensors", "torch"])
+def test_checkpoints_larger_than_the_memory_budget_are_fetched_once(s3, tmp_path, fmt) -> None:
+    """Each checkpoint is in up to three windows (it and the two after it); one that does not fit the
+    memory budget (here lowered below one checkpoint) is spilled to a scratch file for the later
+    windows, not fetched again; the figures equal those of the import kept in memory."""
+    steps = (100, 200, 300, 400, 500)
+    series, nbytes = write_series(tmp_path / "spilled", fmt, steps)
+    url = upload(s3, series, f"spilled-{fmt}-{tmp_path.name}")
+    out = tmp_path / "out"
+    env = {**s3, windows.BUDGET_VARIABLE: str(nbytes // 4)}
+    proc = checkpoints(url, "--logdir", str(out), env=env)
+    assert proc.returncode == 0, proc.stderr
+    got, tensors = fetched(proc.stderr)
+    assert tensors == len(steps) * nbytes
+    assert tensors < got <= tensors * 1.05  # not the ~2.4x of reading every window's checkpoints
+    local = local_import(series, tmp_path)  # from disk, within the default budget: kept in memory
     assert import_contents(out) == import_contents(local)
 
 

@@ -149,11 +149,11 @@ def import_series(
     total += sum(adapters.nbytes(adapted) for _, adapted in parts)
     with (_progress(total, f"{len(new)} checkpoints", bar) as shown,
           cluster.session(ray) if ray is not None else contextlib.nullcontext(),
+          windows.Kept([part for part, _ in parts], progress=shown.update) as kept,
           imported.Appender(series.target, placement.axis, done) as out):
-        kept = windows.Kept(progress=shown.update)
-        for p, (part, adapted) in zip(new, parts):  # written one by one: a kill costs the one in progress
+        for i, (p, (part, adapted)) in enumerate(zip(new, parts)):  # written one by one: a kill costs the one in progress
             if ray is None:
-                measured = movement.measure(kept.wrap(part), units_from=p.step)
+                measured = movement.measure(kept.wrap(i), units_from=p.step)
             else:
                 measured, fetched_by_tasks = cluster.measure(part, progress=shown, units_from=p.step)
                 remote += fetched_by_tasks
@@ -167,16 +167,19 @@ def import_series(
                     reshaped.setdefault(param, []).append(p.step)
             no_unit_axis.update(dict.fromkeys(measured.no_unit_axis))
     fetched = storage.fetched() - fetched_before + remote
-    read = (total if ray is not None else kept.nbytes + sum(adapters.nbytes(adapted) for _, adapted in parts))
+    # what the bytes fetched are counted against: each checkpoint's tensors once, however often read
+    tensor_bytes = windows.planned([part for part, _ in parts]) + adapters.nbytes(
+        list({a.step: a for _, adapted in parts for a in adapted}.values()))
     axis = {records.STEP: "steps", records.EPOCH: "epochs", records.ORDER: "checkpoint order (step unknown)"}
     lines.append(
         f"imported {len(new)} checkpoint(s) of {series.directory} ({axis[placement.axis]} "
         f"{new[0].step}-{new[-1].step}) into {out.path}: {len(tensors)} tensors, "
-        f"{read / 1e6:.1f} MB of tensors read in {time.monotonic() - began:.1f} s"
+        f"{total / 1e6:.1f} MB of tensors read in {time.monotonic() - began:.1f} s"
     )
     if storage.is_url(series.directory):  # local files are mapped, not fetched: nothing to count
-        lines.append(f"fetched {fetched:,} bytes for {read:,} bytes of tensors "
-                     f"({100 * (fetched - read) / max(read, 1):+.1f}%: headers, indexes, each tensor once)")
+        why = "Ray's tasks read a checkpoint once per window it is in" if ray is not None else "each tensor once"
+        lines.append(f"fetched {fetched:,} bytes for {tensor_bytes:,} bytes of tensors "
+                     f"({100 * (fetched - tensor_bytes) / max(tensor_bytes, 1):+.1f}%: headers, indexes, {why})")
     adapted = parts[-1][1]
     if adapted:
         lines.append(f"{len(adapted[-1].adapters)} LoRA adapters measured on their update (lora_alpha / r) B A, "

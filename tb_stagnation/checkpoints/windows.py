@@ -7,19 +7,27 @@ written before the next is read: a killed import keeps every checkpoint it
 finished (:class:`tb_stagnation.checkpoints.imported.Appender`).
 
 Read naively, the windows overlap and every checkpoint would be read three
-times. The tensors of the latest three checkpoints are kept in memory instead
-(:class:`Kept`) when a checkpoint's tensors fit in :data:`KEEP_BUDGET`, so a
-checkpoint is read once, as by one pass over the series; a larger model is
-read again from storage for the windows it is in (memory, not I/O, is the
-bound that cannot give: :mod:`.movement` holds three checkpoints of one group
-of tensors at a time whatever the model's size). Ray tasks read their own
-checkpoints and so read every window's.
+times. :class:`Kept` reads each checkpoint from its source once instead, as
+one pass over the series would, and keeps what a later window needs of it:
+in memory when a checkpoint's tensors fit in the budget (:func:`memory_budget`),
+else spilled tensor by tensor to a scratch file per checkpoint (``tempfile``,
+so in ``TMPDIR``; gone when the import ends, even killed) and read back from there. Memory
+stays bounded by :mod:`.movement`'s groups whatever the model's size; the
+scratch holds at most the two checkpoints the next window shares. The spill
+is written even for a local path: a "local" checkpoint directory on a cluster
+is often a network filesystem (NFS, Lustre), and the scratch is the node's
+own disk. Ray tasks read their own checkpoints and so read every window's
+(:mod:`.cluster`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
+import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import BinaryIO
 
 import numpy as np
 
@@ -28,6 +36,13 @@ from tb_stagnation.checkpoints.discover import Placed
 from tb_stagnation.checkpoints.formats import TensorInfo
 
 KEEP_BUDGET = 128 << 20  # bytes of one checkpoint's tensors kept in memory (three times: a window)
+# Overrides KEEP_BUDGET (bytes): a smaller machine's knob, and how the tests make a small model spill.
+BUDGET_VARIABLE = "TB_STAGNATION_KEEP_BUDGET"
+
+
+def memory_budget() -> int:
+    """Bytes of one checkpoint's tensors kept in memory: :data:`BUDGET_VARIABLE` if set, else :data:`KEEP_BUDGET`."""
+    return int(os.environ.get(BUDGET_VARIABLE, KEEP_BUDGET))
 
 
 def windows(placed: Sequence[Placed], new: Sequence[Placed]) -> list[list[Placed]]:
@@ -42,8 +57,9 @@ def fits(reader: formats.CheckpointReader, budget: int = KEEP_BUDGET) -> bool:
 
 
 def planned(parts: Sequence[Sequence[Placed]], remote: bool = False) -> int:
-    """Bytes of tensors the windows ``parts`` will read from storage: each checkpoint once where it :func:`fits`,
-    else once per window it is in (``remote``: Ray tasks, which read their own, every window)."""
+    """Bytes of tensors the windows ``parts`` will read from storage: each checkpoint's once
+    (:class:`Kept`; what the bytes fetched are counted against), or once per window it is in
+    (``remote``: Ray tasks, which read their own, every window)."""
     windows_in: dict[int, int] = {}
     readers: dict[int, formats.CheckpointReader] = {}
     for window in parts:
@@ -51,48 +67,97 @@ def planned(parts: Sequence[Sequence[Placed]], remote: bool = False) -> int:
             windows_in[p.step] = windows_in.get(p.step, 0) + 1
             readers[p.step] = p.reader
     return sum(
-        sum(info.nbytes for info in reader.tensors()) * (windows_in[step] if remote or not fits(reader) else 1)
+        sum(info.nbytes for info in reader.tensors()) * (windows_in[step] if remote else 1)
         for step, reader in readers.items()
     )
 
 
 class Kept:
-    """Readers for overlapping windows that read each checkpoint from storage once when it fits.
+    """Readers for the overlapping windows ``parts`` that read each checkpoint from storage once.
 
-    :meth:`wrap` gives a window whose readers serve the latest three
-    checkpoints' tensors from memory (read-only arrays) and read the others
-    from storage; :attr:`nbytes` counts what was read from storage, and
-    ``progress`` is told each read as it happens.
+    :meth:`wrap` gives window ``index`` (taken in order) whose readers serve
+    what earlier windows read from memory (read-only arrays) or from
+    scratch files, and read the rest from storage, keeping it where a
+    later window needs it; what no later window needs is dropped.
+    ``progress`` is told each read from storage as it happens. A context
+    manager: the scratch files go at exit.
     """
 
-    def __init__(self, progress: Callable[[int], None] | None = None, budget: int = KEEP_BUDGET) -> None:
-        self.nbytes = 0
-        self._progress, self._budget = progress, budget
-        self._kept: dict[int, dict[str, np.ndarray]] = {}  # step -> tensors, the latest three steps
+    def __init__(
+        self, parts: Sequence[Sequence[Placed]], progress: Callable[[int], None] | None = None,
+        budget: int | None = None,
+    ) -> None:
+        self._parts, self._progress = parts, progress
+        self._budget = memory_budget() if budget is None else budget
+        self._last_use = {p.step: i for i, window in enumerate(parts) for p in window}
+        self._index = 0
+        self._kept: dict[int, dict[str, np.ndarray]] = {}  # step -> tensors in memory
+        self._spilled: dict[int, _Spill] = {}  # step -> its tensors in a scratch file
 
-    def wrap(self, window: Sequence[Placed]) -> list[Placed]:
-        return [dataclasses.replace(p, reader=_Reader(p.reader, p.step, self)) for p in window]
+    def __enter__(self) -> Kept:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for spill in self._spilled.values():
+            spill.file.close()
+
+    def wrap(self, index: int) -> list[Placed]:
+        self._index = index
+        for step in [s for s in {**self._kept, **self._spilled} if self._last_use[s] < index]:
+            self._kept.pop(step, None)
+            if step in self._spilled:
+                self._spilled.pop(step).file.close()
+        return [dataclasses.replace(p, reader=_Reader(p.reader, p.step, self)) for p in self._parts[index]]
 
     def _read(
         self, reader: formats.CheckpointReader, step: int, tensors: Iterable[TensorInfo]
     ) -> Iterator[tuple[TensorInfo, np.ndarray]]:
-        kept = self._kept.get(step, {})
+        kept, spill = self._kept.get(step, {}), self._spilled.get(step)
         wanted = list(tensors)
-        keep = fits(reader, self._budget)
-        if keep and step not in self._kept:
-            self._kept[step] = kept
-            for old in sorted(self._kept)[:-3]:  # a window's three: older ones no window needs again
-                del self._kept[old]
-        yield from ((info, kept[info.name]) for info in wanted if info.name in kept)
-        stored = [info for info in wanted if info.name not in kept]
+        for info in wanted:
+            if info.name in kept:
+                yield info, kept[info.name]
+            elif spill is not None and info.name in spill.where:
+                yield info, spill.load(info.name)
+        stored = [info for info in wanted if info.name not in kept and (spill is None or info.name not in spill.where)]
+        later = self._last_use[step] > self._index
+        keep = later and fits(reader, self._budget)
+        if keep:
+            kept = self._kept.setdefault(step, kept)
+        elif later and spill is None:
+            spill = self._spilled[step] = _Spill(tempfile.TemporaryFile(prefix="tb-stagnation-import-"), {})
         for info, values in reader.read(stored) if stored else ():
-            self.nbytes += info.nbytes
             if self._progress is not None:
                 self._progress(info.nbytes)
             if keep:
                 values.setflags(write=False)  # shared by the windows that hold it
                 kept[info.name] = values
+            elif later:
+                spill.save(info.name, values)
             yield info, values
+
+
+@dataclasses.dataclass
+class _Spill:
+    """One checkpoint's tensors, raw, one after the other in an unnamed scratch file.
+
+    ``tempfile.TemporaryFile`` (in ``TMPDIR``) has no name on Linux: its space
+    goes back when it is closed or the process ends, even by SIGKILL, so a
+    killed import leaves no scratch behind.
+    """
+
+    file: BinaryIO
+    where: dict[str, tuple[int, np.dtype, tuple[int, ...]]]  # name -> (offset, dtype, shape)
+
+    def save(self, name: str, values: np.ndarray) -> None:
+        self.where[name] = (self.file.seek(0, os.SEEK_END), values.dtype, values.shape)
+        values.tofile(self.file)
+        self.file.flush()
+
+    def load(self, name: str) -> np.ndarray:
+        offset, dtype, shape = self.where[name]
+        self.file.seek(offset)
+        return np.fromfile(self.file, dtype=dtype, count=math.prod(shape)).reshape(shape)
 
 
 class _Reader:
