@@ -28,7 +28,9 @@ init (no events: ``torch.save(model.state_dict())`` as ``<run>/model_step<N>.pt`
 Adam, for ``tb-stagnation checkpoints``):
   ``unit_normal``   a CNN (conv1 -> conv2 -> fc1 -> fc2) whose conv2 and fc1 weights are re-initialised
                     with ``torch.nn.init.normal_(std=1.0)``, the rest as torch initialises it;
-  ``default``       the same CNN as torch initialises it.
+  ``default``       the same CNN as torch initialises it;
+  ``unit_normal_writer``  the ``unit_normal`` training logged by ``TorchUpdateRatioTracker`` every 4 steps
+                    instead (events, exact records).
 """
 
 from __future__ import annotations
@@ -191,6 +193,9 @@ def write_keras(logdir: str) -> None:
 def write_init(logdir: str) -> None:
     import torch
     from torch import nn
+    from torch.utils.tensorboard import SummaryWriter
+
+    from tb_stagnation.summary import TorchUpdateRatioTracker
 
     x, y = _data(3)
     images, labels = torch.tensor(np.resize(x, (len(x), 1, 8, 8))), torch.tensor(y)
@@ -210,13 +215,20 @@ def write_init(logdir: str) -> None:
                 nn.init.normal_(layer.weight, std=1.0)
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
         os.makedirs(os.path.join(logdir, run))
+        writer = SummaryWriter(os.path.join(logdir, f"{run}_writer")) if unit_normal else None
+        tracker = TorchUpdateRatioTracker(model.named_parameters(), writer, every=4) if unit_normal else None
         for step in range(25):
             if step % 4 == 0:
                 torch.save(model.state_dict(), os.path.join(logdir, run, f"model_step{step}.pt"))
+            if tracker is not None:
+                tracker.step(step)
             batch = slice(step * 32 % len(x), step * 32 % len(x) + 32)
             optimizer.zero_grad()
             nn.functional.cross_entropy(model(images[batch]), labels[batch]).backward()
             optimizer.step()
+        if tracker is not None:
+            tracker.close()
+            writer.close()
 
 
 if __name__ == "__main__":

@@ -227,8 +227,17 @@ def test_unit_normal_weights_in_a_cnn_are_named_with_he_glorot_and_their_slow_mo
                    for f in init_analysis.findings), "the cause is told, not the symptom again"
 
 
+def test_the_writers_records_carry_the_shape_too_so_a_writer_run_names_the_same_weights(init_analysis) -> None:
+    """TorchUpdateRatioTracker's first record of each tensor carries (layout, shape): its first RMS is at step 4."""
+    found = [f for f in init_analysis.findings if f.run == "unit_normal_writer"]
+    assert [(f.kind, f.tags) for f in found] == [(Kind.INIT_SCALE, ("conv2.weight",)), (Kind.INIT_SCALE, ("fc1.weight",))]
+    assert found[1].message.startswith("fc1.weight started at RMS 1 (step 4), 32x He's 0.031 for its fan-in 2048 ")
+    series = init_analysis.ranking.exact[("unit_normal_writer", "conv2.weight")][vocabulary.Source.EXACT]
+    assert series.shape == ("torch", (32, 16, 3, 3))
+
+
 def test_default_initialised_weights_make_no_init_scale_finding(init_analysis) -> None:
-    assert {r.run for r in init_analysis.rows} == {"unit_normal", "default"}
+    assert {r.run for r in init_analysis.rows} == {"unit_normal", "default", "unit_normal_writer"}
     assert not [f for f in init_analysis.findings if f.run == "default"]
 
 
@@ -241,7 +250,7 @@ def test_the_checkpoint_import_records_carry_each_tensors_layout_and_shape(init_
 
 
 def test_records_written_without_a_shape_are_read_alike() -> None:
-    """Files of earlier imports and the writers carry no shape: no fan-in, so no init_scale, nothing else lost."""
+    """Files of earlier imports and writers carry no shape: no fan-in, so no init_scale, nothing else lost."""
     old = records.parse_plugin_metadata(records.create_summary_metadata("w", records.CHECKPOINT).plugin_data.content)
     assert old is not None and (old.shape, old.layout) == (None, None)
     new = records.parse_plugin_metadata(records.create_summary_metadata(

@@ -19,7 +19,7 @@ told again as symptoms:
   at :data:`~vocabulary.DYING_RELU_SHARE` or more over its last
   :data:`~vocabulary.DYING_RELU_MIN_SAMPLES` kept samples or more;
 - ``init_scale``: a weight whose records carry its shape (checkpoint
-  imports) and whose first recorded RMS is
+  imports, the writers) and whose first recorded RMS is
   :data:`~vocabulary.INIT_SCALE_FACTOR` or more off both He's and Glorot's
   scale for its fan-in and fan-out (:func:`tb_stagnation.writers.units.fans`),
   one finding per tensor.
@@ -372,7 +372,7 @@ def _dying_relu(run: str, row: ranking.Row) -> Finding | None:
 def _init_scale(run: str, row: ranking.Row, ratio: float, exact: ranking.MatchedExact) -> Finding | None:
     """A weight whose first recorded RMS is INIT_SCALE_FACTOR or more off both He's and Glorot's for its shape.
 
-    Only where its records carry the shape (checkpoint imports). With Adam
+    Only where its records carry the shape (checkpoint imports, writers). With Adam
     and its kin every weight moves about the learning rate per step, so a
     weight 17x larger than its initialiser's scale moves 17x slower relative
     to itself: the scale, not the gradient, explains its small ratio. One

@@ -193,8 +193,8 @@ FINDING_MEANINGS = {
     f"{DYING_RELU_MIN_SAMPLES} or more kept samples: units stuck at 0 get no gradient (seen where the histogram "
     "buckets resolve exact zeros: TF1, PyTorch and tensorboardX writers, not TF2's)",
     Kind.INIT_SCALE: f"a weight whose first recorded RMS is at least {INIT_SCALE_FACTOR:g}x above or below both "
-    "He's sqrt(2 / fan_in) and Glorot's sqrt(2 / (fan_in + fan_out)) for its shape (known where checkpoints "
-    "were imported): with an adaptive optimiser its steps are the same size as everyone's, so its relative "
+    "He's sqrt(2 / fan_in) and Glorot's sqrt(2 / (fan_in + fan_out)) for its shape (known from imported checkpoints "
+    "and the writers): with an adaptive optimiser its steps are the same size as everyone's, so its relative "
     "movement is that much slower (or faster); use the framework's default initialiser",
     Kind.FROZEN: "parameters that never changed",
     Kind.DEAD_UNITS: "output units of a layer (rows, channels, kernel columns, embedding rows) that never changed "

@@ -103,6 +103,8 @@ class ExactRecord(NamedTuple):
     position among those the writer was given (model order). ``units``: the
     pair's unit quantiles, and ``sums`` the unit sums when due (a pair count
     that is a power of two), where the parameter has a known unit axis.
+    ``shape``: ``(layout, shape)`` on a parameter's first record, where the
+    writer knows its framework's layout (the ``init_scale`` finding's fan-in).
     """
 
     param: str
@@ -111,6 +113,7 @@ class ExactRecord(NamedTuple):
     index: int = 0
     units: UnitPair | None = None
     sums: UnitSums | None = None
+    shape: tuple[str, tuple[int, ...]] | None = None
 
 
 # (name, current value, gradient or None) of one parameter at a snapshot. The gradient may
@@ -264,7 +267,8 @@ class UpdateRatioCore:
                 values[records.GRAD_NORM] = gradient if isinstance(gradient, float) else ops.norm(gradient)
             seq = self._written.get(name, 0)
             self._written[name] = seq + 1
-            record = ExactRecord(name, seq, values, index)
+            described = self._layout is not None and seq == 0
+            record = ExactRecord(name, seq, values, index, shape=(self._layout, tuple(current.shape)) if described else None)
             if unit_sq is not None:
                 record = self._with_units(record, unit_axis, np.sqrt(unit_sq), steps, tuple(current.shape))
             out.append(record)
@@ -336,7 +340,7 @@ def summary_proto(exact: Iterable[ExactRecord], sums: Iterable[UnitSums] = ()) -
     """
     values = []
     for r in exact:
-        values.append(records.record_value(r.param, r.values, r.seq, describe=r.seq == 0, index=r.index))
+        values.append(records.record_value(r.param, r.values, r.seq, describe=r.seq == 0, index=r.index, shape=r.shape))
         if r.units is not None:
             u = r.units
             values.append(records.unit_quantiles_value(
