@@ -105,10 +105,10 @@ def import_contents(run_dir: Path | str) -> list[tuple[int, bytes]]:
     return out
 
 
-def local_import(directory: Path, tmp_path: Path) -> Path:
+def local_import(directory: Path, tmp_path: Path, env: dict[str, str] = QUIET_ENV) -> Path:
     """A copy of ``directory`` imported from disk: the reference a bucket's import must equal."""
     copy = Path(shutil.copytree(directory, tmp_path / "local" / directory.name))
-    proc = checkpoints(str(copy), env=QUIET_ENV)
+    proc = checkpoints(str(copy), env=env)
     assert proc.returncode == 0, proc.stderr
     return copy
 
@@ -220,6 +220,8 @@ def test_checkpoints_larger_than_the_memory_budget_are_fetched_once(s3, tmp_path
     assert tensors < got <= tensors * 1.05  # not the ~2.4x of reading every window's checkpoints
     local = local_import(series, tmp_path)  # from disk, within the default budget: kept in memory
     assert import_contents(out) == import_contents(local)
+    reread = local_import(series, tmp_path / "reread", env)  # from disk beyond the budget: read again, not spilled
+    assert import_contents(reread) == import_contents(local)
 
 
 @pytest.mark.parametrize("command", [["checkpoints"], []], ids=["checkpoints", "ranking"])

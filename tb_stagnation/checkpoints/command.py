@@ -145,11 +145,12 @@ def import_series(
     remote, tensors = 0, set()
     reshaped: dict[str, list[int]] = {}
     no_unit_axis: dict[str, None] = {}
-    total = windows.planned([part for part, _ in parts], remote=ray is not None)
+    spill = storage.is_url(series.directory)  # a bucket is fetched once; local pages are read again
+    total = windows.planned([part for part, _ in parts], remote=ray is not None, spill=spill)
     total += sum(adapters.nbytes(adapted) for _, adapted in parts)
     with (_progress(total, f"{len(new)} checkpoints", bar) as shown,
           cluster.session(ray) if ray is not None else contextlib.nullcontext(),
-          windows.Kept([part for part, _ in parts], progress=shown.update) as kept,
+          windows.Kept([part for part, _ in parts], progress=shown.update, spill=spill) as kept,
           imported.Appender(series.target, placement.axis, done) as out):
         for i, (p, (part, adapted)) in enumerate(zip(new, parts)):  # written one by one: a kill costs the one in progress
             if ray is None:

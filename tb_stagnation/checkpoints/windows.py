@@ -10,13 +10,15 @@ Read naively, the windows overlap and every checkpoint would be read three
 times. :class:`Kept` reads each checkpoint from its source once instead, as
 one pass over the series would, and keeps what a later window needs of it:
 in memory when a checkpoint's tensors fit in the budget (:func:`memory_budget`),
-else spilled tensor by tensor to a scratch file per checkpoint (``tempfile``,
-so in ``TMPDIR``; gone when the import ends, even killed) and read back from there. Memory
-stays bounded by :mod:`.movement`'s groups whatever the model's size; the
-scratch holds at most the two checkpoints the next window shares. The spill
-is written even for a local path: a "local" checkpoint directory on a cluster
-is often a network filesystem (NFS, Lustre), and the scratch is the node's
-own disk. Ray tasks read their own checkpoints and so read every window's
+else, for a source in object storage (``spill``), spilled tensor by tensor to
+a scratch file per checkpoint (``tempfile``, so in ``TMPDIR``; gone when the
+import ends, even killed) and read back from there. Memory stays bounded by
+:mod:`.movement`'s groups whatever the model's size; the scratch holds at most
+the two checkpoints the next window shares. A local file beyond the budget
+is read again instead: its reads are mapped pages (:func:`tb_stagnation.storage.read_range`),
+which the page cache serves at the cost of a copy, where the spill would
+cost a write and a read (half of a 0.75 GB import's time in the checkpoint
+bench). Ray tasks read their own checkpoints and so read every window's
 (:mod:`.cluster`).
 """
 
@@ -56,10 +58,11 @@ def fits(reader: formats.CheckpointReader, budget: int = KEEP_BUDGET) -> bool:
     return sum(info.nbytes * (2 if info.dtype == "bfloat16" else 1) for info in reader.tensors()) <= budget
 
 
-def planned(parts: Sequence[Sequence[Placed]], remote: bool = False) -> int:
+def planned(parts: Sequence[Sequence[Placed]], remote: bool = False, spill: bool = True) -> int:
     """Bytes of tensors the windows ``parts`` will read from storage: each checkpoint's once
     (:class:`Kept`; what the bytes fetched are counted against), or once per window it is in
-    (``remote``: Ray tasks, which read their own, every window)."""
+    (``remote``: Ray tasks, which read their own, every window; without ``spill``, a
+    checkpoint beyond the memory budget)."""
     windows_in: dict[int, int] = {}
     readers: dict[int, formats.CheckpointReader] = {}
     for window in parts:
@@ -67,7 +70,8 @@ def planned(parts: Sequence[Sequence[Placed]], remote: bool = False) -> int:
             windows_in[p.step] = windows_in.get(p.step, 0) + 1
             readers[p.step] = p.reader
     return sum(
-        sum(info.nbytes for info in reader.tensors()) * (windows_in[step] if remote else 1)
+        sum(info.nbytes for info in reader.tensors())
+        * (windows_in[step] if remote or not (spill or fits(reader, memory_budget())) else 1)
         for step, reader in readers.items()
     )
 
@@ -79,15 +83,16 @@ class Kept:
     what earlier windows read from memory (read-only arrays) or from
     scratch files, and read the rest from storage, keeping it where a
     later window needs it; what no later window needs is dropped.
-    ``progress`` is told each read from storage as it happens. A context
-    manager: the scratch files go at exit.
+    ``progress`` is told each read from storage as it happens. Without
+    ``spill``, what does not fit the budget is read again from storage.
+    A context manager: the scratch files go at exit.
     """
 
     def __init__(
         self, parts: Sequence[Sequence[Placed]], progress: Callable[[int], None] | None = None,
-        budget: int | None = None,
+        budget: int | None = None, spill: bool = True,
     ) -> None:
-        self._parts, self._progress = parts, progress
+        self._parts, self._progress, self._spill = parts, progress, spill
         self._budget = memory_budget() if budget is None else budget
         self._last_use = {p.step: i for i, window in enumerate(parts) for p in window}
         self._index = 0
@@ -124,7 +129,7 @@ class Kept:
         keep = later and fits(reader, self._budget)
         if keep:
             kept = self._kept.setdefault(step, kept)
-        elif later and spill is None:
+        elif later and spill is None and self._spill:
             spill = self._spilled[step] = _Spill(tempfile.TemporaryFile(prefix="tb-stagnation-import-"), {})
         for info, values in reader.read(stored) if stored else ():
             if self._progress is not None:
@@ -132,7 +137,7 @@ class Kept:
             if keep:
                 values.setflags(write=False)  # shared by the windows that hold it
                 kept[info.name] = values
-            elif later:
+            elif later and spill is not None:
                 spill.save(info.name, values)
             yield info, values
 
