@@ -121,8 +121,8 @@ def test_the_vanishing_gradient_test_walks_blocks_not_the_layers_inside_them(tmp
         {"params": list(block.parameters()), "lr": LR * 10.0 ** min(0, i - 4)} for i, block in enumerate(blocks_of)
     ]
     result = engine.analyse_logdir(str(train_and_import(tmp_path_factory.mktemp("vanishing"), model, groups)))
+    assert [f.kind for f in result.findings] == [Kind.VANISHING_GRADIENT], [f.message for f in result.findings]
     (finding,) = result.findings
-    assert finding.kind == Kind.VANISHING_GRADIENT
     assert finding.message.startswith("model.layers.0 barely moves: movement falls about ")
     # The ramp ends where movement peaks: at block 4 or 5, both at the learning rate.
     walked = re.search(r" per block towards the input over (\d) blocks \(.* at model\.layers\.0, ", finding.message)

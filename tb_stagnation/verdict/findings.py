@@ -376,8 +376,15 @@ def _init_scale(run: str, row: ranking.Row, ratio: float, exact: ranking.Matched
     and its kin every weight moves about the learning rate per step, so a
     weight 17x larger than its initialiser's scale moves 17x slower relative
     to itself: the scale, not the gradient, explains its small ratio. One
-    finding per tensor: each has its own fan-in and figures.
+    finding per tensor: each has its own fan-in and figures. Only a weight
+    initialised too large and moving slower than the run's typical: that is
+    what the scale explains. One too small moves faster, which hides no
+    layer (and a narrow model built with a transformer's fixed std 0.02, the
+    framework's own default, is 6-13x below He at width 32-64); a frozen
+    weight is not explained by its scale and is told as frozen.
     """
+    if row.status not in (Status.MOVING, Status.STAGNANT):
+        return None
     found = [(s, s.shape) for s in exact.get((run, row.tag), {}).values() if s.shape is not None and len(s.rms)]
     if not found:
         return None
@@ -390,14 +397,13 @@ def _init_scale(run: str, row: ranking.Row, ratio: float, exact: ranking.Matched
     he, glorot = math.sqrt(2 / fans[0]), math.sqrt(2 / sum(fans))
     if min(max(rms / ref, ref / rms) for ref in (he, glorot)) < INIT_SCALE_FACTOR:
         return None
-    if 0.8 <= rms <= 1.25:
-        cause = "unit-normal initialisation"
-    else:
-        cause = "initialised too large" if rms > he else "initialised too small"
-    against = f"{_factor(rms / he)} He's" if rms > he else f"1/{_factor(he / rms).removesuffix('x')} of He's"
+    cause = "unit-normal initialisation" if 0.8 <= rms <= 1.25 else "initialised too large"
+    against = f"{_factor(rms / he)} He's"
     unit, typical = _axis(row), row.threshold / ratio
     share = row.score / typical if typical > 0 else float("nan")
-    beside = _factor(share) if share >= 1 else _share(share) + " of"
+    if rms < he or not share < 1:
+        return None
+    beside = _share(share) + " of"
     message = (
         f"{row.tag} started at RMS {_fig(rms)} ({unit} {step}), {against} {_fig(he)} for its fan-in {fans[0]} "
         f"(Glorot {_fig(glorot)}): {cause}, so its relative movement ({_fig(row.score)} per {unit}) is {beside} "

@@ -142,9 +142,10 @@ the last: a healthy ReLU layer outputs about 50% zeros, a layer whose units died
 DYING_RELU_MIN_SAMPLES = 3
 """... over at least this many kept samples (one or two are a bad batch)."""
 INIT_SCALE_FACTOR = 5.0
-"""``init_scale`` when a weight's first recorded RMS is at least this factor above or below both He's
-sqrt(2 / fan_in) and Glorot's sqrt(2 / (fan_in + fan_out)) for its shape: default initialisers stay within
-about 2.5x of both, unit-normal initialisation is 10x or more above them for any fan-in over 200."""
+"""``init_scale`` when a weight's first recorded RMS is at least this factor above both He's
+sqrt(2 / fan_in) and Glorot's sqrt(2 / (fan_in + fan_out)) for its shape and it moves slower than the
+run's typical: default initialisers stay within about 2.5x of both, unit-normal initialisation is 10x or
+more above them for any fan-in over 200. Below them a weight moves faster, which hides nothing."""
 BLIND_SEEN_SHARE = 0.1
 """... or when, where an exact source scores a parameter, its histogram drift shows less than this share of the
 exact ratio (median over the run's parameters): the histograms cannot tell these parameters apart."""
@@ -192,10 +193,10 @@ FINDING_MEANINGS = {
     Kind.DYING_RELU: f"at least {DYING_RELU_SHARE:.0%} of a layer's output exactly 0 at each of the last "
     f"{DYING_RELU_MIN_SAMPLES} or more kept samples: units stuck at 0 get no gradient (seen where the histogram "
     "buckets resolve exact zeros: TF1, PyTorch and tensorboardX writers, not TF2's)",
-    Kind.INIT_SCALE: f"a weight whose first recorded RMS is at least {INIT_SCALE_FACTOR:g}x above or below both "
+    Kind.INIT_SCALE: f"a weight whose first recorded RMS is at least {INIT_SCALE_FACTOR:g}x above both "
     "He's sqrt(2 / fan_in) and Glorot's sqrt(2 / (fan_in + fan_out)) for its shape (known from imported checkpoints "
-    "and the writers): with an adaptive optimiser its steps are the same size as everyone's, so its relative "
-    "movement is that much slower (or faster); use the framework's default initialiser",
+    "and the writers) and that moves slower than the run's typical: with an adaptive optimiser its steps are the "
+    "same size as everyone's, so its relative movement is that much slower; use the framework's default initialiser",
     Kind.FROZEN: "parameters that never changed",
     Kind.DEAD_UNITS: "output units of a layer (rows, channels, kernel columns, embedding rows) that never changed "
     f"over the snapshots or checkpoints measured, or moved less than {DEAD_UNIT_SHARE:g} of the tensor's median unit",
