@@ -77,6 +77,9 @@ def _train(rank: int, world: int, out: str, port: int) -> None:
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
+    # Both ranks leave together: a rank tearing gloo down while the other still holds the group
+    # aborts it ("terminate called without an active exception", seen once in CI).
+    dist.barrier()
     dist.destroy_process_group()
 
 
