@@ -8,9 +8,9 @@ holding the plugin's own records
 (:func:`tb_stagnation.records.record_value`, source ``checkpoint``: one per
 tensor and checkpoint, every quantity in it): both TensorBoard loaders,
 remote log directories, the CLI and the tab read them as data, beside the
-training's own events. Files are written as TFRecords framed here
-(:func:`_framed`): ``EventFileWriter`` imports TensorFlow when it is
-installed (about 540 MB before anything is read), and even TensorBoard's
+training's own events. Files are written as TFRecords framed by
+:func:`tb_stagnation.sources.tfrecord.framed`: ``EventFileWriter`` imports
+TensorFlow when it is installed (about 540 MB before anything is read), and even TensorBoard's
 TF-free ``RecordWriter`` brings every summary API with it.
 
 What was imported is read back from those files (:func:`imported`), so a
@@ -27,7 +27,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import socket
-import struct
 import time
 from collections.abc import Mapping, Sequence
 from typing import BinaryIO
@@ -37,7 +36,7 @@ from google.protobuf.message import DecodeError
 from tensorboard.compat.proto import event_pb2, summary_pb2
 
 from tb_stagnation import records
-from tb_stagnation.sources import crc32c, eventfile, tfrecord
+from tb_stagnation.sources import eventfile, tfrecord
 
 SUFFIX = ".tb-stagnation-checkpoints"
 # Unit sums as of one imported step, while an import runs (no "tfevents": never listed as events);
@@ -252,7 +251,7 @@ class Appender:
     def _write(self, step: int, values: list[summary_pb2.Summary.Value]) -> None:
         """One event at ``step``, synced to disk."""
         event = event_pb2.Event(wall_time=time.time(), step=step, summary=summary_pb2.Summary(value=values))
-        self._opened(step).write(_framed(event.SerializeToString()))
+        self._opened(step).write(tfrecord.framed(event.SerializeToString()))
         self._file.flush()
         os.fsync(self._file.fileno())
         self._last_step = step
@@ -271,23 +270,8 @@ class Appender:
             name = f"events.out.tfevents.{int(now):010d}.{socket.gethostname()}.{os.getpid()}.{step}{SUFFIX}"
             self.path = os.path.join(self.run_dir, name)
             self._file = open(self.path, "xb")
-            self._file.write(_framed(event_pb2.Event(wall_time=now, file_version="brain.Event:2").SerializeToString()))
+            self._file.write(tfrecord.framed(event_pb2.Event(wall_time=now, file_version="brain.Event:2").SerializeToString()))
         return self._file
-
-
-def _framed(payload: bytes) -> bytes:
-    """``payload`` as one TFRecord: its length, the length's masked CRC-32C, itself, its masked CRC-32C.
-
-    The bytes TensorBoard's ``RecordWriter`` writes, framed here because
-    importing that class imports all of ``tensorboard.summary`` (every
-    summary API, ~0.7 s: a fifth of a 0.75 GB import) for a dozen lines.
-    """
-    record = _LENGTH.pack(len(payload)) + payload
-    head_crc, payload_crc = crc32c.masked_crc32c(record, np.array([0, 8]), np.array([8, len(payload)]))
-    return record[:8] + _CRC.pack(head_crc) + payload + _CRC.pack(payload_crc)
-
-
-_LENGTH, _CRC = struct.Struct("<Q"), struct.Struct("<I")
 
 
 def _as_stored(movement: np.ndarray) -> np.ndarray:

@@ -8,6 +8,9 @@ checksum of the file is then verified at once (:mod:`tb_stagnation.sources.crc32
 Damage is reported, never fatal: a truncated last record (a writer still
 writing), a payload that fails its CRC, a header that fails its CRC (the
 rest of that file cannot be framed and is skipped), an empty file.
+
+Writing is the same framing the other way (:func:`framed`), for the
+import's own event files.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from tb_stagnation.sources.crc32c import masked_crc32c
 
 _HEADER = 12  # uint64 length + uint32 masked CRC of the length
 _FOOTER = 4  # uint32 masked CRC of the payload
-_LENGTH = struct.Struct("<Q")
+_LENGTH, _CRC = struct.Struct("<Q"), struct.Struct("<I")
 
 
 def records(path: str) -> tuple[list[bytes], list[Skip]]:
@@ -126,3 +129,16 @@ def _u32_at(raw: bytes, positions: np.ndarray) -> np.ndarray:
 def _crc_failures(path: str, intact: np.ndarray) -> list[Skip]:
     failed = int(len(intact) - np.count_nonzero(intact))
     return [Skip(path, f"{failed} record(s) failed the payload CRC check")] if failed else []
+
+
+def framed(payload: bytes) -> bytes:
+    """``payload`` as one TFRecord: its length, the length's masked CRC-32C, itself, its masked CRC-32C.
+
+    The bytes TensorBoard's ``RecordWriter`` writes, framed here because
+    importing that class imports all of ``tensorboard.summary`` (every
+    summary API, ~0.7 s: a fifth of a 0.75 GB import) for a dozen lines.
+    """
+    record = _LENGTH.pack(len(payload)) + payload
+    head_crc, payload_crc = masked_crc32c(record, np.array([0, 8]), np.array([8, len(payload)]))
+    return record[:8] + _CRC.pack(head_crc) + payload + _CRC.pack(payload_crc)
+
