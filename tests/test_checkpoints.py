@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import HERE, QUIET_ENV
+from conftest import HERE, QUIET_ENV, write_in_processes
 
 from tb_stagnation import cli, engine, records
 from tb_stagnation.measure import exact_series
@@ -51,18 +51,7 @@ NONZERO_BIAS = {"lightning", "hf", "hf_sharded", "torch", "tf1"}
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory) -> dict[str, Path]:
     """framework -> a directory its real training wrote checkpoints and events into (read-only use)."""
-    root = tmp_path_factory.mktemp("checkpoints")
-    procs = {
-        name: subprocess.Popen(
-            [sys.executable, str(HERE / "checkpoint_writers.py"), name, str(root / name)],
-            env=QUIET_ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )
-        for name in WRITERS
-    }
-    for name, proc in procs.items():
-        out, _ = proc.communicate(timeout=600)
-        assert proc.returncode == 0, f"{name} failed:\n{out[-3000:]}"
-    return {name: root / name for name in WRITERS}
+    return write_in_processes(HERE / "checkpoint_writers.py", WRITERS, tmp_path_factory.mktemp("checkpoints"))
 
 
 def fresh(trained: dict[str, Path], name: str, tmp_path: Path) -> Path:
