@@ -3,7 +3,8 @@
 import type uPlot from "uplot";
 import { fmt } from "../format";
 import type { Theme } from "../theme";
-import { axis } from "./frame";
+import { axis, WHOLE_INCRS, type Chart } from "./frame";
+import { marks, type Marks } from "./marks";
 
 /** Where zeros are drawn: the decade below the smallest positive value, or null when no value is 0. */
 export function zeroLevel(values: readonly (number | null)[]): number | null {
@@ -51,3 +52,26 @@ export const decadeSplits: uPlot.Axis.Splits = (_u, _ai, min, max) => {
   for (let e = lo; e <= hi; e++) out.push(Math.pow(10, e));
   return out.length < 2 ? [min, max] : out;
 };
+
+/**
+ * Options of a chart of movement against whole-numbered x (steps, units in order) on a log y axis,
+ * with the "no change (0)" line where zeros are drawn: one frame for the ratio and unit charts, so
+ * they read alike. `extra` adds what one chart has beyond it (bands, the "stagnant since" shading).
+ */
+export function logChartOpts(
+  theme: Theme,
+  labels: { x: string; y: string },
+  zeroAt: number | null,
+  series: uPlot.Series[],
+  extra: { bands?: uPlot.Band[]; marks?: Omit<Marks, "line"> } = {},
+): Chart["opts"] {
+  return {
+    legend: { live: true },
+    cursor: { drag: { x: true, y: false } },
+    scales: { x: { time: false }, y: logScale(zeroAt) },
+    axes: [axis(theme, labels.x, { incrs: WHOLE_INCRS }), logAxis(theme, labels.y, zeroAt)],
+    series,
+    ...(extra.bands ? { bands: extra.bands } : {}),
+    plugins: [marks({ line: zeroAt === null ? null : { value: zeroAt, label: "no change (0)" }, ...extra.marks }, theme)],
+  };
+}

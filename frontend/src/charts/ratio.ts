@@ -4,9 +4,8 @@
 import uPlot from "uplot";
 import { fmt, fmtStep } from "../format";
 import type { Theme } from "../theme";
-import { axis, finite, flatLine, STAGNANT_RED, WHOLE_INCRS, type Chart } from "./frame";
-import { forLog, logAxis, logScale, zeroLevel } from "./logscale";
-import { marks } from "./marks";
+import { finite, flatLine, STAGNANT_RED, type Chart } from "./frame";
+import { forLog, logChartOpts, zeroLevel } from "./logscale";
 
 export interface RatioLine {
   label: string;
@@ -72,17 +71,7 @@ export function ratioChart(spec: RatioSpec, theme: Theme): Chart {
     data.push(column);
   }
   return {
-    opts: {
-      legend: { live: true },
-      cursor: { drag: { x: true, y: false } },
-      scales: { x: { time: false }, y: logScale(zeroAt) },
-      axes: [
-        axis(theme, spec.xLabel, { incrs: WHOLE_INCRS }),
-        logAxis(theme, spec.yLabel, zeroAt),
-      ],
-      series,
-      plugins: [marks({ line: zeroAt === null ? null : { value: zeroAt, label: "no change (0)" }, since: spec.since, unit: spec.xName }, theme)],
-    },
+    opts: logChartOpts(theme, { x: spec.xLabel, y: spec.yLabel }, zeroAt, series, { marks: { since: spec.since, unit: spec.xName } }),
     data: data as unknown as uPlot.AlignedData,
   };
 }

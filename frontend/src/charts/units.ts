@@ -6,8 +6,7 @@ import type { Units } from "../api";
 import { fmt, fmtStep } from "../format";
 import type { Theme } from "../theme";
 import { alpha, axis, finite, flatLine, STAGNANT_RED, WHOLE_INCRS, type Chart } from "./frame";
-import { forLog, logAxis, logScale, zeroLevel } from "./logscale";
-import { marks } from "./marks";
+import { forLog, logChartOpts, zeroLevel } from "./logscale";
 
 /** Units in ascending order of movement, x = place in that order; dead units in red; the dead line. */
 export function unitsSortedChart(u: Units, noun: string, colour: string, theme: Theme): Chart {
@@ -32,17 +31,7 @@ export function unitsSortedChart(u: Units, noun: string, colour: string, theme: 
   }
   const shown = u.count > movement.length ? ` (${movement.length} of ${u.count} shown)` : "";
   return {
-    opts: {
-      legend: { live: true },
-      cursor: { drag: { x: true, y: false } },
-      scales: { x: { time: false }, y: logScale(zeroAt) },
-      axes: [
-        axis(theme, `${noun}s, least moving first${shown}`, { incrs: WHOLE_INCRS }),
-        logAxis(theme, "movement (log)", zeroAt),
-      ],
-      series,
-      plugins: [marks({ line: zeroAt === null ? null : { value: zeroAt, label: "no change (0)" } }, theme)],
-    },
+    opts: logChartOpts(theme, { x: `${noun}s, least moving first${shown}`, y: "movement (log)" }, zeroAt, series),
     data: data as unknown as uPlot.AlignedData,
   };
 }
@@ -69,15 +58,7 @@ export function unitPairsChart(u: Units, xName: string, xLabel: string, colour: 
     { series: [4, 2], fill: alpha(colour, 0.22) },
   ];
   return {
-    opts: {
-      legend: { live: true },
-      cursor: { drag: { x: true, y: false } },
-      scales: { x: { time: false }, y: logScale(zeroAt) },
-      axes: [axis(theme, xLabel, { incrs: WHOLE_INCRS }), logAxis(theme, "unit movement (log)", zeroAt)],
-      series,
-      bands,
-      plugins: [marks({ line: zeroAt === null ? null : { value: zeroAt, label: "no change (0)" } }, theme)],
-    },
+    opts: logChartOpts(theme, { x: xLabel, y: "unit movement (log)" }, zeroAt, series, { bands }),
     data: [u.pairs.steps, ...cols.map((c) => forLog(c, zeroAt))] as unknown as uPlot.AlignedData,
   };
 }
