@@ -52,7 +52,7 @@ from tb_stagnation import records, storage
 from tb_stagnation.checkpoints import formats
 from tb_stagnation.checkpoints.discover import Placed
 from tb_stagnation.checkpoints.formats import TensorInfo
-from tb_stagnation.checkpoints.movement import DEFAULT_BUDGET, _groups, one_blas_thread  # shared with movement
+from tb_stagnation.checkpoints.movement import DEFAULT_BUDGET, groups, one_blas_thread  # shared with movement
 
 CONFIG = "adapter_config.json"
 FILES = {"adapter_model.safetensors": formats.SAFETENSORS, "adapter_model.bin": formats.TORCH}
@@ -151,7 +151,7 @@ def _measure(adapted: Sequence[Adapted], budget: int) -> dict[str, list[tuple[in
         for adapter in checkpoint.adapters:
             sizes[adapter.param] = max(sizes.get(adapter.param, 0), adapter.a.nbytes + adapter.b.nbytes)
     points: dict[str, list[tuple[int, dict[str, float]]]] = {param: [] for param in sizes}
-    for group in _groups(sizes, budget):
+    for group in groups(sizes, budget):
         held: dict[str, list[tuple[int, np.ndarray, np.ndarray]]] = {}  # param -> its last two (step, A, B)
         for checkpoint in adapted:
             present = {a.param: a for a in checkpoint.adapters if a.param in group}

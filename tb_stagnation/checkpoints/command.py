@@ -152,9 +152,10 @@ def import_series(
           cluster.session(ray) if ray is not None else contextlib.nullcontext(),
           windows.Kept([part for part, _ in parts], progress=shown.update, spill=spill) as kept,
           imported.Appender(series.target, placement.axis, done) as out):
+        carried = movement.Carried()  # each window's sums for the next: every pair summed once
         for i, (p, (part, adapted)) in enumerate(zip(new, parts)):  # written one by one: a kill costs the one in progress
             if ray is None:
-                measured = movement.measure(kept.wrap(i), units_from=p.step)
+                measured = movement.measure(kept.wrap(i), units_from=p.step, carried=carried)
             else:
                 measured, fetched_by_tasks = cluster.measure(part, progress=shown, units_from=p.step)
                 remote += fetched_by_tasks

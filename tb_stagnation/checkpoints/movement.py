@@ -42,6 +42,11 @@ larger tensor is a group of its own). For each group every checkpoint is
 opened once, in order, and closed again, holding the group's values from
 the two previous checkpoints: about three times the group, whatever the
 size of the model.
+
+Windows: an import measures each new checkpoint in a window with the two
+before it (:mod:`.windows`), so that it can be written at once. Their sums
+were taken by the window before; :class:`Carried` keeps them (a few floats
+per tensor), so a window sums only its newest checkpoint's pair.
 """
 
 from __future__ import annotations
@@ -79,6 +84,41 @@ class Measurement:
     no_unit_axis: list[str] = dataclasses.field(default_factory=list)  # params whose unit axis is unknown
 
 
+@dataclasses.dataclass(frozen=True)
+class Last:
+    """What one tensor's newest measured checkpoint leaves for the next pair: the floats of its :class:`_Track`."""
+
+    step: int
+    sq: float  # ||W||^2 at ``step``
+    change_sq: float  # ||W - W_before||^2 of the change ending at ``step``; NaN where its chain starts there
+
+
+@dataclasses.dataclass
+class Carried:
+    """The sums a window of checkpoints leaves for the next, so that each pair is summed once.
+
+    Consecutive windows ``[a, b, c]``, ``[b, c, d]`` share two checkpoints;
+    the second needs of them only their values (read again: :class:`.windows.Kept`
+    holds them in memory where they fit) and, per tensor, the floats in
+    :class:`Last`. :func:`measure` fills ``last`` at each window's newest
+    checkpoint and, given it back for the next window, sums only that
+    window's newest pair for the tensors it holds, with results equal to
+    measuring the window whole; the earlier checkpoints' points are then not
+    measured again (the import writes only the newest's). Floats only,
+    bounded by the tensor count: a state a long import, or a worker that
+    measures consecutive windows (a Ray actor), can keep.
+    """
+
+    last: dict[str, Last] = dataclasses.field(default_factory=dict)  # tensor name -> its newest checkpoint's sums
+
+    def resumes(self, placed: Sequence[Placed]) -> dict[str, Last]:
+        """The tensors whose sums end at ``placed[-2]``: those whose pair ``placed[-1]`` continues."""
+        if len(placed) < 2:
+            return {}
+        step = placed[-2].step
+        return {name: last for name, last in self.last.items() if last.step == step}
+
+
 @dataclasses.dataclass
 class _Track:
     """One tensor's last two values and what was summed of them."""
@@ -95,15 +135,19 @@ def measure(
     budget: int = DEFAULT_BUDGET,
     progress: Callable[[int], None] | None = None,
     units_from: int | None = None,
+    carried: Carried | None = None,
 ) -> Measurement:
     """Movement of every tensor across ``placed`` (in step order); ``progress`` gets bytes read.
 
     Per-unit movement counts the pairs ending at ``units_from`` or later
     (all, by default): an import continuing an earlier one counts only the
     pairs the earlier one did not, so the imports' unit records add up.
+    ``carried``, updated in place: the sums the previous window left (see
+    :class:`Carried`); a tensor it holds at ``placed[-2]`` is measured at
+    ``placed[-1]`` only, from those sums.
     """
     with one_blas_thread():
-        return _measure(placed, budget, progress, units_from)
+        return _measure(placed, budget, progress, units_from, carried)
 
 
 def one_blas_thread() -> contextlib.AbstractContextManager:
@@ -116,7 +160,8 @@ def one_blas_thread() -> contextlib.AbstractContextManager:
 
 
 def _measure(
-    placed: Sequence[Placed], budget: int, progress: Callable[[int], None] | None, units_from: int | None
+    placed: Sequence[Placed], budget: int, progress: Callable[[int], None] | None, units_from: int | None,
+    carried: Carried | None,
 ) -> Measurement:
     listings = [{info.name: info for info in p.reader.tensors()} for p in placed]
     names: dict[str, int] = {}  # name -> largest bytes held in memory, in first-seen order
@@ -128,11 +173,18 @@ def _measure(
         absent={n: c for n in names if (c := sum(n not in listing for listing in listings))},
         reshaped={},
     )
-    for group in _groups(names, budget):
+    resumed = carried.resumes(placed) if carried is not None else {}
+    newest = len(placed) - 1
+    for group in groups(names, budget):
         tracks: dict[str, _Track] = {}
-        for checkpoint, listing in zip(placed, listings):
+        for index, (checkpoint, listing) in enumerate(zip(placed, listings)):
             wanted = [listing[name] for name in group if name in listing]
             for info, values in checkpoint.reader.read(wanted):
+                if progress is not None:
+                    progress(info.nbytes)
+                if info.name in resumed and index < newest:  # summed by the window before: values only
+                    _hold(tracks, info.name, values, checkpoint.step, resumed[info.name])
+                    continue
                 before = tracks.get(info.name)
                 quantities = _advance(tracks, info, values, checkpoint.step, result.reshaped)
                 axis = formats.unit_axis(info, checkpoint.checkpoint.format)
@@ -153,11 +205,16 @@ def _measure(
                         (checkpoint.step, units.quantiles(moved / gap))
                     )
                 result.points[info.name].append((checkpoint.step, quantities))
-                if progress is not None:
-                    progress(info.nbytes)
             for name in group:  # a tensor missing here breaks its chain of pairs
                 if name not in listing:
                     tracks.pop(name, None)
+        if carried is not None:
+            for name in group:
+                track = tracks.get(name)
+                if track is not None and track.step == placed[-1].step:
+                    carried.last[name] = Last(track.step, track.sq, track.change_sq)
+                else:
+                    carried.last.pop(name, None)
     return result
 
 
@@ -166,7 +223,7 @@ def _held_bytes(info: TensorInfo) -> int:
     return info.nbytes * 2 if info.dtype == "bfloat16" else info.nbytes
 
 
-def _groups(sizes: dict[str, int], budget: int) -> list[list[str]]:
+def groups(sizes: dict[str, int], budget: int) -> list[list[str]]:
     """Consecutive names in groups of at most ``budget`` bytes (at least one name each)."""
     groups: list[list[str]] = []
     total = budget
@@ -177,6 +234,17 @@ def _groups(sizes: dict[str, int], budget: int) -> list[list[str]]:
         groups[-1].append(name)
         total += size
     return groups
+
+
+def _hold(tracks: dict[str, _Track], name: str, values: np.ndarray, step: int, last: Last) -> None:
+    """Track ``values`` without summing them: at ``last.step`` with the sums :class:`Carried` kept,
+    before it as the values the kept change started from."""
+    if step != last.step:
+        tracks[name] = _Track(step, values, math.nan)
+        return
+    before = tracks.get(name)
+    previous = before.values if before is not None and not math.isnan(last.change_sq) else None
+    tracks[name] = _Track(step, values, last.sq, previous=previous, change_sq=last.change_sq)
 
 
 def _advance(
