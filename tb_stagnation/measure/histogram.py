@@ -374,10 +374,11 @@ def _abs_area(d0: np.ndarray, d1: np.ndarray, h: np.ndarray) -> np.ndarray:
     """
     a0, a1 = np.abs(d0), np.abs(d1)
     area = (h * (a0 + a1)).sum(axis=1) / 2
-    rows, cols = np.nonzero(d0 * d1 < 0)
-    if len(rows):
-        c0, c1 = a0[rows, cols], a1[rows, cols]
-        area -= np.bincount(rows, h[rows, cols] * c0 * c1 / (c0 + c1), minlength=len(area))
+    flat = np.flatnonzero(d0 * d1 < 0)  # a third the cost of a 2-D nonzero, same order
+    if len(flat):
+        c0, c1 = a0.take(flat), a1.take(flat)
+        rows = flat // d0.shape[1]
+        area -= np.bincount(rows, h.take(flat) * c0 * c1 / (c0 + c1), minlength=len(area))
     return area
 
 

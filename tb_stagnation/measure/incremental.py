@@ -33,6 +33,10 @@ _GROUP_BUCKETS = 1 << 18
 # Series share a group only if their bucket counts are within this factor,
 # so padding to the widest wastes little.
 _GROUP_WIDTH_RATIO = 1.25
+# Buckets per core below which a batch is not split between cores: about 270
+# TF2 histograms, ~3 ms of work, where a thread's start and numpy's per-call
+# cost would take back what the second core gives.
+_LEAST_SPLIT_BUCKETS = 1 << 13
 
 
 @dataclasses.dataclass(frozen=True)
@@ -196,12 +200,24 @@ def summarise_all(samples: Sequence[Sample]) -> list[Summary]:
 
 
 def _groups(lengths: Sequence[int], widths: Sequence[int]) -> list[list[int]]:
-    """Indices of series (samples, buckets per sample) in groups of bounded size and similar bucket count."""
+    """Indices of series (samples, buckets per sample) in groups of bounded size and similar bucket count.
+
+    Work enough for every core is cut into a whole number of groups per
+    core, of about equal size, so that no core is left with one group while
+    the other idles (three groups on two cores take as long as four); less
+    is one group, measured on the calling thread.
+    """
+    total = sum(n * w for n, w in zip(lengths, widths))
+    cores = _cores()
+    count = -(-total // _GROUP_BUCKETS)
+    if total >= cores * _LEAST_SPLIT_BUCKETS:
+        count = -(-count // cores) * cores
+    limit = -(-total // max(count, 1))
     groups: list[list[int]] = []
     size = 0
     for i in sorted(range(len(widths)), key=widths.__getitem__):
         n = lengths[i] * widths[i]
-        if not groups or size + n > _GROUP_BUCKETS or widths[i] > _GROUP_WIDTH_RATIO * widths[groups[-1][0]]:
+        if not groups or size + n > limit or widths[i] > _GROUP_WIDTH_RATIO * widths[groups[-1][0]]:
             groups.append([])
             size = 0
         groups[-1].append(i)
@@ -217,11 +233,38 @@ def _width(raw) -> int:
 
 
 def _in_parallel(work, groups: list[list[int]], n: int) -> list:
-    """``work(group)`` for every group on a thread per core, its results placed at the group's indices."""
+    """``work(group)`` for every group on a thread per core, its results placed at the group's indices.
+
+    The calling thread takes groups too, and a single group runs on it
+    alone: a thread started for a small log costs more than its work on a
+    busy machine, where the new thread waits to be scheduled.
+    """
+    done: list = [None] * len(groups)
+    todo = iter(range(len(groups)))  # shared: each next() hands a group to one thread only
+
+    def drain() -> None:
+        for g in todo:
+            done[g] = work(groups[g])
+
+    helpers = min(len(groups), _cores()) - 1
+    if helpers > 0:
+        with concurrent.futures.ThreadPoolExecutor(helpers) as pool:
+            started = [pool.submit(drain) for _ in range(helpers)]
+            drain()
+            for future in started:
+                future.result()  # raises what the helper raised
+    else:
+        drain()
     out: list = [None] * n
-    workers = min(len(groups), os.cpu_count() or 1)
-    with concurrent.futures.ThreadPoolExecutor(max(workers, 1)) as pool:
-        for group, results in zip(groups, pool.map(work, groups)):
-            for i, result in zip(group, results):
-                out[i] = result
+    for group, results in zip(groups, done):
+        for i, result in zip(group, results):
+            out[i] = result
     return out
+
+
+def _cores() -> int:
+    """Cores this process may run on: its affinity, where the platform tells it."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
