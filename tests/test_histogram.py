@@ -156,6 +156,60 @@ def test_w1_equals_the_reference_on_gaps_point_masses_and_overlaps() -> None:
     assert w1(np.array([[0.0, 2.0, 1.0], [1.0, 3.0, 1.0]]), np.array([[1.0, 3.0, 1.0], [2.0, 4.0, 1.0]])) == pytest.approx(1.0)
 
 
+def empirical_w1(u: np.ndarray, u_weights: np.ndarray, v: np.ndarray, v_weights: np.ndarray) -> float:
+    """W1 of two weighted point sets by its definition, as ``scipy.stats.wasserstein_distance`` computes it.
+
+    The integral of |U - V| over the sorted union of the points, both CDFs
+    being steps there (scipy is not a dependency; this is its algorithm).
+    """
+    points = np.sort(np.concatenate([u, v]))
+    deltas = np.diff(points)
+    u_cdf = np.cumsum(u_weights[np.argsort(u)])[np.searchsorted(np.sort(u), points[:-1], "right") - 1] / u_weights.sum()
+    v_cdf = np.cumsum(v_weights[np.argsort(v)])[np.searchsorted(np.sort(v), points[:-1], "right") - 1] / v_weights.sum()
+    return float(np.sum(np.abs(np.where(points[:-1] < u.min(), 0, u_cdf) - np.where(points[:-1] < v.min(), 0, v_cdf)) * deltas))
+
+
+def test_w1_of_many_pairs_of_one_bucket_layout_at_once_equals_the_definition(monkeypatch) -> None:
+    """The batched kernel, over many chunks of pairs sharing a bucket count, equals W1 pair by pair.
+
+    A tag's TF2 histograms share their bucket count: the drift measures all
+    its consecutive pairs (and all tags') at once. Here 30-bucket series
+    with empty buckets inside (gaps), a constant tensor (one zero-width
+    bucket) and random walks of the edges, in chunks of a few pairs so that
+    chunk boundaries fall everywhere, against the reference pair by pair;
+    and histograms of point masses (zero-width buckets, which every writer
+    makes for a tensor of one value) against W1 of the points themselves.
+    """
+    monkeypatch.setattr(histogram, "_CHUNK_ELEMENTS", 7 * 2 * 32)  # 7 pairs a chunk
+    rng = np.random.default_rng(11)
+    raws = []
+    for series in range(12):
+        values = rng.normal(0, 0.1, 1000) * (series + 1)
+        for step in range(25):
+            values = values + rng.normal(0, 1e-3, values.size) * (step % 5)
+            if series == 3:
+                raws.append(buckets_uniform(np.full(1000, 0.25 + step // 2 % 2), 30))  # 0.25, 0.25, 1.25, 1.25, ...
+                continue
+            moved = np.where(rng.random(values.size) < 0.2, values * 3, values) if series % 4 == 1 else values
+            raws.append(buckets_uniform(moved, 30))  # series 1, 5, 9: long tails, so empty buckets
+    assert sum((r[:, 2] == 0).any() for r in raws) > 20  # gaps are exercised
+    h = batch(raws)
+    i = np.arange(len(raws) - 1)
+    i = i[(i % 25) != 24]  # consecutive pairs within each series, as the drift pairs them
+    got = histogram.wasserstein_pairs(h, i, i + 1)
+    want = np.array([wasserstein(raws[a], raws[a + 1]) for a in i.tolist()])
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-15)
+    constant = got[(i // 25) == 3]
+    assert (constant[0::2] == 0).all() and (constant[1::2] == 1).all()  # exactly, for a tensor of one value
+
+    points = [rng.normal(0, 1, int(rng.integers(1, 30))) for _ in range(40)]
+    weights = [rng.integers(1, 9, len(p)).astype(float) for p in points]
+    masses = [np.column_stack([p, p, w]) for p, w in zip(points, weights)]
+    got = histogram.wasserstein_pairs(batch(masses), np.arange(0, 40, 2), np.arange(1, 40, 2))
+    want = [empirical_w1(points[a], weights[a], points[a + 1], weights[a + 1]) for a in range(0, 40, 2)]
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-15)
+
+
 def test_many_series_at_once_equal_one_at_a_time(monkeypatch) -> None:
     """Grouping (any widths, lengths, damage, sample order) changes no figure.
 
