@@ -16,6 +16,7 @@ Pure numpy; no TensorBoard import, so it can be tested and reused on its own.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -35,16 +36,25 @@ class Batch:
     """``n`` histograms padded to a common bucket count ``K``.
 
     Padding rows have zero count and so carry no mass. ``count`` is the raw
-    count per bucket; ``total`` its sum per histogram.
+    count per bucket; ``total`` its sum per histogram. The arrays are not
+    changed once a batch is measured: ``total`` and ``probabilities`` are
+    computed once, as every measure asks for them (four passes over the
+    counts each time otherwise).
     """
 
     left: np.ndarray  # (n, K) float64
     right: np.ndarray  # (n, K) float64
     count: np.ndarray  # (n, K) float64
 
-    @property
+    @functools.cached_property
     def total(self) -> np.ndarray:
         return self.count.sum(axis=1)
+
+    @functools.cached_property
+    def probabilities(self) -> np.ndarray:
+        """Bucket masses normalised per histogram; all-zero rows stay zero."""
+        total = self.total[:, None]
+        return np.divide(self.count, total, out=np.zeros_like(self.count), where=total > 0)
 
     def __len__(self) -> int:
         return self.left.shape[0]
@@ -152,12 +162,6 @@ def _compact(keep: np.ndarray, width: int, offset: int, columns) -> list[np.ndar
     return out
 
 
-def _probabilities(b: Batch) -> np.ndarray:
-    """Bucket masses normalised per histogram; all-zero rows stay zero."""
-    total = b.total[:, None]
-    return np.divide(b.count, total, out=np.zeros_like(b.count), where=total > 0)
-
-
 def moments(b: Batch) -> tuple[np.ndarray, np.ndarray]:
     """Mean and root-mean-square of each histogram (NaN where it is empty).
 
@@ -167,7 +171,7 @@ def moments(b: Batch) -> tuple[np.ndarray, np.ndarray]:
     standard deviation it is never 0 for a parameter that is not all zeros,
     so a batch-norm gamma at 1 or a bias at a constant still has a scale.
     """
-    p = _probabilities(b)
+    p = b.probabilities
     empty = b.total <= 0
     l, r = b.left, b.right
     mean = (p * (l + r) / 2).sum(axis=1)
@@ -180,7 +184,7 @@ def moments(b: Batch) -> tuple[np.ndarray, np.ndarray]:
 
 def mean_bucket_width(b: Batch) -> np.ndarray:
     """Mass-weighted mean bucket width: how coarsely a histogram sees its values."""
-    return (_probabilities(b) * (b.right - b.left)).sum(axis=1)
+    return (b.probabilities * (b.right - b.left)).sum(axis=1)
 
 
 def rounding_floor(b: Batch) -> np.ndarray:
@@ -196,7 +200,7 @@ def rounding_floor(b: Batch) -> np.ndarray:
     that ulp. This is the finest W1 the samples can tell from rounding; NaN
     where a histogram is empty.
     """
-    p = _probabilities(b)
+    p = b.probabilities
     rows = np.arange(len(b))
     last = np.maximum((b.count > 0).sum(axis=1) - 1, 0)  # mass rows come first (see `clean`)
     lo, hi = b.left[:, 0], b.right[rows, last]
@@ -292,7 +296,7 @@ class _Cdf:
 
 
 def _cdf(b: Batch) -> _Cdf:
-    p = _probabilities(b)
+    p = b.probabilities
     cum = np.cumsum(p, axis=1)
     before = np.concatenate([np.zeros((len(b), 1)), cum[:, :-1]], axis=1)  # exactly the previous cum
     shape = (len(b), 2 * b.left.shape[1])
@@ -385,7 +389,7 @@ def _abs_area(d0: np.ndarray, d1: np.ndarray, h: np.ndarray) -> np.ndarray:
 def _wasserstein_general(a: Batch, b: Batch) -> np.ndarray:
     """W1 of aligned rows by the CDFs' limits at every edge of both: right for overlapping buckets too."""
     knots = np.sort(np.concatenate([a.left, a.right, b.left, b.right], axis=1), axis=1)
-    pa, pb = _probabilities(a), _probabilities(b)
+    pa, pb = a.probabilities, b.probabilities
     fa_left, fa_right = _cdf_at(a, pa, knots)
     fb_left, fb_right = _cdf_at(b, pb, knots)
     d0 = (fa_right - fb_right)[:, :-1]  # just right of each knot
