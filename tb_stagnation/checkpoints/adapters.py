@@ -44,7 +44,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -112,7 +112,8 @@ def separate(placed: Sequence[Placed]) -> tuple[list[Placed], list[Adapted]]:
         adapted.append(Adapted(p.step, reader, tuple(adapters)))
         if own:
             factors = {info.key for adapter in adapters for info in (adapter.a, adapter.b)}
-            p = dataclasses.replace(p, reader=_Without(p.reader, factors))
+            # its factors are measured as one series instead
+            p = dataclasses.replace(p, reader=formats.Filtered(p.reader, lambda info, own=factors: info.key not in own))
         models.append(p)
     return models, [a for a in adapted if a.adapters]
 
@@ -234,19 +235,3 @@ def _config(folder: str) -> dict | None:
 def nbytes(adapted: Sequence[Adapted]) -> int:
     """The bytes :func:`measure` reads."""
     return sum(a.a.nbytes + a.b.nbytes for checkpoint in adapted for a in checkpoint.adapters)
-
-
-class _Without:
-    """A reader that does not list ``keys`` (an adapter's factors, measured as one series instead)."""
-
-    def __init__(self, reader: formats.CheckpointReader, keys: set[str]) -> None:
-        self._reader, self._keys = reader, keys
-
-    def tensors(self) -> list[TensorInfo]:
-        return [info for info in self._reader.tensors() if info.key not in self._keys]
-
-    def recorded_step(self) -> int | None:
-        return self._reader.recorded_step()
-
-    def read(self, tensors: Iterable[TensorInfo]) -> Iterator[tuple[TensorInfo, np.ndarray]]:
-        return self._reader.read(tensors)

@@ -1,21 +1,31 @@
-"""The import as Ray tasks: ``tb-stagnation checkpoints SRC --ray [ADDRESS]``.
+"""The import on Ray: ``tb-stagnation checkpoints SRC --ray [ADDRESS]``.
 
-Movement is independent per tensor: each task takes a run of consecutive
-tensors (in model order) over every checkpoint of the window, reads them
-itself from where the checkpoints are (a local path every node sees, or a
-bucket URL) and measures them with :func:`.movement.measure`, the function
-the in-process import runs; only the checkpoints' listings (names, shapes,
-offsets, put in the object store once) and the task's names go to a task,
-and only figures come back, so no tensor passes through the driver. The driver
-puts the parts together in model order and writes them once, so the result
+Movement is independent per tensor: the model's tensors are cut into blocks
+of consecutive tensors (model order) of about equal bytes, one per CPU of the
+cluster, and each block is measured by a Ray actor of its own, kept for the
+whole import. The import measures each new checkpoint in a window of three
+(:mod:`.windows`) so that it is written as soon as it is measured; for each
+window the driver calls every actor, which reads its block of the window's
+checkpoints itself from where they are (a local path every node sees, or a
+bucket URL) and measures it with :func:`.movement.measure`, the function the
+in-process import runs. An actor keeps what later windows need of its block
+(:class:`.windows.Kept`: in memory within the budget, else spilled to a
+scratch file on its node) and the sums they share (:class:`.movement.Carried`),
+so each checkpoint's bytes are read once in all and each pair summed once,
+as in one process: a task per window would read a checkpoint once per window
+it is in, three times. Only the checkpoints' listings (names, shapes,
+offsets, put in the object store once) go to the actors, and only figures
+come back, so no tensor passes through the driver. The driver puts the
+blocks' figures together in model order and writes them, so the result
 equals the in-process import exactly.
 
-At most :data:`IN_FLIGHT_PER_CPU` tasks per CPU of the cluster are in
-flight (``ray.wait``), enough to keep every worker busy while bounding what
-waits in the object store; a task whose worker dies (a node lost, a process
-killed) is run again by Ray (``max_retries``), and one that failed on a
-network error too. A retried task's figures replace nothing: only a
-finished task's result is ever read, once.
+Each actor has at most :data:`AHEAD` windows in flight (the next one is
+measured while the driver writes the last), each holding a CPU of the
+cluster. An actor whose process dies (a node lost, a process killed) is
+started again by Ray with nothing kept (``max_restarts``) and its calls run
+again (``max_task_retries``; one that failed on a network error too): it
+reads again what its window needs, so a failure costs a few re-read bytes
+and changes no figure. Only a finished call's result is ever read, once.
 """
 
 from __future__ import annotations
@@ -23,97 +33,103 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
-import numpy as np
-
 from tb_stagnation import storage
-from tb_stagnation.checkpoints import formats, movement
+from tb_stagnation.checkpoints import formats, movement, windows
 from tb_stagnation.checkpoints.discover import Placed
-from tb_stagnation.checkpoints.formats import TensorInfo
 
 MAX_RETRIES = 3
-TASKS_PER_CPU = 4  # tasks made per CPU of the cluster: a slow task holds up little of the import
-IN_FLIGHT_PER_CPU = 2
+AHEAD = 2  # windows submitted to every actor at a time: the next is read while the driver writes
 
 
 class ClusterError(RuntimeError):
-    """The Ray cluster cannot be joined, or lost a task beyond its retries; the message says what to do."""
+    """The Ray cluster cannot be joined, or lost an actor beyond its restarts; the message says what to do."""
 
 
 class Progress(Protocol):
     def update(self, nbytes: int) -> None:
-        """Tensor bytes measured since the last call."""
+        """Tensor bytes read since the last call."""
 
     def note(self, text: str) -> None:
-        """What else to show (tasks done of all)."""
+        """What else to show (blocks done of all)."""
 
 
-@dataclasses.dataclass(frozen=True)
-class _Task:
-    """What one task is told besides the checkpoints (shared by every task): which tensors are its own."""
+class Blocks:
+    """The series' windows measured by one actor per block of tensors, one window at a time.
 
-    names: frozenset[str]
-    units_from: int | None
-    nbytes: int  # of its tensors over every checkpoint: its share of the progress bar
+    ``parts``: the windows, in order (:func:`.windows.windows`), each
+    measured with per-unit movement from its newest checkpoint on, as the
+    in-process import measures it.
+    """
 
+    def __init__(self, ray: Any, parts: Sequence[Sequence[Placed]], progress: Progress) -> None:
+        self._ray, self._parts, self._progress = ray, parts, progress
+        cpus = int(ray.cluster_resources().get("CPU", 1))
+        # The placed checkpoints with their readers' listings (names, offsets: no tensor), put in the
+        # object store once: an actor need not list a checkpoint again (for a torch zip in a bucket,
+        # its directory and pickle: many small requests).
+        # Given with each call, boxed so that Ray passes the reference: an actor gets the windows once,
+        # at its first call, and again at its first after a restart (constructor arguments in the
+        # object store make Ray warn that a restart could find them gone).
+        self._shared = [ray.put(tuple(tuple(window) for window in parts))]
+        actor = ray.remote(num_cpus=1, max_restarts=MAX_RETRIES, max_task_retries=MAX_RETRIES)(_Block)
+        self._actors = [actor.remote(names) for names in _split(parts, cpus)]
+        self._calls: dict[int, list[Any]] = {}  # window -> its calls, one per actor (in block order)
 
-def measure(
-    window: Sequence[Placed], progress: Progress, units_from: int | None = None
-) -> tuple[movement.Measurement, int]:
-    """:func:`.movement.measure` of ``window`` as Ray tasks, within :func:`session`; and the bytes
-    the tasks fetched."""
-    ray = _ray()
-    cpus = int(ray.cluster_resources().get("CPU", 1))
-    tasks = _split(window, units_from, cpus)
-    remote = ray.remote(max_retries=MAX_RETRIES, retry_exceptions=[OSError])(_run)
-    # The placed checkpoints with their readers' listings (names, offsets: no tensor), put in the
-    # object store once: a task need not list a checkpoint again (for a torch zip in a bucket, its
-    # directory and pickle: many small requests).
-    shared = ray.put(tuple(window))
-    parts: dict[int, movement.Measurement] = {}
-    fetched = 0
-    running: dict[Any, int] = {}
-    queue = list(enumerate(tasks))
-    while queue or running:
-        while queue and len(running) < max(1, IN_FLIGHT_PER_CPU * cpus):
-            index, task = queue.pop(0)
-            running[remote.remote(shared, task)] = index
-        done, _ = ray.wait(list(running), num_returns=1)
-        for ref in done:
-            index = running.pop(ref)
-            parts[index], task_fetched = _result(ray, ref)
-            fetched += task_fetched
-            progress.update(tasks[index].nbytes)
-            progress.note(f"{len(parts)}/{len(tasks)} tasks")
-    return _merge([parts[i] for i in range(len(tasks))]), fetched
+    def measure(self, index: int) -> tuple[movement.Measurement, int]:
+        """Window ``index`` (taken in order) measured; and the bytes the actors fetched for it."""
+        for ahead in range(index, min(index + AHEAD, len(self._parts))):
+            if ahead not in self._calls:
+                self._calls[ahead] = [a.measure.options(retry_exceptions=[OSError]).remote(self._shared, ahead)
+                                      for a in self._actors]
+        calls = self._calls.pop(index)
+        parts: dict[Any, movement.Measurement] = {}
+        fetched = 0
+        running = list(calls)
+        while running:
+            done, running = self._ray.wait(running, num_returns=1)
+            parts[done[0]], call_fetched, read = _result(self._ray, done[0])
+            fetched += call_fetched
+            self._progress.update(read)
+            self._progress.note(f"{len(parts)}/{len(calls)} blocks")
+        return _merge([parts[call] for call in calls], self._parts[index]), fetched
+
+    def close(self) -> None:
+        """The actors ended, with what they kept (memory, scratch files)."""
+        for actor in self._actors:
+            self._ray.kill(actor)
 
 
 @contextlib.contextmanager
-def session(address: str) -> Iterator[None]:
-    """Ray joined (or started, for "") for a whole import, so that its checkpoints, measured one
-    window at a time (:func:`tb_stagnation.checkpoints.command.import_series`), share one; stopped after
-    if started here. ``address``: a running cluster ("auto", "ray://host:10001", "host:6379"), or
-    "" to start a local Ray; a Ray already initialised in this process (a notebook, a test) is
-    used as it is. Joined before anything is read or removed: an unreachable cluster costs nothing."""
+def session(address: str, parts: Sequence[Sequence[Placed]], progress: Progress) -> Iterator[Blocks]:
+    """The actors measuring ``parts`` (:class:`Blocks`), on Ray joined (or started, for "") for the
+    whole import; stopped after if started here. ``address``: a running cluster ("auto",
+    "ray://host:10001", "host:6379"), or "" to start a local Ray; a Ray already initialised in
+    this process (a notebook, a test) is used as it is. Joined before anything is read or
+    removed: an unreachable cluster costs nothing."""
     ray = _ray()
     started = _connect(ray, address)
     try:
-        yield
+        blocks = Blocks(ray, parts, progress)
+        try:
+            yield blocks
+        finally:
+            blocks.close()
     finally:
         if started:
             ray.shutdown()
 
 
-def _result(ray: Any, ref: Any) -> tuple[movement.Measurement, int]:
-    """A finished task's result; its own error as in-process, or what the cluster lost."""
+def _result(ray: Any, ref: Any) -> tuple[movement.Measurement, int, int]:
+    """A finished call's result; its own error as in-process, or what the cluster lost."""
     try:
         return ray.get(ref)
     except ray.exceptions.RayTaskError as e:  # raised by the import's own code: the same as in-process
         raise e.as_instanceof_cause() from None
-    except ray.exceptions.RayError as e:  # a worker or node lost more often than the retries allow
-        raise ClusterError(f"a task failed {MAX_RETRIES + 1} times on the cluster ({type(e).__name__}: "
+    except ray.exceptions.RayError as e:  # an actor or node lost more often than the restarts allow
+        raise ClusterError(f"an actor failed {MAX_RETRIES + 1} times on the cluster ({type(e).__name__}: "
                            f"{str(e).splitlines()[0][:200]}); nothing of this checkpoint was written") from None
 
 
@@ -121,7 +137,7 @@ def _ray() -> Any:
     try:
         import ray
     except ImportError:
-        raise formats.MissingExtra("the import as Ray tasks needs ray: pip install 'tb-stagnation[ray]'") from None
+        raise formats.MissingExtra("the import on Ray needs ray: pip install 'tb-stagnation[ray]'") from None
     return ray
 
 
@@ -159,13 +175,13 @@ def _answers(address: str, timeout: float = 5.0) -> None:
     socket.create_connection((host, int(port)), timeout=timeout).close()
 
 
-def _split(window: Sequence[Placed], units_from: int | None, cpus: int) -> list[_Task]:
-    """Consecutive runs of tensors (model order) of about equal bytes, :data:`TASKS_PER_CPU` per CPU."""
+def _split(parts: Sequence[Sequence[Placed]], cpus: int) -> list[frozenset[str]]:
+    """Consecutive runs of the series' tensors (model order) of about equal bytes, one per CPU."""
     sizes: dict[str, int] = {}
-    for placed in window:
+    for placed in {p.step: p for window in parts for p in window}.values():
         for info in placed.reader.tensors():
-            sizes[info.name] = sizes.get(info.name, 0) + info.nbytes
-    share = math.ceil(sum(sizes.values()) / max(1, cpus * TASKS_PER_CPU))
+            sizes[info.name] = max(sizes.get(info.name, 0), info.nbytes)
+    share = math.ceil(sum(sizes.values()) / max(1, cpus))
     runs: list[list[str]] = []
     held = share
     for name, size in sizes.items():
@@ -174,45 +190,60 @@ def _split(window: Sequence[Placed], units_from: int | None, cpus: int) -> list[
             held = 0
         runs[-1].append(name)
         held += size
-    return [_Task(frozenset(run), units_from, sum(sizes[n] for n in run)) for run in runs]
+    return [frozenset(run) for run in runs]
 
 
-def _run(window: tuple[Placed, ...], task: _Task) -> tuple[movement.Measurement, int]:
-    """One task, in a Ray worker: read and measure its own tensors from the checkpoints; what it fetched."""
-    before = storage.fetched()
-    placed = [Placed(p.checkpoint, p.step, _Only(p.reader, task.names)) for p in window]
-    return movement.measure(placed, units_from=task.units_from), storage.fetched() - before
+class _Block:
+    """A Ray actor: one block of tensors measured over every window of the import, in order.
+
+    Holds a :class:`.windows.Kept` over the windows' checkpoints narrowed to
+    its block, so what the next windows share of its block is read once, and
+    the sums they share (:class:`.movement.Carried`), so each pair is summed
+    once. Started again after a crash with nothing kept: the next window it
+    measures reads its checkpoints again and sums them whole.
+    """
+
+    def __init__(self, names: frozenset[str]) -> None:
+        self._names = names
+        self._kept: windows.Kept | None = None  # made at the first call, from the windows it brings
+        self._carried = movement.Carried()
+        self._read = 0
+
+    def _count(self, nbytes: int) -> None:
+        self._read += nbytes
+
+    def measure(self, shared: list[Any], index: int) -> tuple[movement.Measurement, int, int]:
+        """Window ``index`` of its block (``shared``: the boxed reference to every window); the bytes
+        fetched (storage's count) and the tensor bytes read."""
+        if self._kept is None:
+            mine = [[dataclasses.replace(p, reader=formats.Filtered(p.reader, lambda info: info.name in self._names))
+                     for p in window] for window in _ray().get(shared[0])]
+            # spilled wherever the source is: a local path on a cluster is a shared file system, not this node's
+            self._kept = windows.Kept(mine, progress=self._count, spill=True)
+        before, self._read = storage.fetched(), 0
+        window = self._kept.wrap(index)
+        measured = movement.measure(window, units_from=window[-1].step, carried=self._carried)
+        return measured, storage.fetched() - before, self._read
 
 
-class _Only:
-    """A checkpoint reader that lists only the task's own tensors."""
-
-    def __init__(self, reader: formats.CheckpointReader, names: frozenset[str]) -> None:
-        self._reader, self._names = reader, names
-
-    def tensors(self) -> list[TensorInfo]:
-        return [info for info in self._reader.tensors() if info.name in self._names]
-
-    def recorded_step(self) -> int | None:
-        return self._reader.recorded_step()
-
-    def read(self, tensors: Iterable[TensorInfo]) -> Iterator[tuple[TensorInfo, np.ndarray]]:
-        return self._reader.read(tensors)
-
-
-def _merge(parts: Sequence[movement.Measurement]) -> movement.Measurement:
-    """The tasks' parts as one measurement, in model order as the in-process import gives it.
+def _merge(parts: Sequence[movement.Measurement], window: Sequence[Placed]) -> movement.Measurement:
+    """The blocks' parts as one measurement, in the order the in-process import gives it.
 
     Every field is per parameter (a dict) or a list of parameters, and the
-    parts hold disjoint parameters: each field is the parts' own, one after
-    the other, whatever fields :class:`.movement.Measurement` grows.
+    parts hold disjoint parameters: each field is the parts' own put in
+    the window's model order (first seen in its checkpoints' listings, as
+    :func:`.movement.measure` takes them), whatever fields
+    :class:`.movement.Measurement` grows. The series' order that cut the
+    blocks can differ where a tensor comes or goes between checkpoints, and
+    the order decides the records' order in the file.
     """
+    order = {name: i for i, name in enumerate(dict.fromkeys(info.name for p in window for info in p.reader.tensors()))}
     merged = movement.Measurement(points={}, absent={}, reshaped={})
-    for part in parts:
-        for field in dataclasses.fields(part):
-            mine, theirs = getattr(merged, field.name), getattr(part, field.name)
-            if isinstance(mine, dict):
-                mine.update(theirs)
-            else:
-                mine.extend(theirs)
+    for field in dataclasses.fields(merged):
+        values = [getattr(part, field.name) for part in parts]
+        if isinstance(getattr(merged, field.name), dict):
+            items = sorted((item for value in values for item in value.items()), key=lambda item: order[item[0]])
+            setattr(merged, field.name, dict(items))
+        else:
+            setattr(merged, field.name, sorted((name for value in values for name in value), key=order.__getitem__))
     return merged

@@ -96,7 +96,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--logdir", help="the run directory to write into (default: the one holding the "
                    "training's own event files beside the checkpoints, else SRC; in the bucket too)")
     p.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
-                   help="measure as Ray tasks, each reading its own tensors from SRC: on the cluster at "
+                   help="measure on Ray, one actor per block of tensors reading its own from SRC: on the cluster at "
                    "ADDRESS ('auto', 'ray://host:10001'), or on a Ray started for this import when none is given")
     p.add_argument("--rebuild", action="store_true", help="drop what earlier imports wrote and import all again")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -146,10 +146,12 @@ def import_series(
     reshaped: dict[str, list[int]] = {}
     no_unit_axis: dict[str, None] = {}
     spill = storage.is_url(series.directory)  # a bucket is fetched once; local pages are read again
-    total = windows.planned([part for part, _ in parts], remote=ray is not None, spill=spill)
+    # Ray's actors keep or spill wherever SRC is: each checkpoint read once (cluster.Blocks)
+    total = windows.planned([part for part, _ in parts], spill=spill or ray is not None)
     total += sum(adapters.nbytes(adapted) for _, adapted in parts)
     with (_progress(total, f"{len(new)} checkpoints", bar) as shown,
-          cluster.session(ray) if ray is not None else contextlib.nullcontext(),
+          (cluster.session(ray, [part for part, _ in parts], shown) if ray is not None
+           else contextlib.nullcontext()) as blocks,
           windows.Kept([part for part, _ in parts], progress=shown.update, spill=spill) as kept,
           imported.Appender(series.target, placement.axis, done) as out):
         carried = movement.Carried()  # each window's sums for the next: every pair summed once
@@ -157,7 +159,7 @@ def import_series(
             if ray is None:
                 measured = movement.measure(kept.wrap(i), units_from=p.step, carried=carried)
             else:
-                measured, fetched_by_tasks = cluster.measure(part, progress=shown, units_from=p.step)
+                measured, fetched_by_tasks = blocks.measure(i)
                 remote += fetched_by_tasks
             measured.points.update(adapters.measure(adapted))
             points = {param: q for param, series_points in measured.points.items() for s, q in series_points if s == p.step}
@@ -179,9 +181,8 @@ def import_series(
         f"{total / 1e6:.1f} MB of tensors read in {time.monotonic() - began:.1f} s"
     )
     if storage.is_url(series.directory):  # local files are mapped, not fetched: nothing to count
-        why = "Ray's tasks read a checkpoint once per window it is in" if ray is not None else "each tensor once"
         lines.append(f"fetched {fetched:,} bytes for {tensor_bytes:,} bytes of tensors "
-                     f"({100 * (fetched - tensor_bytes) / max(tensor_bytes, 1):+.1f}%: headers, indexes, {why})")
+                     f"({100 * (fetched - tensor_bytes) / max(tensor_bytes, 1):+.1f}%: headers, indexes, each tensor once)")
     adapted = parts[-1][1]
     if adapted:
         lines.append(f"{len(adapted[-1].adapters)} LoRA adapters measured on their update (lora_alpha / r) B A, "

@@ -18,8 +18,8 @@ the two checkpoints the next window shares. A local file beyond the budget
 is read again instead: its reads are mapped pages (:func:`tb_stagnation.storage.read_range`),
 which the page cache serves at the cost of a copy, where the spill would
 cost a write and a read (half of a 0.75 GB import's time in the checkpoint
-bench). Ray tasks read their own checkpoints and so read every window's
-(:mod:`.cluster`).
+bench). On Ray, each actor holds a :class:`Kept` of its own block of tensors
+(:mod:`.cluster`), spilling wherever the source is.
 """
 
 from __future__ import annotations
@@ -58,11 +58,10 @@ def fits(reader: formats.CheckpointReader, budget: int = KEEP_BUDGET) -> bool:
     return sum(info.nbytes * (2 if info.dtype == "bfloat16" else 1) for info in reader.tensors()) <= budget
 
 
-def planned(parts: Sequence[Sequence[Placed]], remote: bool = False, spill: bool = True) -> int:
+def planned(parts: Sequence[Sequence[Placed]], spill: bool = True) -> int:
     """Bytes of tensors the windows ``parts`` will read from storage: each checkpoint's once
-    (:class:`Kept`; what the bytes fetched are counted against), or once per window it is in
-    (``remote``: Ray tasks, which read their own, every window; without ``spill``, a
-    checkpoint beyond the memory budget)."""
+    (:class:`Kept`; what the bytes fetched are counted against), or, without ``spill``, a
+    checkpoint beyond the memory budget once per window it is in."""
     windows_in: dict[int, int] = {}
     readers: dict[int, formats.CheckpointReader] = {}
     for window in parts:
@@ -71,7 +70,7 @@ def planned(parts: Sequence[Sequence[Placed]], remote: bool = False, spill: bool
             readers[p.step] = p.reader
     return sum(
         sum(info.nbytes for info in reader.tensors())
-        * (windows_in[step] if remote or not (spill or fits(reader, memory_budget())) else 1)
+        * (windows_in[step] if not (spill or fits(reader, memory_budget())) else 1)
         for step, reader in readers.items()
     )
 

@@ -23,7 +23,7 @@ the state dict is read as usual.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Protocol
 
 import numpy as np
@@ -69,6 +69,28 @@ class CheckpointReader(Protocol):
 
     def read(self, tensors: Iterable[TensorInfo]) -> Iterator[tuple[TensorInfo, np.ndarray]]:
         """Each of ``tensors`` as a numpy array of its own (float, upcast exactly), one at a time."""
+
+
+class Filtered:
+    """A checkpoint reader that lists only the tensors ``keep`` accepts, and reads as ``reader`` does.
+
+    For a part of the import that measures some of a checkpoint's tensors
+    (a Ray actor's block, :mod:`tb_stagnation.checkpoints.cluster`) or
+    measures some apart (LoRA factors, :mod:`tb_stagnation.checkpoints.adapters`):
+    what it is not to measure it never sees.
+    """
+
+    def __init__(self, reader: CheckpointReader, keep: Callable[[TensorInfo], bool]) -> None:
+        self._reader, self._keep = reader, keep
+
+    def tensors(self) -> list[TensorInfo]:
+        return [info for info in self._reader.tensors() if self._keep(info)]
+
+    def recorded_step(self) -> int | None:
+        return self._reader.recorded_step()
+
+    def read(self, tensors: Iterable[TensorInfo]) -> Iterator[tuple[TensorInfo, np.ndarray]]:
+        return self._reader.read(tensors)
 
 
 def open_checkpoint(path: str, fmt: str) -> CheckpointReader:
