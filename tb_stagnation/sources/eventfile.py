@@ -327,6 +327,9 @@ class _Samples:
         """The samples in the order of the files, whichever way each was read."""
         if not self.blocks:
             return samples.Sample(self.steps, self.wall_times, _values(self.raw))
+        if not self.raw and len(self.blocks) == 1:  # one layout, in file order: as read, no copy
+            steps, wall_times, values, _ = self.blocks[0]
+            return samples.Sample(steps, wall_times, values)
         parts = [(self.steps, self.wall_times, _values(self.raw), self.positions)] if self.raw else []
         parts += self.blocks
         order = np.argsort(np.concatenate([np.asarray(p[3], dtype=np.int64) for p in parts]), kind="stable")
