@@ -23,6 +23,7 @@ whose message says what to do; the commands turn it into exit status 2.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import mmap
 import os
@@ -268,19 +269,34 @@ def open_file(path: str) -> io.RawIOBase:
     return _Counted(raw, path)
 
 
+@dataclasses.dataclass(frozen=True)
+class Staged:
+    """A run directory as :func:`staged` lends it: a local directory to write in, and how to publish it."""
+
+    path: str  # the local directory to work in
+    # Make the run directory hold what ``path`` holds now (the files selected); nothing for a local run.
+    sync: Callable[[], None]
+
+
 @contextlib.contextmanager
-def staged(run_dir: str, keep: Callable[[str], bool]) -> Iterator[str]:
+def staged(run_dir: str, keep: Callable[[str], bool]) -> Iterator[Staged]:
     """A local directory standing for ``run_dir``: itself when local; for a URL, a copy synced back.
 
     The files of ``run_dir`` that ``keep`` selects (by name) are copied into a
-    temporary directory for the block; after it, files added there are
-    uploaded and files removed there are deleted from ``run_dir``. The
-    writer can then work on plain files (and rename them into place) while
-    ``tensorboard --logdir s3://...`` finds the result beside the run. Where
-    the store refuses writes, :class:`StorageError` says so before any work.
+    temporary directory for the block. :meth:`Staged.sync` uploads the files
+    added or changed there since the last sync and then deletes from
+    ``run_dir`` the files removed there; it runs once more after the block.
+    The writer can then work on plain files (and rename them into place) while
+    ``tensorboard --logdir s3://...`` finds the result beside the run, and by
+    syncing after each file it has made durable locally it makes the bucket
+    pass through the same states: a store puts an object whole or not at all
+    (S3 and GCS never show part of an upload), so a process killed mid-upload
+    leaves the previous version there. A file is changed when its size or
+    modification time is (the import's files only grow or get new names).
+    Where the store refuses writes, :class:`StorageError` says so before any work.
     """
     if not is_url(run_dir):
-        yield run_dir
+        yield Staged(run_dir, lambda: None)
         return
     fs, key = _filesystem(run_dir)
     probe = posixpath.join(key, ".tb-stagnation-write-probe")
@@ -288,20 +304,30 @@ def staged(run_dir: str, keep: Callable[[str], bool]) -> Iterator[str]:
         fs.pipe_file(probe, b"")
         fs.rm_file(probe)
     local = tempfile.mkdtemp(prefix="tb-stagnation-")
+    held: dict[str, tuple[int, int]] = {}  # name -> (mtime_ns, size) of the copy run_dir holds
+
+    def version(name: str) -> tuple[int, int]:
+        stat = os.stat(os.path.join(local, name))
+        return stat.st_mtime_ns, stat.st_size
+
+    def sync() -> None:
+        now = {name: version(name) for name in os.listdir(local) if keep(name)}
+        with _errors(run_dir, writing=True):
+            for name in sorted(now):
+                if held.get(name) != now[name]:
+                    fs.put_file(os.path.join(local, name), posixpath.join(key, name))
+                    held[name] = now[name]
+            for name in sorted(set(held) - set(now)):
+                fs.rm_file(posixpath.join(key, name))
+                del held[name]
+
     try:
-        before = {}
         for name in (n for n in listdir(run_dir) if keep(n)):
             with _errors(run_dir):
                 fs.get_file(posixpath.join(key, name), os.path.join(local, name))
-            before[name] = os.path.getmtime(os.path.join(local, name))
-        yield local
-        after = {n: os.path.getmtime(os.path.join(local, n)) for n in os.listdir(local) if keep(n)}
-        with _errors(run_dir, writing=True):
-            for name in sorted(after):
-                if before.get(name) != after[name]:
-                    fs.put_file(os.path.join(local, name), posixpath.join(key, name))
-            for name in sorted(set(before) - set(after)):
-                fs.rm_file(posixpath.join(key, name))
+            held[name] = version(name)
+        yield Staged(local, sync)
+        sync()
     finally:
         shutil.rmtree(local, ignore_errors=True)
 

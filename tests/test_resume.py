@@ -5,7 +5,10 @@ the state dict every step) of a model large enough that its import takes
 seconds; ``tb-stagnation checkpoints`` runs as its own process and is sent
 SIGKILL once its event file holds some checkpoints and before it holds them
 all. The re-run must leave exactly the records of an import never
-interrupted: the same steps and values, each once.
+interrupted: the same steps and values, each once. The same holds for an
+import from and into a bucket (a real local S3 API server): the bucket
+itself must hold each checkpoint once it is finished, since a killed import
+leaves nothing else behind.
 """
 
 from __future__ import annotations
@@ -17,12 +20,14 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import QUIET_ENV
 from test_checkpoints import imported_series
+from test_object_storage import BUCKET, client, s3, upload  # noqa: F401 (s3: the server fixture)
 
 from tb_stagnation.checkpoints import imported
 from tb_stagnation.sources import tfrecord
@@ -60,11 +65,11 @@ def uninterrupted(series, tmp_path_factory) -> Path:
     return directory
 
 
-def _cli(directory: Path, **popen) -> subprocess.Popen | subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "tb_stagnation.cli", "checkpoints", str(directory), "--quiet"]
+def _cli(source: Path | str, env: dict[str, str] = QUIET_ENV, **popen) -> subprocess.Popen | subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "tb_stagnation.cli", "checkpoints", str(source), "--quiet"]
     if popen:
-        return subprocess.Popen(command, env=QUIET_ENV, stderr=subprocess.PIPE, text=True, **popen)
-    return subprocess.run(command, env=QUIET_ENV, capture_output=True, text=True, timeout=600)
+        return subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True, **popen)
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
 
 
 def _written(directory: Path) -> int:
@@ -72,15 +77,25 @@ def _written(directory: Path) -> int:
     return len(imported.imported(str(directory)).steps)
 
 
-def _kill_once_written(proc: subprocess.Popen, directory: Path) -> None:
-    """SIGKILL ``proc`` once its event file holds KILL_AT whole events (polled by their framing: fast)."""
+def _events(directory: Path) -> int:
+    """Whole events in the import files of ``directory`` (counted by their framing: fast)."""
+    return sum(len(tfrecord.records(path)[0]) - 1 for path in imported.files(str(directory)))  # - the header
+
+
+def _kill_once_written(
+    proc: subprocess.Popen, directory: Path, at: int = KILL_AT, fetch: Callable[[], object] = lambda: None,
+    every: float = 0.01,
+) -> None:
+    """SIGKILL ``proc`` once the import files in ``directory`` (after ``fetch()`` brings them there) hold
+    ``at`` whole events, looking ``every`` seconds; an import that ends first is left ended, which the
+    caller's asserts catch."""
     try:
         while proc.poll() is None:
-            events = sum(len(tfrecord.records(path)[0]) - 1 for path in imported.files(str(directory)))  # - the header
-            if events >= KILL_AT:
+            fetch()
+            if _events(directory) >= at:
                 break
-            time.sleep(0.01)
-        os.kill(proc.pid, signal.SIGKILL)
+            time.sleep(every)
+        proc.send_signal(signal.SIGKILL)  # nothing once it has ended (its pid may be another's by then)
     finally:
         proc.wait(timeout=60)
 
@@ -138,3 +153,37 @@ def test_a_kill_in_the_middle_of_a_record_costs_only_that_checkpoint(series, uni
     assert rerun.returncode == 0, rerun.stderr
     assert f"imported {CHECKPOINTS - kept + 1} checkpoint(s)" in rerun.stderr
     _assert_same_import(directory, uninterrupted)
+
+
+def _download(env: dict[str, str], prefix: str, directory: Path) -> Path:
+    """What the bucket holds of the import under ``prefix`` (its event files and saved unit sums), in ``directory``."""
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    s3_client = client(env)
+    for entry in s3_client.list_objects_v2(Bucket=BUCKET, Prefix=prefix + "/").get("Contents", []):
+        name = entry["Key"].removeprefix(prefix + "/")
+        if "/" not in name and imported.owned(name):
+            s3_client.download_file(BUCKET, entry["Key"], str(directory / name))
+    return directory
+
+
+def test_an_import_into_a_bucket_killed_halfway_resumes_from_what_the_bucket_holds(series, uninterrupted, s3, tmp_path) -> None:
+    """From and into the bucket: no local directory survives the kill, so the bucket must hold each finished checkpoint."""
+    url = upload(s3, series, "resume")
+    proc = _cli(url, env=s3, stdout=subprocess.DEVNULL)
+    seen = tmp_path / "seen"
+    # Killed at 6 or a little later: the unit sums of 5 to 7 pairs are in no event yet (written at powers
+    # of two), only in the sums saved beside them. Looking less often: the S3 server shares this process.
+    _kill_once_written(proc, seen, at=6, fetch=lambda: _download(s3, "resume", seen), every=0.2)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.read()
+    held = imported.imported(str(_download(s3, "resume", tmp_path / "kept")))
+    kept = len(held.steps)
+    assert 6 <= kept < CHECKPOINTS  # killed halfway, what was finished is in the bucket
+    assert {pairs for pairs, _ in held.units.values()} == {kept - 1}  # with its unit sums, every pair counted
+
+    rerun = _cli(url, env=s3)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"imported {CHECKPOINTS - kept} checkpoint(s)" in rerun.stderr
+    final = _download(s3, "resume", tmp_path / "final")
+    assert all(name.endswith(imported.SUFFIX) for name in os.listdir(final))  # the saved sums removed at the end
+    _assert_same_import(final, uninterrupted)

@@ -19,7 +19,7 @@ import contextlib
 import dataclasses
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -72,12 +72,12 @@ def _import_all(args: argparse.Namespace) -> int:
     status = EXIT_USAGE
     for series in found:
         try:
-            # a run in a bucket: written in a local copy of its import files, synced back after
-            with storage.staged(series.target, lambda name: name.endswith(imported.SUFFIX)) as run_dir:
-                lines = import_series(dataclasses.replace(series, target=run_dir), rebuild=args.rebuild,
-                                      bar=not args.quiet and sys.stderr.isatty(), ray=args.ray)
+            # a run in a bucket: written in a local copy of its import files, uploaded as each checkpoint is
+            with storage.staged(series.target, imported.owned) as run_dir:
+                lines = import_series(dataclasses.replace(series, target=run_dir.path), rebuild=args.rebuild,
+                                      bar=not args.quiet and sys.stderr.isatty(), ray=args.ray, sync=run_dir.sync)
             for line in lines:
-                _say(line.replace(run_dir, series.target))
+                _say(line.replace(run_dir.path, series.target))
             status = EXIT_OK
         except (ImportFailed, formats.MissingExtra) as e:
             _say(str(e))
@@ -104,12 +104,15 @@ def parser() -> argparse.ArgumentParser:
 
 
 def import_series(
-    series: discover.Series, rebuild: bool = False, bar: bool = False, ray: str | None = None
+    series: discover.Series, rebuild: bool = False, bar: bool = False, ray: str | None = None,
+    sync: Callable[[], None] | None = None,
 ) -> list[str]:
     """Import the checkpoints of ``series`` not imported yet; the lines to report.
 
     ``ray``: measure as Ray tasks on the cluster at that address ("" for a
-    Ray of its own), else in this process.
+    Ray of its own), else in this process. ``sync``: called whenever a file
+    written is durable (:class:`.imported.Appender`), to publish the run
+    directory's local copy (:class:`tb_stagnation.storage.Staged`).
     """
     fetched_before = storage.fetched()
     placement = discover.place(series)
@@ -153,7 +156,7 @@ def import_series(
           (cluster.session(ray, [part for part, _ in parts], shown) if ray is not None
            else contextlib.nullcontext()) as blocks,
           windows.Kept([part for part, _ in parts], progress=shown.update, spill=spill) as kept,
-          imported.Appender(series.target, placement.axis, done) as out):
+          imported.Appender(series.target, placement.axis, done, sync=sync) as out):
         carried = movement.Carried()  # each window's sums for the next: every pair summed once
         for i, (p, (part, adapted)) in enumerate(zip(new, parts)):  # written one by one: a kill costs the one in progress
             if ray is None:

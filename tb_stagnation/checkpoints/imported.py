@@ -28,7 +28,7 @@ import dataclasses
 import os
 import socket
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import BinaryIO
 
 import numpy as np
@@ -55,6 +55,13 @@ class Imported:
     # param -> (pairs, per-unit movement) of its newest unit record, or of the sums a killed import
     # saved as of its last whole checkpoint: what the next import adds to
     units: dict[str, tuple[int, np.ndarray]] = dataclasses.field(default_factory=dict)
+
+
+def owned(name: str) -> bool:
+    """Whether the file ``name`` of a run directory is an import's: one of its event files, or the unit
+    sums it saved (what a run directory in a bucket must hold for a re-run to resume)."""
+    prefix, suffix = _SUMS_STATE.split("{step}")
+    return ("tfevents" in name and name.endswith(SUFFIX)) or (name.startswith(prefix) and name.endswith(suffix))
 
 
 def files(run_dir: str) -> list[str]:
@@ -150,10 +157,18 @@ class Appender:
     :attr:`Imported.records`, its unit sums added to :attr:`Imported.units`.
     The first record of each tag in the file carries the metadata, with the
     parameter's position in model order (``order``, then first seen).
+
+    ``sync`` is called each time a change to the run directory is durable
+    on disk, in the order made (the unit sums saved, then the event that
+    needs them; the sums removed at the close): a local copy of a run in a
+    bucket (:func:`tb_stagnation.storage.staged`) is uploaded then, so the
+    bucket too holds every checkpoint once it is finished.
     """
 
-    def __init__(self, run_dir: str, axis: str, done: Imported, order: Sequence[str] = ()) -> None:
+    def __init__(self, run_dir: str, axis: str, done: Imported, order: Sequence[str] = (),
+                 sync: Callable[[], None] | None = None) -> None:
         self.run_dir, self.axis, self.done = run_dir, axis, done
+        self._sync = sync or (lambda: None)
         self.path: str | None = None
         self._index = {param: i for i, param in enumerate(order)}
         self._described: set[str] = set()  # tags whose metadata this file holds
@@ -174,6 +189,7 @@ class Appender:
             self._file.close()
             for path in _sums_state_paths(self.run_dir).values():  # every sum is in the events now
                 os.remove(path)
+            self._sync()
 
     def add(
         self,
@@ -233,6 +249,7 @@ class Appender:
             if older not in (step, self._previous_step):
                 os.remove(stale)
         self._previous_step = step
+        self._sync()
 
     def _sums(self, param: str) -> summary_pb2.Summary.Value:
         """The unit sum record of ``param``, now written.
@@ -255,6 +272,7 @@ class Appender:
         self._file.flush()
         os.fsync(self._file.fileno())
         self._last_step = step
+        self._sync()
 
     def _describe(self, tag: str) -> bool:
         """Whether a record of ``tag`` must carry the metadata: its first in this file."""
