@@ -33,10 +33,11 @@ _GROUP_BUCKETS = 1 << 18
 # Series share a group only if their bucket counts are within this factor,
 # so padding to the widest wastes little.
 _GROUP_WIDTH_RATIO = 1.25
-# Buckets per core below which a batch is not split between cores: about 270
-# TF2 histograms, ~3 ms of work, where a thread's start and numpy's per-call
-# cost would take back what the second core gives.
-_LEAST_SPLIT_BUCKETS = 1 << 13
+# Buckets per core below which a batch is not split between cores: about 2,200
+# TF2 histograms, ~15 ms of work. Below it, a helper thread cost more than the
+# second core gave: bench/run.py's small (30,000 buckets) ranked cold in a
+# median 45.5 ms split in two against 34.7 ms not (read 20.2 ms; load 5.5 on 2 cores).
+_LEAST_SPLIT_BUCKETS = 1 << 16
 
 
 @dataclasses.dataclass(frozen=True)
