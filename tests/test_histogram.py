@@ -210,12 +210,16 @@ def test_w1_of_many_pairs_of_one_bucket_layout_at_once_equals_the_definition(mon
     np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-15)
 
 
-def test_many_series_at_once_equal_one_at_a_time(monkeypatch) -> None:
-    """Grouping (any widths, lengths, damage, sample order) changes no figure.
+@pytest.mark.parametrize("idle_cores", [0, 2])
+def test_many_series_at_once_equal_one_at_a_time(monkeypatch, idle_cores: int) -> None:
+    """Grouping (any widths, lengths, damage, sample order) changes no figure, on one thread or several.
 
     Small groups force series of different widths and lengths to be split
-    and padded in every way `summarise_all` does on a large log.
+    and padded in every way `summarise_all` does on a large log; they are
+    measured on the calling thread alone (busy cores) or with helpers.
     """
+    monkeypatch.setattr(incremental, "_cores", lambda: 2)
+    monkeypatch.setattr(incremental, "_idle_cores", lambda: idle_cores)
     rng = np.random.default_rng(7)
     samples = [([], [], [])]  # an empty series sorts first into the first group
     for s in range(40):
