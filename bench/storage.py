@@ -108,8 +108,11 @@ def main() -> None:
     args = p.parse_args()
     mb = 64 if args.quick else args.mb
 
+    import logging
+
     from moto.server import ThreadedMotoServer
 
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # not a line per request among the results
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
