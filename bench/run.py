@@ -221,8 +221,9 @@ try:
 except subprocess.TimeoutExpired as x:  # the child is killed; keep what it printed
     rc, o, e = "timeout", x.stdout, x.stderr
 wall = time.perf_counter() - t
-rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
-print(json.dumps({"wall": wall, "rss": rss, "rc": rc,
+usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+rss, cpu = usage.ru_maxrss * 1024, usage.ru_utime + usage.ru_stime
+print(json.dumps({"wall": wall, "rss": rss, "cpu": cpu, "rc": rc,
                   "stdout": (o or b"").decode()[-2000:], "stderr": (e or b"").decode()[-2000:]}))
 """
 
@@ -302,7 +303,8 @@ def measure(cmd: list[str], stdout: str = "pipe", timeout: float = 600) -> dict:
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT,
     )
     if w.returncode != 0:
-        return {"wall": float("nan"), "rss": float("nan"), "rc": -1, "stdout": "", "stderr": w.stderr.decode()[-500:]}
+        return {"wall": float("nan"), "rss": float("nan"), "cpu": float("nan"), "rc": -1, "stdout": "",
+                "stderr": w.stderr.decode()[-500:]}
     return json.loads(w.stdout)
 
 
@@ -311,6 +313,7 @@ def repeated(cmd: list[str], repeat: int, stdout: str = "pipe", timeout: float =
     best = dict(runs[-1])
     best["wall"] = statistics.median(r["wall"] for r in runs)
     best["wall_min"] = min(r["wall"] for r in runs)
+    best["cpu"] = statistics.median(r["cpu"] for r in runs)
     best["rss"] = max(r["rss"] for r in runs)
     if any(r["rc"] != 0 for r in runs):
         best["rc"] = next(r["rc"] for r in runs if r["rc"] != 0)
@@ -492,7 +495,9 @@ def bench_size(name: str, logdir: str, info: dict, repeat: int, timeout: float) 
     rep = f" (median of {repeat})" if repeat > 1 else ""
     rows = [
         ("parse floor (process)" + rep, _s(r["floor"]["wall"]), _mb(r["floor"]["rss"])),
+        ("  its CPU time (user + system)", _s(r["floor"]["cpu"]), ""),
         ("CLI --json (process)" + rep, _s(r["cli"]["wall"]), _mb(r["cli"]["rss"])),
+        ("  its CPU time (user + system, all threads)", _s(r["cli"]["cpu"]), ""),
         ("tbparse histograms+tensors (process)" + rep, _s(r["tbparse"]["wall"]), _mb(r["tbparse"]["rss"])),
         ("in-process multiplexer Reload (default guidance)", _s(ip.get("load")), ""),
         ("in-process read_tensors, all tags, downsample=1000", _s(ip.get("read")), ""),
@@ -514,15 +519,18 @@ def summary(results: dict) -> None:
     # Cold ranking against read_tensors two ways: in one process over one provider, back to back
     # (the target), and the live server's route against that same in-process read (the route's
     # HTTP, listing and JSON, and the server's own reload thread competing for the two cores).
+    # The CLI and the floor's CPU time (user + system, all threads) beside their wall times: on cores
+    # other jobs keep busy, wall times stretch with the queue; CPU time tells what each process did.
     print(f"{'size':<12} {'CLI/floor':>10} {'<=2x':>8} {'tbparse/CLI':>12} {'>=5x':>8} "
-          f"{'cold/read_tensors':>18} {'<=1.5x':>8} {'route/read':>11} {'rank warm':>10}")
+          f"{'cold/read_tensors':>18} {'<=1.5x':>8} {'route/read':>11} {'rank warm':>10} {'CPU CLI/floor':>14}")
     for name, r in results.items():
         a = _ratio(r["cli"]["wall"], r["floor"]["wall"])
         b = _ratio(r["tbparse"]["wall"], r["cli"]["wall"])
         c = _ratio(r["inproc"].get("rank"), r["inproc"].get("read"))
         d = _ratio(r["live"].get("rank_cold"), r["inproc"].get("read"))
+        e = _ratio(r["cli"].get("cpu"), r["floor"].get("cpu"))
         print(f"{name:<12} {a:>9.2f}x {_mark(a <= 2):>8} {b:>11.2f}x {_mark(b >= 5):>8} "
-              f"{c:>17.2f}x {_mark(c <= 1.5):>8} {d:>10.2f}x {_s(r['live'].get('rank_warm')):>10}")
+              f"{c:>17.2f}x {_mark(c <= 1.5):>8} {d:>10.2f}x {_s(r['live'].get('rank_warm')):>10} {e:>13.2f}x")
     if "tf2_wide" in results:
         warm = results["tf2_wide"]["live"].get("rank_warm", float("nan"))
         print(f"ranking warm at tf2_wide: {_s(warm)} (target < 20 ms): {_mark(warm < 0.020)}")
