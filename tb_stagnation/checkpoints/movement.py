@@ -24,10 +24,12 @@ element of a bias), the import also sums each unit's movement over the
 pairs it counts, ``sum_i ||dW_i[u]||`` (a path length, in float64): a unit
 that never changed sums to exactly 0; and keeps, per pair, the
 :data:`tb_stagnation.records.UNIT_QUANTILES` of ``||dW_i[u]|| / k_i`` over the
-units. The per-unit squares are summed over blocks of about
-:data:`tb_stagnation.writers.units.CHUNK` values (:func:`tb_stagnation.writers.units.change_sq`),
-so this adds one temporary of that size and one float64 per unit per tensor
-held, never a value per unit per pair.
+units. The per-unit squares come from the same pass as the tensor's sums:
+where a tensor has a unit axis its chunks are blocks of whole units' rows
+(about :data:`CHUNK` values, as :func:`tb_stagnation.writers.units.change_sq`
+takes them, whose per-unit sums these equal exactly; the writers use that),
+so this adds one float64 per unit per tensor held, never a value per unit
+per pair, and the change is taken from memory once, not twice.
 
 Threads: the sums are float64 dot products of :data:`CHUNK` values, tens
 of thousands of them per checkpoint, each of which would wake OpenBLAS's
@@ -174,48 +176,58 @@ def _measure(
         reshaped={},
     )
     resumed = carried.resumes(placed) if carried is not None else {}
-    newest = len(placed) - 1
     for group in groups(names, budget):
-        tracks: dict[str, _Track] = {}
-        for index, (checkpoint, listing) in enumerate(zip(placed, listings)):
-            wanted = [listing[name] for name in group if name in listing]
-            for info, values in checkpoint.reader.read(wanted):
-                if progress is not None:
-                    progress(info.nbytes)
-                if info.name in resumed and index < newest:  # summed by the window before: values only
-                    _hold(tracks, info.name, values, checkpoint.step, resumed[info.name])
-                    continue
-                before = tracks.get(info.name)
-                quantities = _advance(tracks, info, values, checkpoint.step, result.reshaped)
-                axis = formats.unit_axis(info, checkpoint.checkpoint.format)
-                if axis is None:
-                    if info.name not in result.no_unit_axis:
-                        result.no_unit_axis.append(info.name)
-                elif (
-                    records.CHANGE in quantities
-                    and before is not None
-                    and (units_from is None or checkpoint.step >= units_from)
-                ):
-                    moved = np.sqrt(units.change_sq(values, before.values, axis))
-                    total = result.units.get(info.name)
-                    result.units[info.name] = moved if total is None or total.shape != moved.shape else total + moved
-                    result.unit_pairs[info.name] = result.unit_pairs.get(info.name, 0) + 1
-                    gap = checkpoint.step - before.step
-                    result.unit_quantiles.setdefault(info.name, []).append(
-                        (checkpoint.step, units.quantiles(moved / gap))
-                    )
-                result.points[info.name].append((checkpoint.step, quantities))
-            for name in group:  # a tensor missing here breaks its chain of pairs
-                if name not in listing:
-                    tracks.pop(name, None)
-        if carried is not None:
-            for name in group:
-                track = tracks.get(name)
-                if track is not None and track.step == placed[-1].step:
-                    carried.last[name] = Last(track.step, track.sq, track.change_sq)
-                else:
-                    carried.last.pop(name, None)
+        _measure_group(group, placed, listings, result, progress, units_from, carried, resumed)
     return result
+
+
+def _measure_group(
+    group: list[str], placed: Sequence[Placed], listings: list[dict[str, TensorInfo]], result: Measurement,
+    progress: Callable[[int], None] | None, units_from: int | None, carried: Carried | None,
+    resumed: dict[str, Last],
+) -> None:
+    """:func:`_measure` of one group of tensors, into ``result`` (and ``carried``).
+
+    A function of its own so that the group's values (up to three
+    checkpoints' worth, mapped pages included) are let go on return, not
+    held through the next group's reads.
+    """
+    tracks: dict[str, _Track] = {}
+    newest = len(placed) - 1
+    for index, (checkpoint, listing) in enumerate(zip(placed, listings)):
+        wanted = [listing[name] for name in group if name in listing]
+        for info, values in checkpoint.reader.read(wanted):
+            if progress is not None:
+                progress(info.nbytes)
+            if info.name in resumed and index < newest:  # summed by the window before: values only
+                _hold(tracks, info.name, values, checkpoint.step, resumed[info.name])
+                continue
+            before = tracks.get(info.name)
+            axis = formats.unit_axis(info, checkpoint.checkpoint.format)
+            if axis is None and info.name not in result.no_unit_axis:
+                result.no_unit_axis.append(info.name)
+            per_unit = units_from is None or checkpoint.step >= units_from
+            quantities, unit_sq = _advance(tracks, info, values, checkpoint.step, result.reshaped, axis, per_unit)
+            if unit_sq is not None and before is not None:
+                moved = np.sqrt(unit_sq)
+                total = result.units.get(info.name)
+                result.units[info.name] = moved if total is None or total.shape != moved.shape else total + moved
+                result.unit_pairs[info.name] = result.unit_pairs.get(info.name, 0) + 1
+                gap = checkpoint.step - before.step
+                result.unit_quantiles.setdefault(info.name, []).append(
+                    (checkpoint.step, units.quantiles(moved / gap))
+                )
+            result.points[info.name].append((checkpoint.step, quantities))
+        for name in group:  # a tensor missing here breaks its chain of pairs
+            if name not in listing:
+                tracks.pop(name, None)
+    if carried is not None:
+        for name in group:
+            track = tracks.get(name)
+            if track is not None and track.step == placed[-1].step:
+                carried.last[name] = Last(track.step, track.sq, track.change_sq)
+            else:
+                carried.last.pop(name, None)
 
 
 def _held_bytes(info: TensorInfo) -> int:
@@ -248,18 +260,20 @@ def _hold(tracks: dict[str, _Track], name: str, values: np.ndarray, step: int, l
 
 
 def _advance(
-    tracks: dict[str, _Track], info: TensorInfo, values: np.ndarray, step: int, reshaped: dict[str, list[int]]
-) -> dict[str, float]:
-    """The quantities of ``info.name`` at ``step``; its track moves on to ``values``."""
+    tracks: dict[str, _Track], info: TensorInfo, values: np.ndarray, step: int, reshaped: dict[str, list[int]],
+    axis: int | None, per_unit: bool,
+) -> tuple[dict[str, float], np.ndarray | None]:
+    """The quantities of ``info.name`` at ``step``, and its per-unit squared change where it has a
+    unit ``axis``, ``per_unit`` asks and there is a change; its track moves on to ``values``."""
     track = tracks.get(info.name)
     if track is not None and track.values.shape != values.shape:
         reshaped.setdefault(info.name, []).append(step)
         track = None
     if track is None:
-        sq, _, _ = _sums(values, None, None)
+        sq, _, _, _ = _sums(values, None, None, axis)
         tracks[info.name] = _Track(step, values, sq)
-        return {records.PARAM_RMS: _rms(sq, values.size)}
-    sq, change_sq, dot = _sums(values, track.values, track.previous)
+        return {records.PARAM_RMS: _rms(sq, values.size)}, None
+    sq, change_sq, dot, unit_sq = _sums(values, track.values, track.previous, axis, per_unit)
     gap = step - track.step
     change = math.sqrt(change_sq)
     quantities = {records.PARAM_RMS: _rms(sq, values.size), records.CHANGE: change / gap}
@@ -269,34 +283,56 @@ def _advance(
         cosine = dot / math.sqrt(change_sq * track.change_sq)
         quantities[records.UPDATE_COSINE] = min(1.0, max(-1.0, cosine))
     tracks[info.name] = _Track(step, values, sq, previous=track.values, change_sq=change_sq)
-    return quantities
+    return quantities, unit_sq
 
 
-def _sums(c: np.ndarray, b: np.ndarray | None, a: np.ndarray | None) -> tuple[float, float, float]:
-    """``(||c||^2, ||c - b||^2, <c - b, b - a>)`` in float64; NaN where an input is missing.
+def _sums(
+    c: np.ndarray, b: np.ndarray | None, a: np.ndarray | None, axis: int | None, per_unit: bool = False
+) -> tuple[float, float, float, np.ndarray | None]:
+    """``(||c||^2, ||c - b||^2, <c - b, b - a>, ||c[u] - b[u]||^2 per unit u along axis)`` in float64;
+    NaN (``None``) where an input is missing (the units where not ``per_unit``).
 
     Chunks small enough to stay in cache, into buffers made once: a fresh
     float64 copy of each chunk costs page faults that dominate the sums.
+    The chunks are :data:`CHUNK` values, or with a unit ``axis`` (0 or the
+    last) blocks of whole units' rows of about as many (a row longer than
+    that in pieces), whether or not the units are asked: a tensor's sums
+    then depend on its values alone, not on which pair of an import asked
+    for its units.
     """
-    c, b, a = (None if x is None else x.reshape(-1) for x in (c, b, a))
+    if axis is None:
+        shape = (c.size, 1)  # flat chunks of CHUNK values
+    elif axis == 0:
+        shape = (c.shape[0], math.prod(c.shape[1:]))
+    else:
+        shape = (math.prod(c.shape[:-1]), c.shape[-1])
+    c, b, a = (None if x is None else x.reshape(shape) for x in (c, b, a))
+    rows, cols = max(1, CHUNK // max(1, shape[1])), max(1, min(CHUNK, shape[1]))
     sq, change_sq, dot = 0.0, 0.0 if b is not None else math.nan, 0.0 if a is not None else math.nan
-    wide, diff, before = (np.empty(min(CHUNK, c.size)) for _ in range(3))
-    for start in range(0, c.size, CHUNK):
-        window = slice(start, start + CHUNK)
-        n = min(CHUNK, c.size - start)
-        c64 = wide[:n]
-        np.copyto(c64, c[window])
-        sq += float(c64 @ c64)
-        if b is None:
-            continue
-        d = diff[:n]
-        np.subtract(c64, b[window], out=d)
-        change_sq += float(d @ d)
-        if a is not None:
-            previous = before[:n]
-            np.subtract(b[window], a[window], out=previous, dtype=np.float64)
-            dot += float(d @ previous)
-    return sq, change_sq, dot
+    unit_sq = np.zeros(shape[0 if axis == 0 else 1]) if per_unit and b is not None and axis is not None else None
+    wide, diff, scratch = (np.empty(min(rows, shape[0]) * cols) for _ in range(3))
+    for start in range(0, shape[0], rows):
+        for first in range(0, shape[1], cols):
+            block = (slice(start, start + rows), slice(first, first + cols))
+            n, m = min(rows, shape[0] - start), min(cols, shape[1] - first)
+            c64 = wide[: n * m].reshape(n, m)
+            np.copyto(c64, c[block])
+            sq += float(wide[: n * m] @ wide[: n * m])
+            if b is None:
+                continue
+            d = diff[: n * m].reshape(n, m)
+            np.subtract(c64, b[block], out=d)
+            change_sq += float(diff[: n * m] @ diff[: n * m])
+            if unit_sq is not None:
+                squares = np.square(d, out=scratch[: n * m].reshape(n, m))
+                if axis == 0:
+                    unit_sq[block[0]] += squares.sum(axis=1)
+                else:
+                    unit_sq[block[1]] += squares.sum(axis=0)
+            if a is not None:
+                np.subtract(b[block], a[block], out=scratch[: n * m].reshape(n, m), dtype=np.float64)
+                dot += float(diff[: n * m] @ scratch[: n * m])
+    return sq, change_sq, dot, unit_sq
 
 
 def _rms(sq: float, size: int) -> float:
