@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import zipfile
 from collections.abc import Iterable, Iterator
-from typing import Any, BinaryIO, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -23,9 +23,13 @@ class TorchReader(Listed):
     The pickle is read once, on listing, with ``map_location="meta"`` and
     ``weights_only=True``: no tensor data is loaded, and each tensor learns
     where its storage lies in the file (torch's ``_checkpoint_offset``), so
-    every later read is a plain read of exactly its bytes, in whatever groups
-    the import asks for, never a reload of the pickle; the values read are
-    owned copies, so memory follows the tensors held, not the file. Files
+    every later read is a ranged read of exactly its bytes
+    (:func:`tb_stagnation.storage.read_range`), in whatever groups the import
+    asks for, never a reload of the pickle. torch stores its records
+    uncompressed, so a local tensor is mapped, as a safetensors one is: its
+    values are the page cache's own pages, with no buffer of our own to
+    allocate, fill and give back (the allocator keeps such 25 MB buffers, and
+    with them a third of a checkpoint more at the peak). Files
     where no offset is known (the legacy non-zip format, a torch too old to
     say) are loaded whole for each group instead (``map_location="cpu"``,
     mapped where the format allows). A class that loader refuses is
@@ -58,9 +62,10 @@ class TorchReader(Listed):
         self.tensors()
         tensors = list(tensors)
         if all(self._where.get(info.key) is not None for info in tensors):
-            with reading(self._path), storage.open_file(self._path) as f:
-                for info in tensors:
-                    yield info, _read_at(f, info, self._where[info.key])
+            for info in tensors:
+                with reading(self._path):
+                    values = _read_at(self._path, info, self._where[info.key])
+                yield info, values
             return
         import torch
 
@@ -103,18 +108,18 @@ def _where(tensor: Any) -> _Where | None:
     return _Where(start + tensor.storage_offset() * tensor.element_size(), tuple(tensor.stride()))
 
 
-def _read_at(f: BinaryIO, info: TensorInfo, where: _Where) -> np.ndarray:
-    """One tensor's values, read from its file into an array of our own (bf16 widened to float32, exactly).
+def _read_at(path: str, info: TensorInfo, where: _Where) -> np.ndarray:
+    """One tensor's values from its file (bf16 widened to float32, exactly): mapped where the file is local.
 
     torch writes little-endian storages; a view saved with its storage
     (strided, or a slice) reads the span it covers and keeps its own values.
     """
     dtype = np.dtype("<u2") if info.dtype == "bfloat16" else np.dtype(info.dtype).newbyteorder("<")
     span = 1 + sum((n - 1) * s for n, s in zip(info.shape, where.strides)) if all(info.shape) else 0
-    raw = np.empty(span, dtype)
-    f.seek(where.offset)
-    if f.readinto(raw) != raw.nbytes:
-        raise UnreadableCheckpoint(f"{f.name}: truncated (a tensor's values end past the file)")
+    try:
+        raw = np.frombuffer(storage.read_range(path, where.offset, span * dtype.itemsize), dtype)
+    except EOFError:
+        raise UnreadableCheckpoint(f"{path}: truncated (a tensor's values end past the file)") from None
     values = np.lib.stride_tricks.as_strided(raw, info.shape, [s * dtype.itemsize for s in where.strides])
     if info.dtype == "bfloat16":  # the 16 bits become a float32's upper half
         return (values.astype(np.uint32) << 16).view(np.float32)
