@@ -47,6 +47,15 @@ def test_crc32c_of_random_payloads_matches_the_tf_stub_reference(crc_backend) ->
     assert crc_backend(b"123456789", np.array([0]), np.array([9]))[0] == 0xE3069283
 
 
+def test_crc32c_of_many_eight_byte_records_matches_the_tf_stub_reference() -> None:
+    """A file's length headers are checked all at once (8 bytes each): anywhere in the bytes, overlapping too."""
+    rng = np.random.default_rng(2)
+    raw = rng.integers(0, 256, 5000, dtype=np.uint8).tobytes()
+    starts = np.concatenate([[0, len(raw) - 8], rng.integers(0, len(raw) - 8, 3000)])
+    got = crc32c.masked_crc32c(raw, starts, np.full(len(starts), 8)).tolist()
+    assert got == [reference_masked_crc32c(raw[a : a + 8]) for a in starts.tolist()]
+
+
 def test_the_compiled_crc32c_is_the_default_when_installed() -> None:
     """It checks a file's CRCs 1.4-9x faster than numpy (see tb_stagnation/sources/crc32c.py); its Python build, slower."""
     google_crc32c = pytest.importorskip("google_crc32c")

