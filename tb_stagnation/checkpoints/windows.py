@@ -4,7 +4,10 @@ A checkpoint's figures need it and the two before it (its change and ratio
 from the one before, its update cosine from the one before that), so each
 new checkpoint is measured over a window of three (:func:`windows`) and
 written before the next is read: a killed import keeps every checkpoint it
-finished (:class:`tb_stagnation.checkpoints.imported.Appender`).
+finished (:class:`tb_stagnation.checkpoints.imported.Appender`). Only the
+newest checkpoint's pair is summed: the earlier two were summed by the window
+before, which leaves those sums in a :class:`tb_stagnation.checkpoints.movement.Carried`,
+so of them a window needs only their values.
 
 Read naively, the windows overlap and every checkpoint would be read three
 times. :class:`Kept` reads each checkpoint from its source once instead, as
