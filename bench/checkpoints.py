@@ -16,7 +16,8 @@ peak RSS is its own:
   format (numpy; torch for ``.pt`` files, ~220 MB of RSS on its own), the
   floor of its peak memory, printed beside the memory target.
 
-Prints times, MB/s, peak RSS and the ratios side by side, on a quiet machine
+Prints times (the median of ``--repeat`` runs of each job, taken in turn),
+their CPU time (user + system), MB/s, peak RSS and the ratios side by side, on a quiet machine
 and, with ``--busy N``, again beside N busy processes (each a pure-Python
 loop, ``while True: sum(range(10**6))``, one core each, as a training job
 keeps the cores taken). The page cache is warm for all jobs (each file is
@@ -25,13 +26,14 @@ The targets: the import within 1.5x of the plain script, quiet and busy,
 and its peak RSS below one checkpoint.
 
     .venv/bin/python bench/checkpoints.py [--gb 1] [--checkpoints 3] [--busy 2] [--keep DIR]
-    .venv/bin/python bench/checkpoints.py --quick   # 0.25 GB checkpoints, a minute or two
+    .venv/bin/python bench/checkpoints.py --quick   # 0.25 GB checkpoints, about five minutes
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -99,7 +101,7 @@ for name in sorted(os.listdir(sys.argv[1])):
 """,
     "plain script": """
 import os, sys, numpy as np
-paths = [os.path.join(sys.argv[1], n) for n in sorted(os.listdir(sys.argv[1]), key=lambda n: int(n.split('_')[1].split('.')[0]))]
+paths = [os.path.join(sys.argv[1], n) for n in sorted((n for n in os.listdir(sys.argv[1]) if n.startswith('model_')), key=lambda n: int(n.split('_')[1].split('.')[0]))]
 def opened(path):
     if path.endswith('.pt'):
         import torch
@@ -133,15 +135,22 @@ BUSY = "while True: sum(range(10**6))"
 """One busy process: a pure-Python loop holding one core, as a training job's does."""
 
 
-def measure(job: str, directory: str, fmt: str) -> tuple[float, int]:
+def measure(job: str, directory: str, fmt: str) -> tuple[float, int, float]:
+    """(wall seconds, peak RSS, CPU seconds: user + system, every thread) of ``job`` in a process of its own."""
     script = JOBS[job] + "\n" + _PEAK
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    cpu = _children_cpu()
     began = time.perf_counter()
     out = subprocess.run([sys.executable, "-c", script, directory, fmt], env=env, capture_output=True, text=True, check=True)
-    return time.perf_counter() - began, int(out.stdout.split()[-1])
+    return time.perf_counter() - began, int(out.stdout.split()[-1]), _children_cpu() - cpu
 
 
-def measure_beside(busy: int, job: str, directory: str, fmt: str) -> tuple[float, int]:
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def measure_beside(busy: int, job: str, directory: str, fmt: str) -> tuple[float, int, float]:
     """:func:`measure` with ``busy`` busy processes running beside it (stopped after)."""
     procs = [subprocess.Popen([sys.executable, "-c", BUSY]) for _ in range(busy)]
     try:
@@ -159,6 +168,8 @@ def main() -> None:
     p.add_argument("--checkpoints", type=int, default=3)
     p.add_argument("--formats", default="safetensors,torch,bf16")
     p.add_argument("--busy", type=int, default=0, help="also time every job beside this many busy processes")
+    p.add_argument("--repeat", type=int, default=3, help="runs of each job per load; the median is shown "
+                   "(one run's ratio swings 0.5-2x on a shared 2-core machine)")
     p.add_argument("--quick", action="store_true", help="0.25 GB checkpoints, safetensors and torch, --busy 2")
     p.add_argument("--keep", help="build the checkpoints here and keep them")
     args = p.parse_args()
@@ -176,19 +187,26 @@ def main() -> None:
             one = max(os.path.getsize(f) for f in files)
             measure("read floor", directory, fmt)  # warm the page cache
             print(f"## {fmt}: {len(files)} checkpoints x {one / 1e9:.2f} GB = {total / 1e9:.2f} GB")
-            head = "".join(f"{f'time/{n} busy':>14}{'x plain':>9}" for n in loads)
+            head = "".join(f"{f'time/{n} busy':>14}{'x plain':>9}{'CPU':>8}" for n in loads)
             print(f"{'job':<28}{head}{'MB/s':>9}{'peak RSS':>11}{'RSS / 1 ckpt':>14}")
-            times = {job: [measure_beside(n, job, directory, fmt) for n in loads] for job in JOBS}
+            runs: dict[str, list[list[tuple[float, int, float]]]] = {job: [[] for _ in loads] for job in JOBS}
+            for _ in range(args.repeat):  # round-robin, so that a change in the machine's load hits every job alike
+                for job in JOBS:
+                    for i, n in enumerate(loads):
+                        runs[job][i].append(measure_beside(n, job, directory, fmt))
+            # per job and load: the run of median wall time, with the highest peak of its runs
+            times = {job: [(*sorted(r)[len(r) // 2][::2], max(p for _, p, _ in r)) for r in timed] for job, timed in runs.items()}
             for job, timed in times.items():
                 cells = "".join(
-                    f"{seconds:>13.2f}s{seconds / times['plain script'][i][0]:>8.2f}x" for i, (seconds, _) in enumerate(timed)
+                    f"{seconds:>13.2f}s{seconds / times['plain script'][i][0]:>8.2f}x{cpu:>7.2f}s"
+                    for i, (seconds, cpu, _) in enumerate(timed)
                 )
-                seconds, peak = timed[0]
+                seconds, _, peak = timed[0]
                 print(f"{job:<28}{cells}{total / 1e6 / seconds:>9.0f}{peak / 1e6:>9.0f}MB{peak / one:>13.2f}x")
             ratios = [times["tb-stagnation checkpoints"][i][0] / times["plain script"][i][0] for i in range(len(loads))]
             print(f"target import <= 1.5x plain: {', '.join(f'{r:.2f}x ({n} busy)' for r, n in zip(ratios, loads))}: "
                   f"{'met' if max(ratios) <= 1.5 else 'NOT met'}")
-            peak, floor = times["tb-stagnation checkpoints"][0][1], times["library import"][0][1]
+            peak, floor = times["tb-stagnation checkpoints"][0][2], times["library import"][0][2]
             print(f"target import peak RSS < 1 checkpoint: {peak / one:.2f}x: {'met' if peak < one else 'NOT met'} "
                   f"(the library import alone {floor / one:.2f}x, the import above it {(peak - floor) / one:.2f}x); "
                   f"load average now {os.getloadavg()[0]:.2f}")
