@@ -27,7 +27,8 @@ that never changed sums to exactly 0; and keeps, per pair, the
 units. The per-unit squares come from the same pass as the tensor's sums:
 where a tensor has a unit axis its chunks are blocks of whole units' rows
 (about :data:`CHUNK` values, as :func:`tb_stagnation.writers.units.change_sq`
-takes them, whose per-unit sums these equal exactly; the writers use that),
+takes them, whose per-unit sums these equal exactly where a row fits in a
+chunk; the writers use that),
 so this adds one float64 per unit per tensor held, never a value per unit
 per pair, and the change is taken from memory once, not twice.
 
