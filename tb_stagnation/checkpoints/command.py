@@ -250,7 +250,7 @@ def pending(logdir: str) -> list[str]:
 class _progress:
     """A tqdm bar over the bytes read, on a terminal; a no-op elsewhere or without tqdm.
 
-    :meth:`update` advances it by bytes, :meth:`note` says what else moves (Ray's tasks).
+    :meth:`update` advances it by bytes, :meth:`note` says what else moves (Ray's blocks done in the window).
     """
 
     def __init__(self, total: int, description: str, shown: bool) -> None:
