@@ -14,6 +14,7 @@ leaves nothing else behind.
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import shutil
 import signal
@@ -66,8 +67,8 @@ def uninterrupted(series, tmp_path_factory) -> Path:
     return directory
 
 
-def _cli(source: Path | str, env: dict[str, str] = QUIET_ENV, **popen) -> subprocess.Popen | subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "tb_stagnation.cli", "checkpoints", str(source), "--quiet"]
+def _cli(source: Path | str, *options: str, env: dict[str, str] = QUIET_ENV, **popen) -> subprocess.Popen | subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "tb_stagnation.cli", "checkpoints", str(source), "--quiet", *options]
     if popen:
         return subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True, **popen)
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
@@ -125,18 +126,22 @@ def _assert_same_import(directory: Path, uninterrupted: Path) -> None:
     assert imported.imported(str(directory)).records == imported.imported(str(uninterrupted)).records
 
 
+def _assert_resumes(directory: Path, uninterrupted: Path, *options: str, env: dict[str, str] = QUIET_ENV) -> None:
+    """The killed import kept what it finished, and a re-run imports the rest only, to the uninterrupted records."""
+    kept = _written(directory)
+    assert KILL_AT <= kept < CHECKPOINTS  # killed halfway, what was finished kept
+    rerun = _cli(directory, *options, env=env)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"imported {CHECKPOINTS - kept} checkpoint(s)" in rerun.stderr
+    _assert_same_import(directory, uninterrupted)
+
+
 def test_an_import_killed_halfway_resumes_to_the_uninterrupted_records(series, uninterrupted, tmp_path) -> None:
     directory = Path(shutil.copytree(series, tmp_path / "run"))
     proc = _cli(directory, stdout=subprocess.DEVNULL)
     _kill_once_written(proc, directory)
     assert proc.returncode == -signal.SIGKILL
-    kept = _written(directory)
-    assert KILL_AT <= kept < CHECKPOINTS  # killed halfway, what was finished kept
-
-    rerun = _cli(directory)
-    assert rerun.returncode == 0, rerun.stderr
-    assert f"imported {CHECKPOINTS - kept} checkpoint(s)" in rerun.stderr
-    _assert_same_import(directory, uninterrupted)
+    _assert_resumes(directory, uninterrupted)
 
 
 def test_a_kill_in_the_middle_of_a_record_costs_only_that_checkpoint(series, uninterrupted, tmp_path) -> None:
@@ -154,6 +159,47 @@ def test_a_kill_in_the_middle_of_a_record_costs_only_that_checkpoint(series, uni
     assert rerun.returncode == 0, rerun.stderr
     assert f"imported {CHECKPOINTS - kept + 1} checkpoint(s)" in rerun.stderr
     _assert_same_import(directory, uninterrupted)
+
+
+# Ray's agents on the node (dashboard, runtime env) watch their raylet, and report its unexpected end to
+# the GCS, gone with it, for up to a minute (a 60 s timeout): seen outliving a killed driver by ~60 s, then
+# ending on their own. The test ends them; every other process must go with the driver.
+RAY_AGENTS = ("ray::DashboardAgent", "ray::RuntimeEnvAgent")
+
+
+def test_a_ray_driver_killed_halfway_leaves_no_ray_process_and_resumes_to_the_uninterrupted_records(
+    series, uninterrupted, tmp_path,
+) -> None:
+    """``--ray`` without an address: the driver starts a local Ray of its own (GCS, raylet, actors)
+    for the import. SIGKILLed, it stops none of them itself: they must end with it (Ray's agents
+    aside, ended here), and a re-run, on a Ray of its own, imports only what was not finished."""
+    pytest.importorskip("ray")
+    import psutil
+
+    directory = Path(shutil.copytree(series, tmp_path / "run"))
+    env = {**QUIET_ENV, "RAY_USAGE_STATS_ENABLED": "0", "RAY_ADDRESS": ""}  # a Ray started for the run
+    proc = _cli(directory, "--ray", env=env, stdout=subprocess.DEVNULL)
+    driver = psutil.Process(proc.pid)
+    started: dict[psutil.Process, str] = {}  # the driver's descendants, noted while they are
+
+    def note_ray_processes() -> None:
+        with contextlib.suppress(psutil.Error):
+            for child in driver.children(recursive=True):
+                with contextlib.suppress(psutil.Error):
+                    started[child] = child.name()  # its latest: a worker is named for its actor, and call
+
+    try:
+        _kill_once_written(proc, directory, fetch=note_ray_processes, every=0.1)
+        assert proc.returncode == -signal.SIGKILL, proc.stderr.read()
+        names = {name.partition(".")[0] for name in started.values()}  # "ray::_Block.measure" while in a call
+        assert {"gcs_server", "raylet", "ray::_Block"} <= names
+        _, alive = psutil.wait_procs([p for p, name in started.items() if name not in RAY_AGENTS], timeout=15)
+        assert not alive, [started[p] for p in alive]
+    finally:
+        for process in started:
+            with contextlib.suppress(psutil.Error):
+                process.kill()
+    _assert_resumes(directory, uninterrupted, "--ray", env=env)
 
 
 def _download(env: dict[str, str], prefix: str, directory: Path) -> Path:
