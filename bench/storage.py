@@ -9,6 +9,9 @@ process, on a free localhost port) and times the import, each in a fresh
 * from the bucket (``AWS_ENDPOINT_URL``), in one process;
 * with ``--ray`` on a local Ray cluster (``ray start --head --num-cpus N``,
   joined with ``--ray auto``) of 1 and 2 workers, from the bucket and from disk.
+  Each Ray job begins and ends with ``ray stop --force``, which stops every
+  Ray on the machine, not only the bench's: run it where no other Ray runs
+  (``--no-ray`` skips those jobs).
 
 Prints, per job, the import's own time (from its last line: reading,
 measuring, writing; not discovery or Ray's start), MB/s of tensor bytes
